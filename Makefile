@@ -1,0 +1,48 @@
+# callsys — the two commands: `make run` and `make test`. Both set everything up first.
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+CONFIG ?= config/qingdao.toml
+STORE  ?= file:var/callsys.db
+HOST   ?= 127.0.0.1
+PORT   ?= 8700
+# Debian packages the tests and the voice need (installed when missing).
+APT_PACKAGES := redis-server espeak-ng chromium
+
+.PHONY: setup run test bench clean system-packages
+
+setup: system-packages $(VENV)/.installed
+
+# Installs missing Debian packages with apt-get as root; otherwise prints the exact command.
+system-packages:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" -ne 0 ]; then \
+	    echo "missing system packages:$$missing"; \
+	    echo "run:  sudo apt-get update && sudo apt-get install -y$$missing"; exit 1; \
+	  fi; \
+	  echo "installing system packages:$$missing"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends$$missing >/dev/null; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found; install Python 3.11"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+run: setup
+	$(BIN)/callsys serve --config $(CONFIG) --store $(STORE) --host $(HOST) --port $(PORT)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python -m benchmarks.engine
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .hypothesis

@@ -1,0 +1,130 @@
+"""The ``callsys`` command line: one entry point, one sub-command per job.
+
+Sub-commands register themselves in :data:`COMMANDS` through :func:`command`; each gets an
+``argparse`` sub-parser (so ``--help`` works everywhere) and a function that runs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from typing import Callable
+
+from rich.console import Console
+from rich.table import Table
+
+from .errors import CallsysError
+from .hall import Hall, load_hall
+
+Setup = Callable[[argparse.ArgumentParser], None]
+Runner = Callable[[argparse.Namespace], int | None]
+COMMANDS: dict[tuple[str, ...], tuple[str, Setup, Runner]] = {}
+
+
+def command(*path: str, help: str) -> Callable[[Setup], Setup]:
+    """Register ``callsys <path...>``: decorate the parser setup; it must set ``run``."""
+
+    def register(setup: Setup) -> Setup:
+        COMMANDS[path] = (help, setup, None)  # type: ignore[assignment]
+        return setup
+
+    return register
+
+
+# ---------------------------------------------------------------------- config show
+
+
+@command("config", "show", help="summarise a hall file (floors, zones, windows, services)")
+def _config_show_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", help="hall file, e.g. config/qingdao.toml")
+    p.add_argument("--json", action="store_true", help="print the whole loaded hall as JSON")
+    p.set_defaults(run=_config_show)
+
+
+def _config_show(args: argparse.Namespace) -> int:
+    hall = load_hall(args.file)
+    if args.json:
+        print(json.dumps(hall.summary(), ensure_ascii=False, indent=2))
+        return 0
+    print_hall(hall, Console())
+    return 0
+
+
+def print_hall(hall: Hall, console: Console) -> None:
+    console.print(f"[bold]{hall.name.zh}[/] / {hall.name.en}  ([dim]{hall.id}, {hall.source}[/])")
+    console.print(f"{len(hall.floors)} floors, {len(hall.zones)} zones, {len(hall.windows)} windows, "
+                  f"{len(hall.services)} services, time zone {hall.timezone}")
+    per_zone = Counter(w.zone for w in hall.windows)
+    universal = Counter(w.zone for w in hall.windows if w.universal)
+    zones = Table(title="Zones")
+    for col in ("floor", "zone", "name", "windows", "universal"):
+        zones.add_column(col, justify="right" if col in ("floor", "windows", "universal") else "left")
+    for zone in sorted(hall.zones, key=lambda z: (z.floor, z.id)):
+        zones.add_row(str(zone.floor), zone.id, f"{zone.name.zh} {zone.name.en}",
+                      str(per_zone[zone.id]), str(universal[zone.id] or ""))
+    console.print(zones)
+    servers = Counter(code for w in hall.windows for code in w.skills)
+    services = Table(title="Services")
+    for col in ("code", "prefix", "name", "group", "min", "target wait", "windows", "slot cap"):
+        services.add_column(col)
+    for s in hall.services:
+        services.add_row(s.code, s.prefix, f"{s.name.zh} {s.name.en}", s.group, f"{s.minutes:g}",
+                         f"{s.target_wait_s / 60:g} min", str(servers[s.code]),
+                         str(hall.appointments.capacity[s.code]))
+    console.print(services)
+    days = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+    hours = "; ".join(
+        f"{d} " + (", ".join(f"{a // 60:02d}:{a % 60:02d}-{b // 60:02d}:{b % 60:02d}" for a, b in s) or "closed")
+        for d, s in zip(days, hall.hours.week)
+    )
+    console.print(f"Hours: {hours}")
+    p = hall.policy
+    console.print(f"Policy: appointment credit {p.appointment_credit_s / 60:g} min, green credit "
+                  f"{p.green_credit_s / 60:g} min, interleave {list(p.interleave) or 'off'}, wait threshold "
+                  f"{'on' if p.wait_threshold else 'off'}, skill order {p.skill_order}, recall limit {p.recall_limit}")
+
+
+# ---------------------------------------------------------------------- entry point
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="callsys", description="Queue and window-calling server for service halls.")
+    groups: dict[tuple[str, ...], argparse._SubParsersAction] = {(): parser.add_subparsers(dest="command", required=True)}
+    for path, (help_text, setup, _) in sorted(COMMANDS.items()):
+        for depth in range(1, len(path)):
+            prefix = path[:depth]
+            if prefix not in groups:
+                sub = groups[path[: depth - 1]].add_parser(path[depth - 1], help=f"{path[depth - 1]} commands")
+                groups[prefix] = sub.add_subparsers(dest="_".join(prefix), required=True)
+        setup(groups[path[:-1]].add_parser(path[-1], help=help_text, description=help_text))
+    return parser
+
+
+def _load_plugins() -> None:
+    """Import the modules that register further sub-commands (server, clients, simulator)."""
+    import importlib
+
+    for name in ("callsys.server_cli", "callsys.tools", "sim.cli"):
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    _load_plugins()
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args) or 0
+    except CallsysError as exc:
+        print(f"callsys: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,438 @@
+"""The merged-queue engine: ``decide(state, command) -> events`` and ``apply(state, event)``.
+
+Pure and deterministic: no I/O, no clock (time arrives in each command), no trio. The
+server and the simulator run this same code::
+
+    engine = QueueEngine(hall)
+    events = engine.execute(TakeNumber(at=t, service="PF-WD"))   # decide + apply
+
+A rejected command raises an :class:`~callsys.errors.EngineError` and changes nothing.
+``decide`` only reads the state, except that it moves the state's time horizon forward
+(queueing early check-ins whose slot has begun) — a function of time alone that replay
+reproduces, see :meth:`HallState.advance`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping
+
+from . import commands as cmd
+from . import errors as err
+from . import events as ev
+from .hall import UNIVERSAL, Hall
+from .policy import rank_of, select
+from .state import (BOOKED, CALLED, CLOSED, NO_SHOW, OPEN, PARKED, PAUSED, SERVING, WAITING,
+                    HallState, Ticket, WindowState, apply)
+
+__all__ = ["decide", "apply", "QueueEngine", "Position", "EngineStatistics"]
+
+RATINGS = (None, "good", "bad")
+CHANNELS = ("kiosk", "qr")
+
+
+def decide(state: HallState, command: cmd.Command) -> list[ev.Event]:
+    """The events *command* causes in *state*.
+
+    Raises:
+        EngineError: the command is not allowed now (the caller's fault); nothing changed.
+    """
+    handler = _DECIDE.get(command.kind)
+    if handler is None:
+        raise err.InvalidArgument(f"unknown command {command.kind!r}")
+    now = state.advance(command.at)
+    return handler(state, command, now)
+
+
+# ---------------------------------------------------------------------- lookups
+
+
+def _window(state: HallState, window_id: int) -> WindowState:
+    window = state.windows.get(window_id)
+    if window is None:
+        raise err.UnknownWindow(f"window {window_id} does not exist in hall {state.hall.id!r}", window=window_id)
+    return window
+
+
+def _service(state: HallState, code: str) -> None:
+    if code not in state.hall.services_by_code:
+        raise err.UnknownService(f"service {code!r} is not offered in hall {state.hall.id!r}", service=code)
+
+
+def _ticket(state: HallState, ref: cmd.TicketRef) -> Ticket:
+    if isinstance(ref, str):
+        ticket = state.ticket_by_number(ref)
+    else:
+        ticket = state.tickets.get(ref)
+    if ticket is None:
+        raise err.UnknownTicket(f"no ticket {ref!r} today", ticket=ref)
+    return ticket
+
+
+def _expect(ticket: Ticket, *statuses: str) -> None:
+    if ticket.status not in statuses:
+        raise err.InvalidState(
+            f"ticket {ticket.number or ticket.id} is {ticket.status}, expected {' or '.join(statuses)}",
+            ticket=ticket.id, status=ticket.status,
+        )
+
+
+def _current(state: HallState, window_id: int, *statuses: str) -> tuple[WindowState, Ticket]:
+    window = _window(state, window_id)
+    if window.current is None:
+        raise err.WindowIdle(f"window {window_id} has nobody called or in service", window=window_id)
+    ticket = state.tickets[window.current]
+    _expect(ticket, *statuses)
+    return window, ticket
+
+
+def _ready(window: WindowState) -> None:
+    """A window may call only when open, unpaused and free."""
+    if window.status != OPEN:
+        raise err.WindowClosed(f"window {window.id} is {window.status}", window=window.id, status=window.status)
+    if window.current is not None:
+        raise err.WindowBusy(f"window {window.id} already has ticket {window.current} called or in service",
+                             window=window.id, ticket=window.current)
+
+
+def _number(state: HallState, service: str, at: float) -> tuple[str, int, int]:
+    """(display number, day, sequence) for the next ticket of *service* at *at*."""
+    hall = state.hall
+    day = state.calendar.day(at).ordinal if hall.reset_daily else 0
+    seq = (state.counters.get(service, 0) if state.day == day else 0) + 1
+    prefix = hall.services_by_code[service].prefix
+    return f"{prefix}{seq:0{hall.number_width}d}", day, seq
+
+
+def _issuing(state: HallState, at: float) -> None:
+    day, minute = state.calendar.minute(at)
+    if not state.hall.hours.issuing(day.weekday, minute):
+        raise err.HallClosed(f"hall {state.hall.id!r} is not issuing numbers at this time", at=at)
+
+
+# ---------------------------------------------------------------------- citizen side
+
+
+def _take_number(state: HallState, c: cmd.TakeNumber, now: float) -> list[ev.Event]:
+    _service(state, c.service)
+    if c.channel not in CHANNELS:
+        raise err.InvalidArgument(f"channel must be one of {CHANNELS}, got {c.channel!r}", channel=c.channel)
+    _issuing(state, now)
+    policy = state.hall.policy
+    number, day, seq = _number(state, c.service, now)
+    klass = "priority" if c.green else "normal"
+    rank = rank_of(now, green=c.green, credit=0.0, green_credit=policy.green_credit_s)
+    return [ev.TicketIssued(now, state.next_id, number, c.service, c.channel, c.green, klass, rank, day, seq)]
+
+
+def _book_slot(state: HallState, c: cmd.BookSlot, now: float) -> list[ev.Event]:
+    _service(state, c.service)
+    rules = state.hall.appointments
+    capacity = rules.capacity[c.service]
+    if capacity == 0:
+        raise err.InvalidSlot(f"service {c.service!r} takes no appointments", service=c.service)
+    slot_s = rules.slot_minutes * 60
+    day, minute = state.calendar.minute(c.slot_start)
+    on_grid = any(
+        start <= minute and minute + rules.slot_minutes <= end and (minute - start) % rules.slot_minutes == 0
+        for start, end in state.hall.hours.sessions(day.weekday)
+    )
+    if not on_grid:
+        raise err.InvalidSlot("the slot is not on the hall's appointment grid", slot_start=c.slot_start)
+    if c.slot_start + slot_s <= now:
+        raise err.InvalidSlot("the slot is over", slot_start=c.slot_start)
+    if state.bookings[(c.service, c.slot_start)] >= capacity:
+        raise err.SlotFull(f"the slot is fully booked for {c.service!r} ({capacity} places)",
+                           service=c.service, slot_start=c.slot_start, capacity=capacity)
+    return [ev.SlotBooked(now, state.next_id, c.service, c.slot_start, c.slot_start + slot_s, c.green)]
+
+
+def _check_in(state: HallState, c: cmd.CheckIn, now: float) -> list[ev.Event]:
+    ticket = _ticket(state, c.ticket)
+    _expect(ticket, BOOKED)
+    hall = state.hall
+    rules, policy = hall.appointments, hall.policy
+    if now < ticket.slot_start - rules.early_checkin_s:
+        raise err.CheckInRejected("too early: check-in opens before the slot",
+                                  ticket=ticket.id, opens_at=ticket.slot_start - rules.early_checkin_s)
+    _issuing(state, now)
+    late = now > ticket.slot_end + rules.late_grace_s
+    if late and rules.late_rule == "reject":
+        raise err.CheckInRejected("too late for the booked slot; please take a number", ticket=ticket.id)
+    number, day, seq = _number(state, ticket.service, now)
+    if late:  # queued like a walk-in: no appointment credit
+        klass = "priority" if ticket.green else "normal"
+        rank = rank_of(now, green=ticket.green, credit=0.0, green_credit=policy.green_credit_s)
+        not_before = now
+    else:
+        klass = "priority" if ticket.green or policy.appointment_class == "priority" else "normal"
+        not_before = max(now, ticket.slot_start)
+        rank = rank_of(not_before, green=ticket.green, credit=policy.appointment_credit_s,
+                       green_credit=policy.green_credit_s)
+    return [ev.CheckedIn(now, ticket.id, number, klass, rank, not_before, day, seq, late)]
+
+
+def _cancel(state: HallState, c: cmd.Cancel, now: float) -> list[ev.Event]:
+    ticket = _ticket(state, c.ticket)
+    _expect(ticket, BOOKED, WAITING)
+    return [ev.TicketCancelled(now, ticket.id)]
+
+
+def _requeue(state: HallState, c: cmd.Requeue, now: float) -> list[ev.Event]:
+    ticket = _ticket(state, c.ticket)
+    _expect(ticket, NO_SHOW)
+    _issuing(state, now)
+    rank = ticket.rank if state.hall.policy.requeue == "keep" else now
+    return [ev.TicketRequeued(now, ticket.id, rank)]
+
+
+def _return_ticket(state: HallState, c: cmd.ReturnTicket, now: float) -> list[ev.Event]:
+    ticket = _ticket(state, c.ticket)
+    _expect(ticket, PARKED)
+    return [ev.TicketReturned(now, ticket.id, ticket.window)]
+
+
+# ---------------------------------------------------------------------- clerk side
+
+
+def _call_next(state: HallState, c: cmd.CallNext, now: float) -> list[ev.Event]:
+    window = _window(state, c.window)
+    _ready(window)
+    tid = select(state.book, window, now, wait_threshold=state.hall.policy.wait_threshold)
+    if tid is None:
+        raise err.QueueEmpty(f"nobody waits for the services of window {window.id}", window=window.id)
+    ticket = state.tickets[tid]
+    return [ev.TicketCalled(now, tid, window.id, ticket.number, ticket.service, False)]
+
+
+def _call_number(state: HallState, c: cmd.CallNumber, now: float) -> list[ev.Event]:
+    window = _window(state, c.window)
+    _ready(window)
+    ticket = _ticket(state, c.ticket)
+    _expect(ticket, WAITING)
+    mine = state.book.where.get(ticket.id, (None, None))[1] == window.id
+    if not mine and ticket.service not in window.skillset:
+        raise err.InvalidState(f"window {window.id} does not serve {ticket.service!r}",
+                               window=window.id, service=ticket.service)
+    return [ev.TicketCalled(now, ticket.id, window.id, ticket.number, ticket.service, True)]
+
+
+def _recall(state: HallState, c: cmd.Recall, now: float) -> list[ev.Event]:
+    window, ticket = _current(state, c.window, CALLED)
+    limit = state.hall.policy.recall_limit
+    if ticket.recalls >= limit:
+        raise err.RecallLimit(f"{ticket.number} was recalled {limit} times already; mark no-show",
+                              ticket=ticket.id, recalls=ticket.recalls, limit=limit)
+    return [ev.TicketRecalled(now, ticket.id, window.id, ticket.number, ticket.recalls + 1)]
+
+
+def _no_show(state: HallState, c: cmd.NoShow, now: float) -> list[ev.Event]:
+    window, ticket = _current(state, c.window, CALLED)
+    limit = state.hall.policy.recall_limit
+    if ticket.recalls < limit:
+        raise err.RecallLimit(f"recall {ticket.number} {limit - ticket.recalls} more time(s) before no-show",
+                              ticket=ticket.id, recalls=ticket.recalls, limit=limit)
+    return [ev.TicketNoShow(now, ticket.id, window.id)]
+
+
+def _start(state: HallState, c: cmd.StartService, now: float) -> list[ev.Event]:
+    window, ticket = _current(state, c.window, CALLED)
+    return [ev.ServiceStarted(now, ticket.id, window.id)]
+
+
+def _finish(state: HallState, c: cmd.FinishService, now: float) -> list[ev.Event]:
+    if c.rating not in RATINGS:
+        raise err.InvalidArgument(f"rating must be 'good', 'bad' or none, got {c.rating!r}", rating=c.rating)
+    if c.score is not None and (isinstance(c.score, bool) or not isinstance(c.score, int) or not 1 <= c.score <= 5):
+        raise err.InvalidArgument(f"score must be a whole number 1..5, got {c.score!r}", score=c.score)
+    window, ticket = _current(state, c.window, CALLED, SERVING)
+    return [ev.ServiceFinished(now, ticket.id, window.id, c.rating, c.score)]
+
+
+def _transfer(state: HallState, c: cmd.Transfer, now: float) -> list[ev.Event]:
+    if (c.service is None) == (c.to_window is None):
+        raise err.InvalidArgument("transfer takes exactly one of service or to_window")
+    window, ticket = _current(state, c.window, CALLED, SERVING)
+    service = ticket.service
+    if c.service is not None:
+        _service(state, c.service)
+        service = c.service
+    else:
+        _window(state, c.to_window)
+        if c.to_window == window.id:
+            raise err.InvalidArgument("cannot transfer a ticket to its own window", window=window.id)
+    return [ev.TicketTransferred(now, ticket.id, window.id, service, c.to_window)]
+
+
+def _park(state: HallState, c: cmd.Park, now: float) -> list[ev.Event]:
+    window, ticket = _current(state, c.window, CALLED, SERVING)
+    return [ev.TicketParked(now, ticket.id, window.id)]
+
+
+def _window_move(source: tuple[str, ...], event: type[ev.Event], *, idle: bool) -> Callable:
+    """A window status change allowed from *source* statuses (and only when idle if *idle*)."""
+
+    def handler(state: HallState, c: cmd.WindowCommand, now: float) -> list[ev.Event]:
+        window = _window(state, c.window)
+        if window.status not in source:
+            raise err.InvalidState(f"window {window.id} is {window.status}", window=window.id, status=window.status)
+        if idle and window.current is not None:
+            raise err.WindowBusy(f"window {window.id} still has ticket {window.current}; finish, transfer or park it",
+                                 window=window.id, ticket=window.current)
+        return [event(now, window.id)]
+
+    return handler
+
+
+# ---------------------------------------------------------------------- manager side
+
+
+def _reassign(state: HallState, c: cmd.ReassignSkills, now: float) -> list[ev.Event]:
+    window = _window(state, c.window)
+    skills = tuple(c.skills)
+    if not skills:
+        raise err.InvalidArgument("a window needs at least one service", window=window.id)
+    if skills == (UNIVERSAL,):
+        skills = tuple(s.code for s in state.hall.services)
+    for code in skills:
+        _service(state, code)
+    if len(set(skills)) != len(skills):
+        raise err.InvalidArgument("a service is listed twice", window=window.id)
+    return [ev.SkillsReassigned(now, window.id, skills)]
+
+
+def _reset_day(state: HallState, c: cmd.ResetDay, now: float) -> list[ev.Event]:
+    open_statuses = (WAITING, CALLED, SERVING, PARKED, NO_SHOW)
+    expired = tuple(
+        t.id for t in state.tickets.values()
+        if t.status in open_statuses or (t.status == BOOKED and t.slot_end <= now)
+    )
+    return [ev.DayReset(now, expired)]
+
+
+_DECIDE: dict[str, Callable[[HallState, Any, float], list[ev.Event]]] = {
+    cmd.TakeNumber.kind: _take_number,
+    cmd.BookSlot.kind: _book_slot,
+    cmd.CheckIn.kind: _check_in,
+    cmd.Cancel.kind: _cancel,
+    cmd.Requeue.kind: _requeue,
+    cmd.ReturnTicket.kind: _return_ticket,
+    cmd.CallNext.kind: _call_next,
+    cmd.CallNumber.kind: _call_number,
+    cmd.Recall.kind: _recall,
+    cmd.NoShow.kind: _no_show,
+    cmd.StartService.kind: _start,
+    cmd.FinishService.kind: _finish,
+    cmd.Transfer.kind: _transfer,
+    cmd.Park.kind: _park,
+    cmd.Pause.kind: _window_move((OPEN,), ev.WindowPaused, idle=True),
+    cmd.Resume.kind: _window_move((PAUSED,), ev.WindowResumed, idle=False),
+    cmd.OpenWindow.kind: _window_move((CLOSED,), ev.WindowOpened, idle=False),
+    cmd.CloseWindow.kind: _window_move((OPEN, PAUSED), ev.WindowClosed, idle=True),
+    cmd.ReassignSkills.kind: _reassign,
+    cmd.ResetDay.kind: _reset_day,
+}
+
+
+# ---------------------------------------------------------------------- the engine object
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a ticket stands: status, tickets ahead in its queue, estimated wait (s)."""
+
+    ticket: int
+    number: str | None
+    status: str
+    ahead: int
+    estimated_wait_s: float | None
+    window: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class EngineStatistics:
+    waiting: int
+    held: int
+    windows_open: int
+    windows_busy: int
+    windows_paused: int
+    tickets: int
+    totals: Mapping[str, int]
+    waiting_by_service: Mapping[str, int]
+
+
+class QueueEngine:
+    """One hall's engine: its state plus ``decide``/``apply``.
+
+    Args:
+        hall: the compiled hall configuration.
+        state: an existing state (e.g. restored from a snapshot); a fresh one by default.
+    """
+
+    def __init__(self, hall: Hall, state: HallState | None = None) -> None:
+        self.hall = hall
+        self.state = state if state is not None else HallState(hall)
+
+    def decide(self, command: cmd.Command) -> list[ev.Event]:
+        return decide(self.state, command)
+
+    def apply(self, event: ev.Event) -> None:
+        apply(self.state, event)
+
+    def apply_all(self, events: Iterable[ev.Event]) -> None:
+        for event in events:
+            apply(self.state, event)
+
+    def execute(self, command: cmd.Command) -> list[ev.Event]:
+        """Decide and apply *command*; return its events (raises EngineError when rejected)."""
+        events = decide(self.state, command)
+        for event in events:
+            apply(self.state, event)
+        return events
+
+    def snapshot(self) -> dict[str, Any]:
+        return self.state.snapshot()
+
+    @classmethod
+    def restore(cls, hall: Hall, snapshot: Mapping[str, Any] | None, events: Iterable[ev.Event] = ()) -> "QueueEngine":
+        """An engine from a snapshot (or from scratch) with *events* folded on top."""
+        state = HallState.from_snapshot(hall, dict(snapshot)) if snapshot else HallState(hall)
+        engine = cls(hall, state)
+        engine.apply_all(events)
+        return engine
+
+    def ticket(self, ref: cmd.TicketRef) -> Ticket:
+        """The ticket with this id or today's number (raises UnknownTicket)."""
+        return _ticket(self.state, ref)
+
+    def position(self, ref: cmd.TicketRef) -> Position:
+        """Tickets ahead of *ref* in its queue and its estimated wait.
+
+        The estimate is (tickets ahead + 1) x the service's expected minutes, shared by the
+        open windows that serve it; None when no open window serves it.
+        """
+        state = self.state
+        ticket = _ticket(state, ref)
+        if ticket.id not in state.book:
+            return Position(ticket.id, ticket.number, ticket.status, 0, None, ticket.window)
+        ahead = state.book.ahead_of(ticket.id)
+        target = state.book.where.get(ticket.id, (None, None, None))[1]
+        servers = 1 if isinstance(target, int) else state.servers[ticket.service]
+        minutes = state.hall.services_by_code[ticket.service].minutes
+        estimate = (ahead + 1) * minutes * 60 / servers if servers > 0 else None
+        return Position(ticket.id, ticket.number, ticket.status, ahead, estimate, ticket.window)
+
+    def statistics(self) -> EngineStatistics:
+        state = self.state
+        statuses = [w.status for w in state.windows.values()]
+        codes = [s.code for s in self.hall.services]
+        return EngineStatistics(
+            waiting=len(state.book.where),
+            held=len(state.book.held),
+            windows_open=statuses.count(OPEN),
+            windows_busy=sum(1 for w in state.windows.values() if w.current is not None),
+            windows_paused=statuses.count(PAUSED),
+            tickets=len(state.tickets),
+            totals=dict(state.totals),
+            waiting_by_service={code: state.book.waiting(code) for code in codes},
+        )

@@ -1,0 +1,128 @@
+"""Every error callsys raises on purpose, one base class per layer.
+
+Each error carries a stable machine-readable ``code`` (sent to clients in error frames)
+and says in its docstring who is at fault.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class CallsysError(Exception):
+    """Base of all callsys errors."""
+
+    code: ClassVar[str] = "error"
+
+
+class ConfigError(CallsysError):
+    """A hall file is wrong. The fault is the file's author; the message names file and key."""
+
+    code = "config_error"
+
+    def __init__(self, file: str, key: str, problem: str) -> None:
+        self.file, self.key, self.problem = file, key, problem
+        where = f"{file}: {key}" if key else file
+        super().__init__(f"{where}: {problem}")
+
+
+class EngineError(CallsysError):
+    """A command the engine rejects. The fault is the caller's; the state is unchanged.
+
+    ``details`` holds the values that explain the rejection (window id, ticket, status...),
+    so a client can act on them without parsing the message.
+    """
+
+    code = "rejected"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, **({"details": self.details} if self.details else {})}
+
+
+class UnknownWindow(EngineError):
+    """The command names a window the hall does not have."""
+
+    code = "unknown_window"
+
+
+class UnknownService(EngineError):
+    """The command names a service the hall does not offer."""
+
+    code = "unknown_service"
+
+
+class UnknownTicket(EngineError):
+    """No ticket (or booking) with that id or number exists today."""
+
+    code = "unknown_ticket"
+
+
+class InvalidState(EngineError):
+    """The ticket or window is not in a state that allows the command."""
+
+    code = "invalid_state"
+
+
+class WindowClosed(EngineError):
+    """The window is closed or paused; open or resume it first."""
+
+    code = "window_closed"
+
+
+class WindowBusy(EngineError):
+    """The window already has a citizen called or in service (e.g. a double "next")."""
+
+    code = "window_busy"
+
+
+class WindowIdle(EngineError):
+    """The command acts on the window's current citizen, but it has none."""
+
+    code = "window_idle"
+
+
+class QueueEmpty(EngineError):
+    """Nobody is waiting for any service this window serves."""
+
+    code = "queue_empty"
+
+
+class HallClosed(EngineError):
+    """The hall is not issuing numbers at this time (outside opening hours or past cut-off)."""
+
+    code = "hall_closed"
+
+
+class InvalidSlot(EngineError):
+    """The appointment slot is not on the hall's slot grid, is in the past, or the service is not bookable."""
+
+    code = "invalid_slot"
+
+
+class SlotFull(EngineError):
+    """The appointment slot has no capacity left for that service."""
+
+    code = "slot_full"
+
+
+class CheckInRejected(EngineError):
+    """Check-in is too early or too late for the booked slot under the hall's rules."""
+
+    code = "checkin_rejected"
+
+
+class RecallLimit(EngineError):
+    """Recall asked past the hall's recall limit, or no-show asked before reaching it."""
+
+    code = "recall_limit"
+
+
+class InvalidArgument(EngineError):
+    """A command field has a value outside its domain (bad rating, empty skill list...)."""
+
+    code = "invalid_argument"

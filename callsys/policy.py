@@ -1,0 +1,96 @@
+"""Queue policy: who a window calls next, and where a ticket ranks.
+
+This is where the hall's calling rules live (see ``[policy]`` in a hall file):
+
+* **Rank**: a ticket's place in line is a time. Kiosk/QR tickets rank at their issue time;
+  an appointment at the later of its slot start and its check-in, minus the appointment
+  credit; a green-channel ticket (elderly, disabled, pregnant) minus the green credit.
+  Older ranks win, so waiting long always helps (aging is built in).
+* **Window's own queue first**: a citizen transferred or returned to *this* window.
+* **Wait threshold** (``wait_threshold``): a service whose head has waited past its
+  ``target_wait_min`` is called first, the longest overdue first.
+* **Interleave** (``interleave = [n, p]``): n normal calls then p priority calls per cycle,
+  each class falling back to the other when empty, so neither class starves.
+* **Skill order** (``skill_order``): ``"rank"`` takes the best rank over all skills;
+  ``"strict"`` serves skills in listed order (primary service first).
+"""
+
+from __future__ import annotations
+
+from typing import Final, Protocol
+
+from .queues import CLASSES, QueueBook
+
+# A window serving more services than this finds its best head by walking the global
+# heads index instead of looking at each of its services in turn.
+SCAN_ABOVE: Final = 8
+
+
+class WindowView(Protocol):
+    id: int
+    skills: tuple[str, ...]
+    skillset: frozenset[str]
+    skill_order: str
+    interleave: tuple[int, ...]
+    cycle: int
+
+
+def rank_of(at: float, *, green: bool, credit: float, green_credit: float) -> float:
+    """The rank time of a ticket that becomes eligible at *at* with an optional *credit*."""
+    return at - credit - (green_credit if green else 0.0)
+
+
+def preferred_class(window: WindowView) -> str:
+    """The class this window's interleave cycle asks for now."""
+    normal, _ = window.interleave
+    return "normal" if window.cycle < normal else "priority"
+
+
+def next_cycle(window: WindowView, called_class: str) -> int:
+    """The cycle position after calling a ticket of *called_class*.
+
+    The cycle moves only when the preferred class was served; a fallback call (preferred
+    class empty) leaves it, so the starved class is first in line the moment it appears.
+    """
+    if not window.interleave or called_class != preferred_class(window):
+        return window.cycle
+    return (window.cycle + 1) % sum(window.interleave)
+
+
+def select(book: QueueBook, window: WindowView, now: float, *, wait_threshold: bool) -> int | None:
+    """The ticket *window* should call at *now*, or None when nobody eligible waits."""
+    own = book.direct_head(window.id)
+    if own is not None:
+        return own[1]
+    if wait_threshold:
+        late = book.overdue(window.skillset, now)
+        if late is not None:
+            return late
+    if window.interleave:
+        first = preferred_class(window)
+        for klass in (first, "priority" if first == "normal" else "normal"):
+            hit = _best(book, window, (klass,))
+            if hit is not None:
+                return hit[1]
+        return None
+    hit = _best(book, window, CLASSES)
+    return None if hit is None else hit[1]
+
+
+def _best(book: QueueBook, window: WindowView, classes: tuple[str, ...]) -> tuple[float, int] | None:
+    if window.skill_order == "strict":
+        for code in window.skills:
+            hit = _min(book.head(code, klass) for klass in classes)
+            if hit is not None:
+                return hit
+        return None
+    scan = len(window.skills) > SCAN_ABOVE
+    return _min(book.best_head(window.skills, window.skillset, klass, scan) for klass in classes)
+
+
+def _min(entries) -> tuple[float, int] | None:
+    best = None
+    for entry in entries:
+        if entry is not None and (best is None or entry < best):
+            best = entry
+    return best

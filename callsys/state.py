@@ -1,0 +1,431 @@
+"""The hall's state and ``apply``: the fold of events.
+
+``HallState`` is owned by one writer (the server's engine task, or the simulator) and is
+mutated in place by :func:`apply` — copying a 400-window hall with 10,000 waiting tickets
+on every event would make each operation O(n) instead of O(log n). ``apply`` never
+decides anything: everything it needs is in the event, so folding the log from scratch
+rebuilds the same state (see :meth:`HallState.snapshot`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Callable
+
+from . import events as ev
+from .hall import Hall
+from .policy import next_cycle
+from .queues import QueueBook
+
+# Ticket statuses. Open ones hold a place in the hall; final ones are history.
+BOOKED = "booked"          # appointment, not yet checked in (not queued)
+WAITING = "waiting"        # queued (or checked in early and held until the slot)
+CALLED = "called"          # called to a window, citizen walking there
+SERVING = "serving"        # at the window
+PARKED = "parked"          # set aside by a clerk, will return to that window
+NO_SHOW = "no_show"        # did not come after the recall limit (may be re-queued)
+DONE = "done"
+CANCELLED = "cancelled"
+EXPIRED = "expired"
+FINAL = frozenset({DONE, CANCELLED, EXPIRED})
+
+# Window statuses.
+CLOSED, OPEN, PAUSED = "closed", "open", "paused"
+
+
+@dataclass(slots=True)
+class Ticket:
+    id: int
+    service: str
+    channel: str
+    green: bool
+    status: str
+    issued_at: float
+    number: str | None = None
+    klass: str = "normal"
+    rank: float | None = None
+    day: int | None = None
+    slot_start: float | None = None
+    slot_end: float | None = None
+    checked_in_at: float | None = None
+    late: bool = False
+    eligible_at: float | None = None
+    called_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    window: int | None = None
+    recalls: int = 0
+    transfers: int = 0
+    rating: str | None = None
+    score: int | None = None
+
+
+@dataclass(slots=True)
+class WindowState:
+    id: int
+    skills: tuple[str, ...]
+    skill_order: str
+    interleave: tuple[int, ...]
+    status: str = CLOSED
+    current: int | None = None
+    cycle: int = 0
+    skillset: frozenset[str] = field(default=frozenset())
+    served: int = 0
+
+    def __post_init__(self) -> None:
+        self.skillset = frozenset(self.skills)
+
+
+@dataclass(frozen=True, slots=True)
+class Day:
+    """One local calendar day of the hall, as POSIX seconds."""
+
+    ordinal: int
+    weekday: int  # 0 = Monday
+    start: float  # local midnight
+    end: float  # next local midnight
+
+
+class HallCalendar:
+    """Maps POSIX time to the hall's local days (memoised: the same day is asked often)."""
+
+    def __init__(self, hall: Hall) -> None:
+        self.hall = hall
+        self._last: Day | None = None
+
+    def day(self, at: float) -> Day:
+        last = self._last
+        if last is not None and last.start <= at < last.end:
+            return last
+        local = self.hall.local_time(at)
+        midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+        following = (midnight + timedelta(days=1)).replace(tzinfo=None)
+        end = datetime(following.year, following.month, following.day, tzinfo=self.hall.tz).timestamp()
+        self._last = Day(midnight.toordinal(), midnight.weekday(), midnight.timestamp(), end)
+        return self._last
+
+    def minute(self, at: float) -> tuple[Day, float]:
+        """(day, minutes since local midnight) at *at*."""
+        day = self.day(at)
+        return day, (at - day.start) / 60.0
+
+
+class HallState:
+    """Everything the engine knows about one hall, right now."""
+
+    def __init__(self, hall: Hall) -> None:
+        self.hall = hall
+        self.calendar = HallCalendar(hall)
+        self.tickets: dict[int, Ticket] = {}
+        self.windows: dict[int, WindowState] = {
+            w.id: WindowState(w.id, w.skills, w.skill_order, w.interleave) for w in hall.windows
+        }
+        self.book = QueueBook({s.code: s.target_wait_s for s in hall.services})
+        self.numbers: dict[str, int] = {}  # today's display number -> ticket id
+        self.counters: dict[str, int] = {}  # service -> last sequence number today
+        self.day: int | None = None  # local day ordinal the counters belong to
+        self.bookings: Counter[tuple[str, float]] = Counter()  # (service, slot start) -> booked
+        self.servers: Counter[str] = Counter()  # service -> open windows serving it
+        self.next_id = 1
+        self.horizon = float("-inf")  # latest time seen; held tickets up to it are released
+        self.totals: Counter[str] = Counter()  # issued, called, served, no_show, ...
+
+    # ------------------------------------------------------------------ time
+
+    def advance(self, now: float) -> float:
+        """Move the time horizon to *now* (never back) and queue early check-ins whose slot began.
+
+        A function of time alone: doing it early (while deciding) or late (while applying
+        the next event) gives the same state, which is why replay equals live.
+        """
+        if now > self.horizon:
+            self.horizon = now
+            if self.book.pending:
+                self.book.release(now)
+        return self.horizon
+
+    # ------------------------------------------------------------------ helpers
+
+    def ticket_by_number(self, number: str) -> Ticket | None:
+        tid = self.numbers.get(number)
+        return None if tid is None else self.tickets[tid]
+
+    def queue_key(self, ticket: Ticket) -> tuple[str, str]:
+        return (ticket.service, ticket.klass)
+
+    def set_window_active(self, window: WindowState, active: bool) -> None:
+        step = 1 if active else -1
+        for code in window.skills:
+            self.servers[code] += step
+
+    def snapshot(self) -> dict[str, Any]:
+        """The logical state as plain data: what a snapshot stores and what replay must equal."""
+        held = {tid: not_before for tid, (not_before, _, _) in self.book.held.items()}
+        return {
+            "hall": self.hall.id,
+            "next_id": self.next_id,
+            "day": self.day,
+            "horizon": self.horizon if self.horizon != float("-inf") else None,
+            "counters": dict(sorted(self.counters.items())),
+            "bookings": sorted([s, t, n] for (s, t), n in self.bookings.items() if n),
+            "totals": dict(sorted(self.totals.items())),
+            "tickets": [
+                [getattr(t, name) for name in Ticket.__slots__] + [self._queue_of(t.id), held.get(t.id)]
+                for t in sorted(self.tickets.values(), key=lambda t: t.id)
+            ],
+            "windows": [
+                [w.id, w.status, list(w.skills), w.current, w.cycle, w.served]
+                for w in sorted(self.windows.values(), key=lambda w: w.id)
+            ],
+        }
+
+    def _queue_of(self, tid: int) -> Any:
+        if tid in self.book.held:
+            key = self.book.held[tid][2]
+        elif tid in self.book.where:
+            key = self.book.where[tid][1]
+        else:
+            return None
+        return key if isinstance(key, int) else list(key)
+
+    @classmethod
+    def from_snapshot(cls, hall: Hall, data: dict[str, Any]) -> "HallState":
+        """Rebuild a state from :meth:`snapshot` output."""
+        if data["hall"] != hall.id:
+            raise ValueError(f"snapshot of hall {data['hall']!r} does not belong to hall {hall.id!r}")
+        state = cls(hall)
+        state.next_id = data["next_id"]
+        state.day = data["day"]
+        state.horizon = data["horizon"] if data["horizon"] is not None else float("-inf")
+        state.counters = dict(data["counters"])
+        state.bookings = Counter({(s, t): n for s, t, n in data["bookings"]})
+        state.totals = Counter(data["totals"])
+        names = Ticket.__slots__
+        for row in data["tickets"]:
+            ticket = Ticket(**dict(zip(names, row[: len(names)])))
+            queue, held = row[len(names)], row[len(names) + 1]
+            state.tickets[ticket.id] = ticket
+            if ticket.number is not None and ticket.status not in FINAL and ticket.day == state.day:
+                state.numbers[ticket.number] = ticket.id
+            if queue is not None:
+                key = queue if isinstance(queue, int) else tuple(queue)
+                if held is not None:
+                    state.book.hold(ticket.id, held, ticket.rank, key)
+                else:
+                    state.book.add(ticket.id, ticket.rank, key, ticket.eligible_at)
+        for wid, status, skills, current, cycle, served in data["windows"]:
+            window = state.windows[wid]
+            window.skills, window.skillset = tuple(skills), frozenset(skills)
+            window.status, window.current, window.cycle, window.served = status, current, cycle, served
+            if status == OPEN:
+                state.set_window_active(window, True)
+        return state
+
+
+# ---------------------------------------------------------------------- apply
+
+
+def apply(state: HallState, event: ev.Event) -> None:
+    """Fold one event into *state*."""
+    state.advance(event.at)
+    _APPLY[event.kind](state, event)
+
+
+def _issue(state: HallState, ticket: Ticket, number: str, day: int, seq: int) -> None:
+    if state.day != day:
+        state.day = day
+        state.counters.clear()
+        state.numbers.clear()
+    state.counters[ticket.service] = seq
+    state.numbers[number] = ticket.id
+    ticket.number, ticket.day = number, day
+
+
+def _ticket_issued(state: HallState, e: ev.TicketIssued) -> None:
+    ticket = Ticket(e.ticket, e.service, e.channel, e.green, "waiting", e.at,
+                    klass=e.klass, rank=e.rank, eligible_at=e.at)
+    state.tickets[e.ticket] = ticket
+    state.next_id = e.ticket + 1
+    _issue(state, ticket, e.number, e.day, e.seq)
+    state.book.add(e.ticket, e.rank, (e.service, e.klass), e.at)
+    state.totals["issued"] += 1
+
+
+def _slot_booked(state: HallState, e: ev.SlotBooked) -> None:
+    state.tickets[e.ticket] = Ticket(e.ticket, e.service, "appointment", e.green, BOOKED, e.at,
+                                     slot_start=e.slot_start, slot_end=e.slot_end)
+    state.next_id = e.ticket + 1
+    state.bookings[(e.service, e.slot_start)] += 1
+    state.totals["booked"] += 1
+
+
+def _checked_in(state: HallState, e: ev.CheckedIn) -> None:
+    ticket = state.tickets[e.ticket]
+    ticket.status, ticket.klass, ticket.rank = WAITING, e.klass, e.rank
+    ticket.checked_in_at, ticket.late, ticket.eligible_at = e.at, e.late, max(e.at, e.not_before)
+    _issue(state, ticket, e.number, e.day, e.seq)
+    key = state.queue_key(ticket)
+    if e.not_before > state.horizon:
+        state.book.hold(ticket.id, e.not_before, e.rank, key)
+    else:
+        state.book.add(ticket.id, e.rank, key, ticket.eligible_at)
+    state.totals["checked_in"] += 1
+
+
+def _cancelled(state: HallState, e: ev.TicketCancelled) -> None:
+    ticket = state.tickets[e.ticket]
+    if ticket.status == BOOKED:
+        state.bookings[(ticket.service, ticket.slot_start)] -= 1
+    elif e.ticket in state.book:
+        state.book.remove(e.ticket)
+    ticket.status, ticket.finished_at = CANCELLED, e.at
+    state.totals["cancelled"] += 1
+
+
+def _called(state: HallState, e: ev.TicketCalled) -> None:
+    ticket = state.tickets[e.ticket]
+    window = state.windows[e.window]
+    state.book.remove(e.ticket)
+    window.cycle = next_cycle(window, ticket.klass)
+    window.current = e.ticket
+    ticket.status, ticket.window, ticket.called_at, ticket.recalls = CALLED, e.window, e.at, 0
+    state.totals["called"] += 1
+
+
+def _recalled(state: HallState, e: ev.TicketRecalled) -> None:
+    state.tickets[e.ticket].recalls = e.recalls
+
+
+def _release_window(state: HallState, window_id: int) -> None:
+    state.windows[window_id].current = None
+
+
+def _no_show(state: HallState, e: ev.TicketNoShow) -> None:
+    ticket = state.tickets[e.ticket]
+    ticket.status, ticket.finished_at = NO_SHOW, e.at
+    _release_window(state, e.window)
+    state.totals["no_show"] += 1
+
+
+def _requeued(state: HallState, e: ev.TicketRequeued) -> None:
+    ticket = state.tickets[e.ticket]
+    ticket.status, ticket.rank, ticket.window, ticket.eligible_at = WAITING, e.rank, None, e.at
+    ticket.finished_at = None
+    state.book.add(ticket.id, e.rank, state.queue_key(ticket), e.at)
+    state.totals["requeued"] += 1
+
+
+def _started(state: HallState, e: ev.ServiceStarted) -> None:
+    ticket = state.tickets[e.ticket]
+    ticket.status, ticket.started_at = SERVING, e.at
+
+
+def _finished(state: HallState, e: ev.ServiceFinished) -> None:
+    ticket = state.tickets[e.ticket]
+    ticket.status, ticket.finished_at, ticket.rating, ticket.score = DONE, e.at, e.rating, e.score
+    if ticket.started_at is None:
+        ticket.started_at = e.at
+    _release_window(state, e.window)
+    state.windows[e.window].served += 1
+    state.totals["served"] += 1
+    if e.rating:
+        state.totals[f"rated_{e.rating}"] += 1
+
+
+def _transferred(state: HallState, e: ev.TicketTransferred) -> None:
+    ticket = state.tickets[e.ticket]
+    _release_window(state, e.from_window)
+    ticket.status, ticket.service, ticket.window = WAITING, e.service, e.to_window
+    ticket.transfers += 1
+    ticket.eligible_at, ticket.started_at, ticket.called_at = e.at, None, None
+    key = e.to_window if e.to_window is not None else state.queue_key(ticket)
+    state.book.add(ticket.id, ticket.rank, key, e.at)
+    state.totals["transferred"] += 1
+
+
+def _parked(state: HallState, e: ev.TicketParked) -> None:
+    ticket = state.tickets[e.ticket]
+    ticket.status = PARKED
+    _release_window(state, e.window)
+
+
+def _returned(state: HallState, e: ev.TicketReturned) -> None:
+    ticket = state.tickets[e.ticket]
+    ticket.status, ticket.eligible_at = WAITING, e.at
+    state.book.add(ticket.id, ticket.rank, e.window, e.at)
+
+
+def _window_status(status: str) -> Callable[[HallState, Any], None]:
+    def handler(state: HallState, e: Any) -> None:
+        window = state.windows[e.window]
+        was, window.status = window.status == OPEN, status
+        if was != (status == OPEN):
+            state.set_window_active(window, status == OPEN)
+    return handler
+
+
+def _window_closed(state: HallState, e: ev.WindowClosed) -> None:
+    """Closing a window sends the citizens waiting for it alone back to their service queues."""
+    _window_status(CLOSED)(state, e)
+    queue = state.book.direct.get(e.window)
+    for _, tid in list(queue or ()):
+        ticket = state.tickets[tid]
+        state.book.remove(tid)
+        ticket.window = None
+        state.book.add(tid, ticket.rank, state.queue_key(ticket), ticket.eligible_at)
+
+
+def _reassigned(state: HallState, e: ev.SkillsReassigned) -> None:
+    window = state.windows[e.window]
+    active = window.status == OPEN
+    if active:
+        state.set_window_active(window, False)
+    window.skills, window.skillset = e.skills, frozenset(e.skills)
+    if active:
+        state.set_window_active(window, True)
+
+
+def _day_reset(state: HallState, e: ev.DayReset) -> None:
+    for tid in e.expired:
+        ticket = state.tickets.pop(tid)
+        if tid in state.book:
+            state.book.remove(tid)
+        if ticket.status == BOOKED:
+            state.bookings[(ticket.service, ticket.slot_start)] -= 1
+    # Finished tickets are history (kept in the event log), not state.
+    for tid in [t.id for t in state.tickets.values() if t.status in FINAL or t.status == NO_SHOW]:
+        del state.tickets[tid]
+    state.bookings = Counter({k: n for k, n in state.bookings.items() if n > 0})
+    for window in state.windows.values():
+        if window.status == OPEN:
+            state.set_window_active(window, False)
+        window.status, window.current, window.cycle = CLOSED, None, 0
+    state.numbers.clear()
+    state.counters.clear()
+    state.day = None
+    state.totals["expired"] += len(e.expired)
+
+
+_APPLY: dict[str, Callable[[HallState, Any], None]] = {
+    ev.TicketIssued.kind: _ticket_issued,
+    ev.SlotBooked.kind: _slot_booked,
+    ev.CheckedIn.kind: _checked_in,
+    ev.TicketCancelled.kind: _cancelled,
+    ev.TicketCalled.kind: _called,
+    ev.TicketRecalled.kind: _recalled,
+    ev.TicketNoShow.kind: _no_show,
+    ev.TicketRequeued.kind: _requeued,
+    ev.ServiceStarted.kind: _started,
+    ev.ServiceFinished.kind: _finished,
+    ev.TicketTransferred.kind: _transferred,
+    ev.TicketParked.kind: _parked,
+    ev.TicketReturned.kind: _returned,
+    ev.WindowOpened.kind: _window_status(OPEN),
+    ev.WindowClosed.kind: _window_closed,
+    ev.WindowPaused.kind: _window_status(PAUSED),
+    ev.WindowResumed.kind: _window_status(OPEN),
+    ev.SkillsReassigned.kind: _reassigned,
+    ev.DayReset.kind: _day_reset,
+}
