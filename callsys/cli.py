@@ -21,6 +21,8 @@ from .hall import Hall, load_hall
 Setup = Callable[[argparse.ArgumentParser], None]
 Runner = Callable[[argparse.Namespace], int | None]
 COMMANDS: dict[tuple[str, ...], tuple[str, Setup, Runner]] = {}
+# Modules that register sub-commands with @command when imported.
+PLUGINS = ("callsys.server.cli", "callsys.tools", "sim.cli")
 
 
 def command(*path: str, help: str) -> Callable[[Setup], Setup]:
@@ -106,7 +108,7 @@ def _load_plugins() -> None:
     """Import the modules that register further sub-commands (server, clients, simulator)."""
     import importlib
 
-    for name in ("callsys.server_cli", "callsys.tools", "sim.cli"):
+    for name in PLUGINS:
         try:
             importlib.import_module(name)
         except ModuleNotFoundError as exc:
