@@ -111,8 +111,8 @@ def _load_plugins() -> None:
     for name in PLUGINS:
         try:
             importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
+        except ModuleNotFoundError as exc:  # not installed yet: the module or a parent package
+            if exc.name is None or not (name == exc.name or name.startswith(exc.name + ".")):
                 raise
 
 

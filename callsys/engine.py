@@ -9,7 +9,8 @@ server and the simulator run this same code::
 A rejected command raises an :class:`~callsys.errors.EngineError` and changes nothing.
 ``decide`` only reads the state, except that it moves the state's time horizon forward
 (queueing early check-ins whose slot has begun) — a function of time alone that replay
-reproduces, see :meth:`HallState.advance`.
+reproduces, see :meth:`HallState.advance`. When it rejects the command it moves the
+horizon back (:meth:`HallState.rewind`), so the rejection leaves the snapshot as it was.
 """
 
 from __future__ import annotations
@@ -40,8 +41,13 @@ def decide(state: HallState, command: cmd.Command) -> list[ev.Event]:
     handler = _DECIDE.get(command.kind)
     if handler is None:
         raise err.InvalidArgument(f"unknown command {command.kind!r}")
+    horizon = state.horizon
     now = state.advance(command.at)
-    return handler(state, command, now)
+    try:
+        return handler(state, command, now)
+    except err.EngineError:
+        state.rewind(horizon)  # a rejected command leaves no trace, not even the time it came
+        raise
 
 
 # ---------------------------------------------------------------------- lookups
@@ -95,19 +101,25 @@ def _ready(window: WindowState) -> None:
                              window=window.id, ticket=window.current)
 
 
+def _issuing_day(state: HallState, at: float):
+    """The hall's day at *at*; raises HallClosed unless numbers are handed out then."""
+    today = state.calendar.day(at)
+    if not today.is_issuing(at):
+        raise err.HallClosed(f"hall {state.hall.id!r} is not issuing numbers at this time", at=at)
+    return today
+
+
 def _number(state: HallState, service: str, at: float) -> tuple[str, int, int]:
-    """(display number, day, sequence) for the next ticket of *service* at *at*."""
+    """(display number, day, sequence) for the next ticket of *service*, issued at *at*.
+
+    Raises:
+        HallClosed: the hall is not handing out numbers at *at*.
+    """
     hall = state.hall
-    day = state.calendar.day(at).ordinal if hall.reset_daily else 0
+    day = _issuing_day(state, at).ordinal if hall.reset_daily else 0
     seq = (state.counters.get(service, 0) if state.day == day else 0) + 1
     prefix = hall.services_by_code[service].prefix
     return f"{prefix}{seq:0{hall.number_width}d}", day, seq
-
-
-def _issuing(state: HallState, at: float) -> None:
-    day, minute = state.calendar.minute(at)
-    if not state.hall.hours.issuing(day.weekday, minute):
-        raise err.HallClosed(f"hall {state.hall.id!r} is not issuing numbers at this time", at=at)
 
 
 # ---------------------------------------------------------------------- citizen side
@@ -117,11 +129,9 @@ def _take_number(state: HallState, c: cmd.TakeNumber, now: float) -> list[ev.Eve
     _service(state, c.service)
     if c.channel not in CHANNELS:
         raise err.InvalidArgument(f"channel must be one of {CHANNELS}, got {c.channel!r}", channel=c.channel)
-    _issuing(state, now)
-    policy = state.hall.policy
     number, day, seq = _number(state, c.service, now)
     klass = "priority" if c.green else "normal"
-    rank = rank_of(now, green=c.green, credit=0.0, green_credit=policy.green_credit_s)
+    rank = now - state.hall.policy.green_credit_s if c.green else now
     return [ev.TicketIssued(now, state.next_id, number, c.service, c.channel, c.green, klass, rank, day, seq)]
 
 
@@ -155,7 +165,6 @@ def _check_in(state: HallState, c: cmd.CheckIn, now: float) -> list[ev.Event]:
     if now < ticket.slot_start - rules.early_checkin_s:
         raise err.CheckInRejected("too early: check-in opens before the slot",
                                   ticket=ticket.id, opens_at=ticket.slot_start - rules.early_checkin_s)
-    _issuing(state, now)
     late = now > ticket.slot_end + rules.late_grace_s
     if late and rules.late_rule == "reject":
         raise err.CheckInRejected("too late for the booked slot; please take a number", ticket=ticket.id)
@@ -181,7 +190,7 @@ def _cancel(state: HallState, c: cmd.Cancel, now: float) -> list[ev.Event]:
 def _requeue(state: HallState, c: cmd.Requeue, now: float) -> list[ev.Event]:
     ticket = _ticket(state, c.ticket)
     _expect(ticket, NO_SHOW)
-    _issuing(state, now)
+    _issuing_day(state, now)
     rank = ticket.rank if state.hall.policy.requeue == "keep" else now
     return [ev.TicketRequeued(now, ticket.id, rank)]
 

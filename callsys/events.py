@@ -206,6 +206,17 @@ def to_record(event: Event) -> dict[str, Any]:
     return record
 
 
+def to_row(event: Event) -> list[Any]:
+    """``event`` as a compact list ``[kind, field, ...]`` (what the event log stores)."""
+    return [event.kind, *[getattr(event, name) for name in _FIELDS[event.kind]]]
+
+
+def from_row(row: list[Any]) -> Event:
+    """The inverse of :func:`to_row`."""
+    cls = EVENTS[row[0]]
+    return cls(*[tuple(v) if isinstance(v, list) else v for v in row[1:]])
+
+
 def from_record(record: dict[str, Any]) -> Event:
     """The inverse of :func:`to_record` (lists become tuples again)."""
     cls = EVENTS[record["kind"]]

@@ -55,11 +55,6 @@ class Hours:
     def is_open(self, weekday: int, minute: float) -> bool:
         return any(start <= minute < end for start, end in self.week[weekday])
 
-    def issuing(self, weekday: int, minute: float) -> bool:
-        """True while numbers are handed out (open, and not within the cut-off before a close)."""
-        cut = self.issue_cutoff_min
-        return any(start <= minute < end - cut for start, end in self.week[weekday])
-
 
 @dataclass(frozen=True, slots=True)
 class Appointments:

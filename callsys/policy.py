@@ -78,19 +78,19 @@ def select(book: QueueBook, window: WindowView, now: float, *, wait_threshold: b
 
 
 def _best(book: QueueBook, window: WindowView, classes: tuple[str, ...]) -> tuple[float, int] | None:
+    best = None
     if window.skill_order == "strict":
         for code in window.skills:
-            hit = _min(book.head(code, klass) for klass in classes)
-            if hit is not None:
-                return hit
+            for klass in classes:
+                entry = book.head(code, klass)
+                if entry is not None and (best is None or entry < best):
+                    best = entry
+            if best is not None:
+                return best
         return None
     scan = len(window.skills) > SCAN_ABOVE
-    return _min(book.best_head(window.skills, window.skillset, klass, scan) for klass in classes)
-
-
-def _min(entries) -> tuple[float, int] | None:
-    best = None
-    for entry in entries:
+    for klass in classes:
+        entry = book.best_head(window.skills, window.skillset, klass, scan)
         if entry is not None and (best is None or entry < best):
             best = entry
     return best

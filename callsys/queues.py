@@ -9,12 +9,16 @@ universal windows that serve everything:
 * ``heads[klass]``: the heads ordered by rank;
 * ``deadlines``: the heads ordered by the moment they pass their service's target wait.
 
+The head indexes hold at most two entries per service (a hundred or so), so they are plain
+sorted lists kept with :mod:`bisect`, which beats a ``SortedList`` at that size.
+
 Appointment holders who check in before their slot wait in ``pending`` until the slot
 starts (:meth:`QueueBook.release`). Every operation is O(log n) in waiting tickets.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
 from typing import Final, Iterable, Iterator, Mapping
 
 from sortedcontainers import SortedList
@@ -33,8 +37,8 @@ class QueueBook:
             (code, klass): SortedList() for code in self.targets for klass in CLASSES
         }
         self.direct: dict[int, SortedList] = {}
-        self.heads: dict[str, SortedList] = {klass: SortedList() for klass in CLASSES}
-        self.deadlines = SortedList()
+        self.heads: dict[str, list[tuple[float, int, str]]] = {klass: [] for klass in CLASSES}
+        self.deadlines: list[tuple[float, int, str, str]] = []
         self.pending = SortedList()
         # ticket id -> (rank, queue key, eligible since); pending ones are in `held`
         self.where: dict[int, tuple[float, QueueKey, float]] = {}
@@ -49,9 +53,9 @@ class QueueBook:
         if isinstance(key, int):
             self.direct.setdefault(key, SortedList()).add((rank, ticket))
             return
-        queue = self.queues[key]
-        queue.add((rank, ticket))
-        if queue[0][1] == ticket:
+        self.queues[key].add((rank, ticket))
+        head = self._head.get(key)
+        if head is None or (rank, ticket) < (head[0], head[1]):
             self._refresh(key)
 
     def hold(self, ticket: int, not_before: float, rank: float, key: QueueKey) -> None:
@@ -59,13 +63,22 @@ class QueueBook:
         self.held[ticket] = (not_before, rank, key)
         self.pending.add((not_before, ticket))
 
-    def release(self, now: float) -> None:
-        """Queue every held ticket whose time has come."""
+    def release(self, now: float) -> list[int]:
+        """Queue every held ticket whose time has come; return them."""
         pending = self.pending
+        released = []
         while pending and pending[0][0] <= now:
             not_before, ticket = pending.pop(0)
             _, rank, key = self.held.pop(ticket)
             self.add(ticket, rank, key, not_before)
+            released.append(ticket)
+        return released
+
+    def unrelease(self, ticket: int) -> None:
+        """Hold a released *ticket* again (the inverse of :meth:`release` for one ticket)."""
+        rank, key, not_before = self.where[ticket]
+        self.remove(ticket)
+        self.hold(ticket, not_before, rank, key)
 
     def remove(self, ticket: int) -> None:
         """Take *ticket* out, wherever it waits (queued or held)."""
@@ -80,18 +93,18 @@ class QueueBook:
             if not queue:
                 del self.direct[key]
             return
-        queue = self.queues[key]
-        was_head = queue[0][1] == ticket
-        queue.remove((rank, ticket))
-        if was_head:
+        if self._head[key][1] == ticket:
+            self.queues[key].pop(0)  # the usual case ("next"), and much cheaper than remove()
             self._refresh(key)
+        else:
+            self.queues[key].remove((rank, ticket))
 
     def _refresh(self, key: tuple[str, str]) -> None:
         code, klass = key
         old = self._head.get(key)
         if old is not None:
-            self.heads[klass].remove((old[0], old[1], code))
-            self.deadlines.remove((old[2], old[1], code, klass))
+            _discard(self.heads[klass], (old[0], old[1], code))
+            _discard(self.deadlines, (old[2], old[1], code, klass))
         queue = self.queues[key]
         if not queue:
             self._head[key] = None
@@ -99,8 +112,8 @@ class QueueBook:
         rank, ticket = queue[0]
         deadline = self.where[ticket][2] + self.targets[code]
         self._head[key] = (rank, ticket, deadline)
-        self.heads[klass].add((rank, ticket, code))
-        self.deadlines.add((deadline, ticket, code, klass))
+        insort(self.heads[klass], (rank, ticket, code))
+        insort(self.deadlines, (deadline, ticket, code, klass))
 
     # ------------------------------------------------------------------ queries
 
@@ -164,3 +177,7 @@ class QueueBook:
     def tickets(self) -> Iterator[int]:
         yield from self.where
         yield from self.held
+
+
+def _discard(entries: list, entry: tuple) -> None:
+    del entries[bisect_left(entries, entry)]

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from . import events as ev
 from .hall import Hall
@@ -86,6 +86,13 @@ class Day:
     weekday: int  # 0 = Monday
     start: float  # local midnight
     end: float  # next local midnight
+    issuing: tuple[tuple[float, float], ...]  # when numbers are handed out, as POSIX spans
+
+    def is_issuing(self, at: float) -> bool:
+        for start, end in self.issuing:
+            if start <= at < end:
+                return True
+        return False
 
 
 class HallCalendar:
@@ -103,8 +110,18 @@ class HallCalendar:
         midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
         following = (midnight + timedelta(days=1)).replace(tzinfo=None)
         end = datetime(following.year, following.month, following.day, tzinfo=self.hall.tz).timestamp()
-        self._last = Day(midnight.toordinal(), midnight.weekday(), midnight.timestamp(), end)
+        hours = self.hall.hours
+        cut = hours.issue_cutoff_min
+        issuing = tuple(
+            (self._at(midnight, a), self._at(midnight, b - cut)) for a, b in hours.sessions(midnight.weekday())
+        )
+        self._last = Day(midnight.toordinal(), midnight.weekday(), midnight.timestamp(), end, issuing)
         return self._last
+
+    def _at(self, midnight: datetime, minute: int) -> float:
+        """POSIX time of *minute* after *midnight*, local wall clock (right across DST changes)."""
+        wall = midnight.replace(tzinfo=None) + timedelta(minutes=minute)
+        return wall.replace(tzinfo=self.hall.tz).timestamp()
 
     def minute(self, at: float) -> tuple[Day, float]:
         """(day, minutes since local midnight) at *at*."""
@@ -130,6 +147,7 @@ class HallState:
         self.servers: Counter[str] = Counter()  # service -> open windows serving it
         self.next_id = 1
         self.horizon = float("-inf")  # latest time seen; held tickets up to it are released
+        self.released: Sequence[int] = ()  # what the last advance released (see rewind)
         self.totals: Counter[str] = Counter()  # issued, called, served, no_show, ...
 
     # ------------------------------------------------------------------ time
@@ -142,9 +160,19 @@ class HallState:
         """
         if now > self.horizon:
             self.horizon = now
-            if self.book.pending:
-                self.book.release(now)
+            self.released = self.book.release(now) if self.book.pending else ()
         return self.horizon
+
+    def rewind(self, horizon: float) -> None:
+        """Undo the last :meth:`advance` back to *horizon*: its released tickets are held again.
+
+        ``decide`` calls this when it rejects a command, so that a rejection changes
+        nothing (the horizon is part of the snapshot, and replay never sees the command).
+        """
+        if horizon < self.horizon:
+            for ticket in self.released:
+                self.book.unrelease(ticket)
+            self.horizon, self.released = horizon, ()
 
     # ------------------------------------------------------------------ helpers
 

@@ -1,0 +1,221 @@
+"""The journal: events in, durable records out, with group commit, snapshots and recovery.
+
+The server's hot path is::
+
+    events = engine.execute(command)   # pure, synchronous
+    pending = journal.submit(events)   # synchronous: no await between, so log order == decide order
+    seq = await pending.wait()         # back once the events are durable -> acknowledge
+
+One committer task drains everything submitted since its last write and appends it in one
+store call (one fsync for the whole batch), then wakes the waiters and hands the durable
+events, in order, to ``on_durable`` (the fan-out to displays, which therefore never show a
+call that a crash could undo). Every ``snapshot_every`` events it captures a snapshot of
+the engine and stores it once the log has caught up with it.
+
+If a write fails the journal stops the server (fail-stop): memory is then ahead of the
+log, and only a restart, which recovers from the log, makes them agree again.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import asynccontextmanager
+from typing import AsyncIterator, Callable, Final, Sequence
+
+import msgpack
+import trio
+
+from ..engine import QueueEngine
+from ..events import Event, from_row, to_row
+from ..hall import Hall
+from ..state import HallState
+from .base import EventLog, LogError
+
+SNAPSHOT_EVERY: Final = 20_000  # events between snapshots
+READ_CHUNK: Final = 20_000  # records per read while replaying
+
+DurableHook = Callable[[list[tuple[int, Event]]], None]
+
+
+def encode(event: Event) -> bytes:
+    return msgpack.packb(to_row(event), use_bin_type=True)
+
+
+def decode(data: bytes) -> Event:
+    return from_row(msgpack.unpackb(data, raw=False))
+
+
+class Pending:
+    """A submitted batch; ``await pending.wait()`` returns its last seq once durable."""
+
+    __slots__ = ("events", "records", "last_seq", "_done", "_error")
+
+    def __init__(self, events: Sequence[Event], last_seq: int) -> None:
+        self.events = events
+        self.records = [encode(e) for e in events]
+        self.last_seq = last_seq
+        self._done = trio.Event()
+        self._error: BaseException | None = None
+
+    def _finish(self, error: BaseException | None = None) -> None:
+        self._error = error
+        self._done.set()
+
+    async def wait(self) -> int:
+        """Raises:
+            LogError: the store failed; the events are not durable and must not be acknowledged.
+        """
+        await self._done.wait()
+        if self._error is not None:
+            raise LogError(f"commit failed: {self._error}") from self._error
+        return self.last_seq
+
+
+class Journal:
+    """The engine's durable side. Build it with :func:`open_journal`."""
+
+    def __init__(self, log: EventLog, hall: Hall, *, snapshot_every: int = SNAPSHOT_EVERY) -> None:
+        self.log = log
+        self.hall = hall
+        self.snapshot_every = snapshot_every
+        self.engine: QueueEngine | None = None
+        self.on_durable: DurableHook | None = None
+        self.durable_seq = 0  # newest seq known to be in the store
+        self.snapshot_seq = 0
+        self.batches = 0  # store writes so far (statistics)
+        self._submitted_seq = 0
+        self._send, self._receive = trio.open_memory_channel[Pending](math.inf)
+        self._snapshot: tuple[int, bytes] | None = None
+        self._failed: BaseException | None = None
+        self._closed = False
+
+    # ------------------------------------------------------------------ recovery
+
+    async def recover(self) -> tuple[QueueEngine, int]:
+        """Rebuild the engine from the newest snapshot plus the records after it."""
+        snap = await self.log.load_snapshot()
+        seq = 0
+        state = HallState(self.hall)
+        if snap is not None:
+            seq, data = snap
+            state = HallState.from_snapshot(self.hall, msgpack.unpackb(data, raw=False))
+        engine = QueueEngine(self.hall, state)
+        while True:
+            rows = await self.log.read(seq, limit=READ_CHUNK)
+            if not rows:
+                break
+            for row_seq, data in rows:
+                engine.apply(decode(data))
+            seq = rows[-1][0]
+        self.engine = engine
+        self.durable_seq = self._submitted_seq = self.snapshot_seq = seq
+        if snap is not None:
+            self.snapshot_seq = snap[0]
+        return engine, seq
+
+    # ------------------------------------------------------------------ hot path
+
+    def submit(self, events: Sequence[Event]) -> Pending:
+        """Queue *events* (already applied to the engine) for the next group commit."""
+        if self._failed is not None:
+            raise LogError(f"the journal stopped after a failed commit: {self._failed}")
+        if self._closed:
+            raise LogError("the journal is closed")
+        self._submitted_seq += len(events)
+        pending = Pending(events, self._submitted_seq)
+        if not events:
+            pending._finish()
+            return pending
+        self._send.send_nowait(pending)
+        return pending
+
+    async def commit(self, events: Sequence[Event]) -> int:
+        """``submit`` then ``wait``: for callers with no ordering constraint of their own."""
+        return await self.submit(events).wait()
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """The committer task: write batches until the submit side closes, then snapshot.
+
+        Shielded from cancellation: once submitted, events are written even while the
+        server shuts down; the task ends when :func:`open_journal` closes the channel.
+        """
+        task_status.started()
+        with trio.CancelScope(shield=True):
+            async for first in self._receive:
+                batch = [first]
+                while True:
+                    try:
+                        batch.append(self._receive.receive_nowait())
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                await self._write(batch)
+            if self.engine is not None and self.snapshot_seq < self.durable_seq:
+                await self._maybe_snapshot(force=True)
+
+    async def _write(self, batch: list[Pending]) -> None:
+        records = [r for p in batch for r in p.records]
+        try:
+            self.durable_seq = await self.log.append(records)
+        except BaseException as exc:
+            self._failed = exc
+            for pending in batch:
+                pending._finish(exc)
+            raise
+        self.batches += 1
+        for pending in batch:
+            pending._finish()
+        if self.on_durable is not None:
+            first = batch[0].last_seq - len(batch[0].events) + 1
+            self.on_durable(list(zip(range(first, first + len(records)), (e for p in batch for e in p.events))))
+        await self._maybe_snapshot()
+
+    async def _maybe_snapshot(self, *, force: bool = False) -> None:
+        due = self._submitted_seq - self.snapshot_seq >= self.snapshot_every
+        if self._snapshot is None and self.engine is not None and (due or force):
+            # Captured synchronously: the engine holds exactly the submitted events now.
+            data = msgpack.packb(self.engine.snapshot(), use_bin_type=True)
+            self._snapshot = (self._submitted_seq, data)
+        if self._snapshot is not None and self._snapshot[0] <= self.durable_seq:
+            seq, data = self._snapshot
+            await self.log.save_snapshot(seq, data)
+            self.snapshot_seq, self._snapshot = seq, None
+
+    def close(self) -> None:
+        """No more submissions; the committer writes what is queued and stops."""
+        self._closed = True
+        self._send.close()
+
+
+@asynccontextmanager
+async def open_journal(url: str, hall: Hall, *, snapshot_every: int = SNAPSHOT_EVERY) -> AsyncIterator[Journal]:
+    """Open the store named by *url* for *hall* and run its committer.
+
+    ``url`` is ``file:PATH`` (the embedded SQLite store). On exit, queued events are
+    written and a snapshot is taken, even when the body is cancelled.
+    """
+    log = await open_store(url, hall.id)
+    journal = Journal(log, hall, snapshot_every=snapshot_every)
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(journal.run)
+            try:
+                yield journal
+            finally:
+                journal.close()
+    finally:
+        with trio.CancelScope(shield=True):
+            await log.aclose()
+
+
+async def open_store(url: str, hall_id: str) -> EventLog:
+    """The :class:`EventLog` named by *url*.
+
+    Raises:
+        LogError: the URL names no known store.
+    """
+    scheme, _, rest = url.partition(":")
+    if scheme == "file" and rest:
+        from .sqlite import FileLog
+
+        return await FileLog.open(rest, hall_id)
+    raise LogError(f"unknown store {url!r}: use file:PATH")

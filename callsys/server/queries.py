@@ -1,0 +1,87 @@
+"""Read-only answers built from the live engine: positions, services, windows, tickets, stats.
+
+Queries read the engine's current state, which may include events still being committed
+(a few milliseconds at most); a failed commit stops the server, so nothing read here can
+be undone without a restart.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import asdict
+from typing import Any, Final
+
+from ..commands import TicketRef
+from ..engine import QueueEngine
+from ..errors import UnknownWindow
+from ..queues import CLASSES
+from ..state import Ticket
+from .hub import Hub
+
+QUEUE_PREVIEW: Final = 5  # best-ranked waiting tickets shown to a clerk
+
+
+def position(engine: QueueEngine, ref: TicketRef) -> dict[str, Any]:
+    """Where ticket *ref* stands (raises UnknownTicket)."""
+    p = engine.position(ref)
+    return {"ticket": p.ticket, "number": p.number, "status": p.status, "ahead": p.ahead,
+            "estimated_wait_s": p.estimated_wait_s, "window": p.window}
+
+
+def services(engine: QueueEngine) -> list[dict[str, Any]]:
+    """Every service with its queue length and the estimated wait of a new ticket."""
+    state = engine.state
+    out = []
+    for s in engine.hall.services:
+        waiting = state.book.waiting(s.code)
+        servers = state.servers[s.code]
+        wait = (waiting + 1) * s.minutes * 60 / servers if servers > 0 else None
+        out.append({"code": s.code, "prefix": s.prefix, "name": {"zh": s.name.zh, "en": s.name.en},
+                    "group": s.group, "waiting": waiting, "windows_open": servers, "estimated_wait_s": wait})
+    return out
+
+
+def window(engine: QueueEngine, hub: Hub, wid: int) -> dict[str, Any]:
+    """A window's live state, its current citizen and the queue for its skills (raises UnknownWindow)."""
+    state = engine.state
+    w = state.windows.get(wid)
+    if w is None:
+        raise UnknownWindow(f"window {wid} does not exist in hall {engine.hall.id!r}", window=wid)
+    current = None
+    if w.current is not None:
+        t = state.tickets[w.current]
+        current = {"ticket": t.id, "number": t.number, "service": t.service, "status": t.status,
+                   "recalls": t.recalls, "called_at": t.called_at}
+    view = hub.board.windows[wid]
+    return {
+        "window": wid, "display": view.display, "zone": view.zone, "floor": view.floor,
+        "status": w.status, "skills": list(w.skills), "served": w.served, "current": current,
+        "waiting": {code: state.book.waiting(code) for code in w.skills},
+        "own_queue": len(state.book.direct.get(wid, ())),
+        "next": _preview(engine, w.skills, wid),
+    }
+
+
+def _preview(engine: QueueEngine, skills: tuple[str, ...], wid: int) -> list[dict[str, Any]]:
+    """The best-ranked waiting tickets a window may call (by rank; the policy may reorder)."""
+    book, tickets = engine.state.book, engine.state.tickets
+    heads = [book.queues[(code, klass)].islice(0, QUEUE_PREVIEW) for code in skills for klass in CLASSES]
+    heads.append(book.direct[wid].islice(0, QUEUE_PREVIEW) if wid in book.direct else iter(()))
+    best = heapq.nsmallest(QUEUE_PREVIEW, (entry for it in heads for entry in it))
+    return [{"ticket": tid, "number": tickets[tid].number, "service": tickets[tid].service,
+             "klass": tickets[tid].klass} for _, tid in best]
+
+
+def ticket(engine: QueueEngine, ref: TicketRef) -> dict[str, Any]:
+    """Every field of ticket *ref* (raises UnknownTicket)."""
+    return _ticket_record(engine.ticket(ref))
+
+
+def _ticket_record(t: Ticket) -> dict[str, Any]:
+    return {name: getattr(t, name) for name in Ticket.__slots__}
+
+
+def stats(engine: QueueEngine, connections: dict[str, int], hub: Hub, durable_seq: int) -> dict[str, Any]:
+    """Engine statistics plus the server's connections and fan-out counters."""
+    return {**asdict(engine.statistics()), "connections": connections, "pushes": hub.pushes,
+            "durable_seq": durable_seq}
