@@ -57,7 +57,7 @@ class FileLog(EventLog):
             elif row[0] != hall_id:
                 conn.close()
                 raise LogError(f"store {path} belongs to hall {row[0]!r}, not {hall_id!r}")
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise LogError(f"cannot open store {path}: {exc}") from None
         return cls(path, hall_id, conn)
 
