@@ -116,7 +116,8 @@ def _number(state: HallState, service: str, at: float) -> tuple[str, int, int]:
         HallClosed: the hall is not handing out numbers at *at*.
     """
     hall = state.hall
-    day = _issuing_day(state, at).ordinal if hall.reset_daily else 0
+    today = _issuing_day(state, at)  # also when numbers never reset: the hours still apply
+    day = today.ordinal if hall.reset_daily else 0
     seq = (state.counters.get(service, 0) if state.day == day else 0) + 1
     prefix = hall.services_by_code[service].prefix
     return f"{prefix}{seq:0{hall.number_width}d}", day, seq
@@ -142,7 +143,10 @@ def _book_slot(state: HallState, c: cmd.BookSlot, now: float) -> list[ev.Event]:
     if capacity == 0:
         raise err.InvalidSlot(f"service {c.service!r} takes no appointments", service=c.service)
     slot_s = rules.slot_minutes * 60
-    day, minute = state.calendar.minute(c.slot_start)
+    try:
+        day, minute = state.calendar.minute(c.slot_start)
+    except (OverflowError, OSError, ValueError):  # a time no calendar can show (1e300, nan...)
+        raise err.InvalidSlot("the slot start is not a valid time", slot_start=c.slot_start) from None
     on_grid = any(
         start <= minute and minute + rules.slot_minutes <= end and (minute - start) % rules.slot_minutes == 0
         for start, end in state.hall.hours.sessions(day.weekday)

@@ -235,7 +235,7 @@ class HallState:
             ticket = Ticket(**dict(zip(names, row[: len(names)])))
             queue, held = row[len(names)], row[len(names) + 1]
             state.tickets[ticket.id] = ticket
-            if ticket.number is not None and ticket.status not in FINAL and ticket.day == state.day:
+            if ticket.number is not None and ticket.day == state.day:  # as live: final ones too
                 state.numbers[ticket.number] = ticket.id
             if queue is not None:
                 key = queue if isinstance(queue, int) else tuple(queue)
@@ -380,9 +380,14 @@ def _parked(state: HallState, e: ev.TicketParked) -> None:
 
 
 def _returned(state: HallState, e: ev.TicketReturned) -> None:
+    """Back to the parking window's own queue; to the service queue if that window has closed."""
     ticket = state.tickets[e.ticket]
     ticket.status, ticket.eligible_at = WAITING, e.at
-    state.book.add(ticket.id, ticket.rank, e.window, e.at)
+    if state.windows[e.window].status == CLOSED:  # a closed window keeps no queue (see _window_closed)
+        ticket.window = None
+        state.book.add(ticket.id, ticket.rank, state.queue_key(ticket), e.at)
+    else:
+        state.book.add(ticket.id, ticket.rank, e.window, e.at)
 
 
 def _window_status(status: str) -> Callable[[HallState, Any], None]:
