@@ -52,7 +52,7 @@ class CheckIn(Command):
 
 @dataclass(frozen=True, slots=True)
 class Cancel(Command):
-    """Withdraw a booking or a waiting ticket."""
+    """Withdraw a booking, a waiting ticket or a parked one (the citizen leaves)."""
 
     kind = "cancel"
     ticket: TicketRef
@@ -68,7 +68,10 @@ class Requeue(Command):
 
 @dataclass(frozen=True, slots=True)
 class ReturnTicket(Command):
-    """A parked citizen is back: queued at the window that parked them, original rank kept."""
+    """A parked citizen is back: queued at the window that parked them, original rank kept.
+
+    If that window has closed since, the citizen waits for their service at any window.
+    """
 
     kind = "return_ticket"
     ticket: TicketRef

@@ -187,7 +187,7 @@ def _check_in(state: HallState, c: cmd.CheckIn, now: float) -> list[ev.Event]:
 
 def _cancel(state: HallState, c: cmd.Cancel, now: float) -> list[ev.Event]:
     ticket = _ticket(state, c.ticket)
-    _expect(ticket, BOOKED, WAITING)
+    _expect(ticket, BOOKED, WAITING, PARKED)
     return [ev.TicketCancelled(now, ticket.id)]
 
 

@@ -297,6 +297,16 @@ def test_cancel_a_called_ticket(desk):
     desk.rejects(err.InvalidState, cmd.Cancel, ticket="A001")
 
 
+def test_cancel_a_parked_ticket_the_citizen_leaves(desk):
+    desk.take("A")
+    desk.open(1)
+    desk.call(1)
+    desk.do(cmd.Park, window=1)
+    desk.do(cmd.Cancel, ticket="A001")
+    assert desk.ticket("A001").status == "cancelled"
+    desk.rejects(err.InvalidState, cmd.ReturnTicket, ticket="A001")
+
+
 def test_cancel_unknown(desk):
     desk.rejects(err.UnknownTicket, cmd.Cancel, ticket=7)
 
