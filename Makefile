@@ -6,6 +6,10 @@ CONFIG ?= config/qingdao.toml
 STORE  ?= file:var/callsys.db
 HOST   ?= 127.0.0.1
 PORT   ?= 8700
+# Server clock: real time, or virtual time from a start in the hall's zone running SPEED x
+# faster, e.g. `make run CLOCK=2026-11-23T08:55 SPEED=60`.
+CLOCK  ?= real
+SPEED  ?= 1
 # Debian packages the tests and the voice need (installed when missing).
 APT_PACKAGES := redis-server espeak-ng chromium
 
@@ -36,7 +40,7 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 run: setup
-	$(BIN)/callsys serve --config $(CONFIG) --store $(STORE) --host $(HOST) --port $(PORT)
+	$(BIN)/callsys serve --config $(CONFIG) --store $(STORE) --host $(HOST) --port $(PORT) --clock $(CLOCK) --speed $(SPEED)
 
 test: setup
 	$(BIN)/python -m pytest -q

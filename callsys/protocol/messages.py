@@ -5,7 +5,7 @@ the fields of its type. :func:`parse` checks a decoded message against the sende
 table and returns ``(type, id, fields)``; it raises a typed
 :class:`~callsys.protocol.errors.ProtocolError` for the first problem it finds, in this
 order: not a map -> bad ``id`` -> missing/bad ``type`` -> unknown type -> forbidden for
-the role -> unknown field -> wrong field type -> missing required field.
+the role -> each field in message order (unknown field, wrong type) -> missing required field.
 
 A clerk's window commands carry no ``window``: the window is the one the clerk signed in
 to. A manager names the window in every window command.
@@ -19,8 +19,8 @@ from typing import Any, Callable, Final, Mapping
 
 from ..commands import COMMANDS
 from .codes import ROLES
-from .errors import (Forbidden, HelloRequired, InvalidField, Malformed, MissingField, UnknownField,
-                     UnknownType)
+from .errors import (Forbidden, HelloRequired, InvalidField, Malformed, MissingField, UnexpectedHello,
+                     UnknownField, UnknownType)
 
 MAX_STR: Final = 200  # characters in any string field
 MAX_ITEMS: Final = 1000  # items in any list field
@@ -169,6 +169,8 @@ def parse(message: Any, table: Mapping[str, Spec], rid: Any = None) -> tuple[str
         raise InvalidField("'type' must be a string", request_id=rid, field="type")
     spec = table.get(kind)
     if spec is None:
+        if kind == "hello":
+            raise UnexpectedHello("already authenticated: hello is only the first message", request_id=rid)
         if kind in MESSAGE_TYPES:
             raise Forbidden(f"this role may not send {kind!r}", request_id=rid, type=kind)
         raise UnknownType(f"unknown message type {kind[:MAX_STR]!r}", request_id=rid, type=kind[:MAX_STR])

@@ -73,9 +73,9 @@ class Hub:
                 del self.phones[ticket]
                 self._phone_last.pop(ticket, None)
 
-    def board_message(self, windows: Iterable[int]) -> Message:
-        """The ``board`` snapshot of *windows* (sent when a display subscribes)."""
-        return {"type": "board", "windows": [self.board.windows[w].to_message() for w in sorted(windows)]}
+    def board_of(self, windows: Iterable[int]) -> list[Message]:
+        """The current view of *windows* (the ``board`` a display gets when it subscribes)."""
+        return [self.board.windows[w].to_message() for w in sorted(windows)]
 
     # ------------------------------------------------------------------ fan-out
 

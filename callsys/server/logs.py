@@ -35,7 +35,7 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
         "logger": record.name,
         "event": record.getMessage(),
     }
-    out.update(getattr(record, "fields", {}))
+    out.update((k, v) for k, v in getattr(record, "fields", {}).items() if v is not None)
     if record.exc_info:
         out["exc"] = logging.Formatter().formatException(record.exc_info)
     return out

@@ -14,6 +14,7 @@ from typing import Any, Final
 from ..commands import TicketRef
 from ..engine import QueueEngine
 from ..errors import UnknownWindow
+from ..log import Journal
 from ..queues import CLASSES
 from ..state import Ticket
 from .hub import Hub
@@ -81,7 +82,7 @@ def _ticket_record(t: Ticket) -> dict[str, Any]:
     return {name: getattr(t, name) for name in Ticket.__slots__}
 
 
-def stats(engine: QueueEngine, connections: dict[str, int], hub: Hub, durable_seq: int) -> dict[str, Any]:
-    """Engine statistics plus the server's connections and fan-out counters."""
+def stats(engine: QueueEngine, connections: dict[str, int], hub: Hub, journal: Journal) -> dict[str, Any]:
+    """Engine statistics plus the server's connections, fan-out and commit counters."""
     return {**asdict(engine.statistics()), "connections": connections, "pushes": hub.pushes,
-            "durable_seq": durable_seq}
+            "durable_seq": journal.durable_seq, "commits": journal.batches}

@@ -1,0 +1,98 @@
+"""``callsys serve``: run the server on a hall file and a store until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import secrets
+import signal
+from functools import partial
+from pathlib import Path
+
+import trio
+
+from ..cli import command
+from ..clock import parse_clock
+from ..errors import CallsysError
+from ..hall import load_hall
+from . import logs
+from .serve import serve_callsys
+from .settings import (DEFAULT_HOST, DEFAULT_PORT, IDLE_TIMEOUT_S, MAX_FRAME_BYTES, RATE_BURST, RATE_PER_S,
+                       ServerSettings)
+
+SECRET_ENV = "CALLSYS_SECRET"
+
+
+@command("serve", help="run the real-time WebSocket server")
+def _serve_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default="config/qingdao.toml", help="hall file (default: %(default)s)")
+    p.add_argument("--store", default="file:var/callsys.db", help="event store URL (default: %(default)s)")
+    p.add_argument("--host", default=DEFAULT_HOST, help="interface to listen on (default: %(default)s)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="TCP port, 0 = any free (default: %(default)s)")
+    p.add_argument("--clock", default="real",
+                   help="'real', or a virtual start time in the hall's zone, e.g. 2026-11-23T08:55")
+    p.add_argument("--speed", type=float, default=1.0, help="virtual seconds per real second (with --clock TIME)")
+    p.add_argument("--secret-file", help="key for phone secrets (default: STORE_PATH.secret, created if missing; "
+                                         f"${SECRET_ENV} overrides)")
+    p.add_argument("--max-frame-bytes", type=int, default=MAX_FRAME_BYTES, help="largest frame (default: %(default)s)")
+    p.add_argument("--rate", type=float, default=RATE_PER_S, help="messages/s per connection (default: %(default)s)")
+    p.add_argument("--burst", type=int, default=RATE_BURST, help="burst per connection (default: %(default)s)")
+    p.add_argument("--idle-timeout", type=float, default=IDLE_TIMEOUT_S, help="seconds (default: %(default)s)")
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    p.add_argument("--log-format", default="kv", choices=("kv", "json"), help="key=value or JSON lines")
+    p.set_defaults(run=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    logs.configure(args.log_level, args.log_format)
+    hall = load_hall(args.config)
+    clock = parse_clock(args.clock, speed=args.speed, tz=hall.tz)
+    settings = ServerSettings(max_frame_bytes=args.max_frame_bytes, rate_per_s=args.rate, rate_burst=args.burst,
+                              idle_timeout_s=args.idle_timeout)
+    serve = partial(serve_callsys, hall, args.store, host=args.host, port=args.port, clock=clock,
+                    secret=load_secret(args.store, args.secret_file), settings=settings)
+    try:
+        trio.run(_run_until_signal, serve)
+    except BaseExceptionGroup as group:  # one failure out of the nurseries: report it plainly
+        inner = _single(group)
+        if isinstance(inner, CallsysError):
+            raise inner from None
+        raise
+    return 0
+
+
+def _single(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+async def _run_until_signal(serve: partial) -> None:
+    """Run the server; the first SIGINT/SIGTERM starts a clean shutdown."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(serve)
+            async for signum in signals:
+                logs.log(logging.INFO, "signal", signal=signal.Signals(signum).name)
+                server.shutdown()
+                break
+
+
+def load_secret(store: str, path: str | None) -> bytes:
+    """The phone-secret key: ``$CALLSYS_SECRET``, else the secret file (created with a random key)."""
+    env = os.environ.get(SECRET_ENV)
+    if env:
+        return env.encode()
+    if path is None:
+        scheme, _, rest = store.partition(":")
+        if scheme != "file":
+            return secrets.token_bytes(32)
+        path = rest + ".secret"
+    file = Path(path)
+    if not file.exists():
+        file.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+    return file.read_text().strip().encode()

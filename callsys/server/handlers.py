@@ -1,0 +1,108 @@
+"""What the server does with each validated message: one ``_handle_<type>`` per message type.
+
+A handler returns a :data:`Reply`: ``(pending, message)``. For an engine command
+*pending* is the journal's :class:`~callsys.log.Pending` and *message* the ``ok`` reply,
+sent only once the events are durable (its ``seq`` filled in then); for a query
+*pending* is None and the reply goes out in order with the others.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+from .. import commands as cmd
+from ..events import Event, to_record
+from ..log import Pending
+from ..protocol import ok
+from . import queries
+from .auth import phone_secret, resolve_places
+
+if TYPE_CHECKING:
+    from .session import Session
+
+Reply = tuple[Pending | None, dict[str, Any]]
+Handler = Callable[["Session", str, Any, dict[str, Any]], Reply]
+
+
+def _command(session: "Session", kind: str, fields: dict[str, Any]) -> cmd.Command:
+    """The engine command for message *kind*, stamped with the server clock."""
+    cls = cmd.COMMANDS[kind]
+    if issubclass(cls, cmd.WindowCommand) and "window" not in fields:
+        fields["window"] = session.identity.window  # a clerk acts on the window it signed in to
+    if "skills" in fields:
+        fields["skills"] = tuple(fields["skills"])
+    return cls(at=session.server.clock.now(), **fields)
+
+
+def _handle_command(session: "Session", kind: str, rid: Any, fields: dict[str, Any]) -> Reply:
+    events, pending = session.server.execute(_command(session, kind, fields))
+    return pending, ok(rid, {"events": [to_record(e) for e in events]})
+
+
+def _ticket_result(session: "Session", events: list[Event], pending: Pending, rid: Any) -> Reply:
+    """The reply to a command that issues or books a ticket: the ticket, its place and its phone secret."""
+    server = session.server
+    tid = events[0].ticket
+    ticket = server.engine.state.tickets[tid]
+    position = server.engine.position(tid)
+    return pending, ok(rid, {
+        "ticket": tid, "number": ticket.number, "service": ticket.service, "channel": ticket.channel,
+        "status": ticket.status, "rank": ticket.rank, "klass": ticket.klass, "green": ticket.green,
+        "issued_at": ticket.issued_at, "slot_start": ticket.slot_start, "slot_end": ticket.slot_end,
+        "ahead": position.ahead, "estimated_wait_s": position.estimated_wait_s,
+        "secret": phone_secret(server.secret, server.hall.id, tid),
+    })
+
+
+def _handle_ticketing(session: "Session", kind: str, rid: Any, fields: dict[str, Any]) -> Reply:
+    events, pending = session.server.execute(_command(session, kind, fields))
+    return _ticket_result(session, events, pending, rid)
+
+
+def _handle_ping(session: "Session", kind: str, rid: Any, fields: dict[str, Any]) -> Reply:
+    return None, ok(rid, {"server_time": session.server.clock.now()})
+
+
+def _handle_position(session: "Session", kind: str, rid: Any, fields: dict[str, Any]) -> Reply:
+    ref = fields.get("ticket", session.identity.ticket)  # a phone asks about its own ticket only
+    return None, ok(rid, queries.position(session.server.engine, ref))
+
+
+def _handle_services(session: "Session", kind: str, rid: Any, fields: dict[str, Any]) -> Reply:
+    return None, ok(rid, {"services": queries.services(session.server.engine)})
+
+
+def _handle_window(session: "Session", kind: str, rid: Any, fields: dict[str, Any]) -> Reply:
+    server = session.server
+    wid = fields.get("window", session.identity.window)
+    return None, ok(rid, queries.window(server.engine, server.hub, wid))
+
+
+def _handle_ticket(session: "Session", kind: str, rid: Any, fields: dict[str, Any]) -> Reply:
+    return None, ok(rid, queries.ticket(session.server.engine, fields["ticket"]))
+
+
+def _handle_stats(session: "Session", kind: str, rid: Any, fields: dict[str, Any]) -> Reply:
+    server = session.server
+    return None, ok(rid, queries.stats(server.engine, server.connections(), server.hub, server.journal))
+
+
+def _handle_subscribe(session: "Session", kind: str, rid: Any, fields: dict[str, Any]) -> Reply:
+    windows = resolve_places(session.server.hall, fields, rid)
+    session.subscribe(windows)
+    return None, ok(rid, {"windows": session.server.hub.board_of(windows)})
+
+
+HANDLERS: dict[str, Handler] = {
+    **{kind: _handle_command for kind in cmd.COMMANDS},
+    cmd.TakeNumber.kind: _handle_ticketing,
+    cmd.BookSlot.kind: _handle_ticketing,
+    cmd.CheckIn.kind: _handle_ticketing,
+    "ping": _handle_ping,
+    "position": _handle_position,
+    "services": _handle_services,
+    "window": _handle_window,
+    "ticket": _handle_ticket,
+    "stats": _handle_stats,
+    "subscribe": _handle_subscribe,
+}

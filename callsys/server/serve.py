@@ -1,0 +1,274 @@
+"""The server: one WebSocket endpoint at ``/ws`` in front of the engine and its journal.
+
+:func:`serve_callsys` recovers the engine from the store, listens, and runs until
+:meth:`CallsysServer.shutdown` (clean: stop accepting, answer in-flight commands, close
+every socket with 1001, write a final snapshot) or until a commit fails (fail-stop: the
+engine's memory would be ahead of its log; sockets close with 1011 and
+:class:`ServerError` is raised; a restart recovers from the log).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from functools import partial
+from typing import Any
+
+import trio
+from trio_websocket import WebSocketRequest, wrap_server_stream
+
+from .. import __version__
+from ..clock import Clock, RealClock
+from ..commands import Command
+from ..engine import QueueEngine
+from ..errors import CallsysError
+from ..events import Event
+from ..hall import Hall
+from ..log import Journal, Pending, open_journal
+from ..protocol import CODECS, PATH, VERSION, CloseCode, Unavailable
+from .auth import Identity
+from .hub import Hub
+from .logs import log
+from .session import Session
+from .settings import DEFAULT_HOST, DEFAULT_PORT, ServerSettings
+
+SERVER_NAME = f"callsys/{__version__}"
+
+
+class ServerError(CallsysError):
+    """The server stopped on its own: its event log failed. The fault is the environment's."""
+
+    code = "server_error"
+
+
+class CallsysServer:
+    """A running server; :func:`serve_callsys` hands it to ``nursery.start`` callers.
+
+    Attributes:
+        port: the TCP port it listens on (useful with port 0).
+        url: ``ws://host:port/ws``.
+        engine: the live engine (read it, never write it from outside).
+    """
+
+    def __init__(self, hall: Hall, engine: QueueEngine, journal: Journal, *, clock: Clock, secret: bytes,
+                 settings: ServerSettings) -> None:
+        self.hall = hall
+        self.engine = engine
+        self.journal = journal
+        self.clock = clock
+        self.secret = secret
+        self.settings = settings
+        self.hub = Hub(hall, engine)
+        self.sessions: set[Session] = set()
+        self.host = ""
+        self.port = 0
+        self.failure: BaseException | None = None
+        self.stopping = False
+        self._stop = trio.Event()
+        self._connections_scope: trio.CancelScope | None = None
+
+    @property
+    def url(self) -> str:
+        return f"ws://{self.host}:{self.port}{PATH}"
+
+    # ------------------------------------------------------------------ commands
+
+    def execute(self, command: Command) -> tuple[list[Event], Pending]:
+        """Decide, apply and submit *command* — synchronously, so log order is decide order.
+
+        Raises:
+            EngineError: the engine rejects it; nothing changed.
+            Unavailable: the server is stopping.
+        """
+        if self.stopping:
+            raise Unavailable("the server is shutting down")
+        events = self.engine.decide(command)
+        try:
+            self.engine.apply_all(events)
+            return events, self.journal.submit(events)
+        except BaseException as exc:
+            self.fail(exc)
+            raise Unavailable("the server stopped: its event log failed") from exc
+
+    def on_durable(self, batch: list[tuple[int, Event]]) -> None:
+        """The journal's hook after each durable batch: fan the events out."""
+        try:
+            self.hub.on_durable(batch)
+        except Exception:  # a bug in a projection: the log is intact, displays may lag; keep serving
+            logging.getLogger("callsys.server").exception("fan-out failed at seq %s", batch[0][0])
+
+    # ------------------------------------------------------------------ connections
+
+    def welcome(self, identity: Identity, rid: Any) -> dict[str, Any]:
+        message = {
+            "type": "welcome", "protocol": VERSION, "server": SERVER_NAME, "hall": self.hall.id,
+            "hall_name": {"zh": self.hall.name.zh, "en": self.hall.name.en}, "timezone": self.hall.timezone,
+            "role": identity.role,
+            "server_time": self.clock.now(), "clock_speed": self.clock.speed, "limits": self.settings.limits(),
+        }
+        if identity.window is not None:
+            message["window"] = identity.window
+        if identity.ticket is not None:
+            message["ticket"] = identity.ticket
+        if rid is not None:
+            message["id"] = rid
+        return message
+
+    def attach(self, session: Session) -> None:
+        self.sessions.add(session)
+
+    def detach(self, session: Session) -> None:
+        self.sessions.discard(session)
+        self.unsubscribe(session)
+
+    def unsubscribe(self, session: Session) -> None:
+        """Stop all pushes to *session* (idempotent)."""
+        if session.windows:
+            self.hub.unwatch(session, session.windows, speaker=session.role == "speaker")
+        if session.role == "phone":
+            self.hub.unwatch_ticket(session, session.identity.ticket)
+
+    def watch_phone(self, session: Session) -> None:
+        """Follow a phone's ticket and push its current state."""
+        tid = session.identity.ticket
+        self.hub.watch_ticket(session, tid)
+        ticket = self.engine.state.tickets.get(tid)
+        status, window = (ticket.status, ticket.window) if ticket else (None, None)
+        self.hub.push_ticket(tid, status, window, "hello", self.clock.now(), None)
+
+    def connections(self) -> dict[str, int]:
+        """Authenticated connections by role."""
+        return dict(Counter(s.role for s in self.sessions))
+
+    async def _serve_stream(self, stream: trio.SocketStream) -> None:
+        """One TCP connection: the WebSocket handshake, then a :class:`Session`.
+
+        Whatever a client does wrong here (resetting mid-handshake, sending garbage) ends
+        this connection only; it is logged and never reaches the other connections.
+        """
+        peer = _peer(stream)
+        try:
+            async with trio.open_nursery() as nursery:
+                request = None
+                with trio.move_on_after(self.settings.hello_timeout_s):
+                    request = await wrap_server_stream(nursery, stream, message_queue_size=self.settings.max_in_flight,
+                                                       max_message_size=self.settings.max_frame_bytes)
+                if request is not None:
+                    await self._handle_request(request, peer)
+                nursery.cancel_scope.cancel()
+        except Exception as exc:  # the client's fault or a bug: this connection only
+            log(logging.WARNING, "conn_error", peer=peer, error=_describe(exc))
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(stream)
+
+    async def _handle_request(self, request: WebSocketRequest, peer: str) -> None:
+        if request.path.split("?", 1)[0] != PATH:
+            await request.reject(404, body=f"callsys serves WebSockets at {PATH}\n".encode())
+            return
+        codec = next((CODECS[p] for p in request.proposed_subprotocols if p in CODECS), None)
+        if codec is None:
+            log(logging.INFO, "rejected", peer=peer, code="subprotocol", offered=list(request.proposed_subprotocols))
+            body = f"offer one of the subprotocols {', '.join(CODECS)}\n".encode()
+            await request.reject(400, body=body)
+            return
+        if self.stopping:
+            await request.reject(503, body=b"shutting down\n")
+            return
+        ws = await request.accept(subprotocol=codec.subprotocol)
+        await Session(self, ws, codec, peer).run()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def shutdown(self) -> None:
+        """Begin a clean shutdown (idempotent)."""
+        if not self.stopping:
+            log(logging.INFO, "shutdown", connections=len(self.sessions))
+        self.stopping = True
+        self._stop.set()
+
+    def fail(self, exc: BaseException) -> None:
+        """Stop at once after a failed commit (fail-stop)."""
+        if self.failure is None:
+            self.failure = exc
+            logging.getLogger("callsys.server").critical("event log failed, stopping: %r", exc)
+            for session in list(self.sessions):
+                session.kill(CloseCode.INTERNAL_ERROR, "event log failure")
+        self.stopping = True
+        self._stop.set()
+        if self._connections_scope is not None:
+            self._connections_scope.cancel()
+
+    async def run(self, host: str, port: int, task_status: trio.TaskStatus) -> None:
+        settings = self.settings
+        async with trio.open_nursery() as connections:
+            self._connections_scope = connections.cancel_scope
+            async with trio.open_nursery() as services:
+                listeners = await trio.open_tcp_listeners(port, host=host)
+                await services.start(partial(trio.serve_listeners, self._serve_stream, listeners,
+                                             handler_nursery=connections))
+                self.host, self.port = host, listeners[0].socket.getsockname()[1]
+                services.start_soon(self._refresh_phones)
+                log(logging.INFO, "listening", url=self.url, hall=self.hall.id, windows=len(self.hall.windows),
+                    clock=repr(self.clock), durable_seq=self.journal.durable_seq)
+                task_status.started(self)
+                await self._stop.wait()
+                services.cancel_scope.cancel()
+            for session in list(self.sessions):
+                session.drain()
+            connections.cancel_scope.deadline = trio.current_time() + settings.shutdown_grace_s
+
+    async def _refresh_phones(self) -> None:
+        while True:
+            await trio.sleep(self.settings.phone_refresh_s)
+            self.hub.refresh_phones(self.clock.now())
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: message`` of *exc*, or of the exceptions inside a group."""
+    if isinstance(exc, BaseExceptionGroup):
+        return "; ".join(_describe(e) for e in exc.exceptions)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _peer(stream: trio.SocketStream) -> str:
+    try:
+        host, port, *_ = stream.socket.getpeername()
+    except OSError:  # already gone
+        return "?"
+    return f"{host}:{port}"
+
+
+async def serve_callsys(hall: Hall, store: str, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
+                        clock: Clock | None = None, secret: bytes | None = None,
+                        settings: ServerSettings | None = None,
+                        task_status: trio.TaskStatus[CallsysServer] = trio.TASK_STATUS_IGNORED) -> None:
+    """Serve *hall* with its events in *store* until shut down.
+
+    Use in a nursery: ``server = await nursery.start(serve_callsys, hall, "file:var/x.db", port=0)``
+    then ``server.port``; ``server.shutdown()`` stops it cleanly.
+
+    Args:
+        hall: the compiled hall configuration.
+        store: the event store URL, e.g. ``file:var/callsys.db``.
+        host: the interface to listen on.
+        port: the TCP port (0 picks a free one).
+        clock: the clock commands are stamped with (wall time by default).
+        secret: the key phone secrets are derived from (random, so valid for this run only, by default).
+        settings: limits and timeouts.
+
+    Raises:
+        LogError: the store cannot be opened or recovered.
+        ServerError: a commit failed while serving (fail-stop).
+    """
+    async with open_journal(store, hall) as journal:
+        engine, _ = await journal.recover()
+        server = CallsysServer(hall, engine, journal, clock=clock or RealClock(),
+                               secret=secret if secret is not None else os.urandom(32),
+                               settings=settings or ServerSettings())
+        journal.on_durable = server.on_durable
+        await server.run(host, port, task_status)
+    log(logging.INFO, "stopped", durable_seq=journal.durable_seq, failed=server.failure is not None)
+    if server.failure is not None:
+        raise ServerError(f"stopped after an event log failure: {server.failure}") from server.failure

@@ -1,0 +1,89 @@
+"""Helpers for the server tests: a real server on 127.0.0.1 port 0, real WebSocket clients.
+
+The server runs in the test's nursery on the demo hall with its store in ``tmp_path`` and a
+clock that starts on Monday 2026-11-23 09:30 Shanghai time (the hall is open then).
+Import the fixtures into a test module to use them.
+"""
+
+from __future__ import annotations
+
+import functools
+from datetime import datetime
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import trio
+
+from callsys.client import Client, connect
+from callsys.clock import ScaledClock
+from callsys.hall import Hall
+from callsys.server import CallsysServer, ServerSettings, serve_callsys
+from conftest import SHANGHAI
+
+START = datetime(2026, 11, 23, 9, 30, tzinfo=SHANGHAI)  # a Monday morning: the demo hall is open
+SECRET = b"test-secret"
+TOKENS = {"kiosk": "demo-kiosk", "clerk": "demo-clerk", "display": "demo-display", "speaker": "demo-speaker",
+          "manager": "demo-manager"}
+HANG_GUARD_S = 30  # trio-clock guard against a hung test, not a performance limit
+
+
+def guard(seconds: float = HANG_GUARD_S) -> Callable:
+    """Fail a test that hangs (a deadlock), measured on trio's clock."""
+
+    def decorate(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with trio.fail_after(seconds):
+                return await fn(*args, **kwargs)
+        return wrapper
+
+    return decorate
+
+
+async def start_server(nursery: trio.Nursery, hall: Hall, store: Path, **settings: Any) -> CallsysServer:
+    """A server for *hall* on a free port with its events in *store*."""
+    return await nursery.start(partial(serve_callsys, hall, f"file:{store}", port=0, clock=ScaledClock(START),
+                                       secret=SECRET, settings=ServerSettings(**settings)))
+
+
+def client(server: CallsysServer, role: str, fmt: str = "msgpack", **hello: Any):
+    """``async with client(server, "kiosk") as k:`` — an authenticated connection."""
+    hello.setdefault("token", TOKENS.get(role))
+    return connect(server.url, role=role, fmt=fmt, **hello)
+
+
+def state_of(server: CallsysServer) -> dict[str, Any]:
+    """The engine's logical state, without the time horizon (a rejected command may move it)."""
+    snapshot = server.engine.snapshot()
+    snapshot.pop("horizon")
+    return snapshot
+
+
+async def push_of(c: Client, kind: str) -> dict[str, Any]:
+    """The next push of type *kind* (earlier pushes of other types are skipped)."""
+    while True:
+        push = await c.next_push()
+        if push["type"] == kind:
+            return push
+
+
+async def still_served(server: CallsysServer, fmt: str = "msgpack") -> None:
+    """Another client can still take a number."""
+    async with client(server, "kiosk", fmt) as other:
+        ticket = await other.request("take_number", service="SOC")
+        assert ticket["status"] == "waiting" and ticket["number"].startswith("C")
+
+
+@pytest.fixture(params=["msgpack", "json"])
+def fmt(request: pytest.FixtureRequest) -> str:
+    """Both wire formats: msgpack (binary frames) and JSON (text frames)."""
+    return request.param
+
+
+@pytest.fixture
+async def server(nursery: trio.Nursery, demo_hall: Hall, tmp_path: Path):
+    srv = await start_server(nursery, demo_hall, tmp_path / "hall.db")
+    yield srv
+    srv.shutdown()

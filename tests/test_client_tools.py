@@ -1,0 +1,116 @@
+"""The terminal tools as a user runs them: ``python -m callsys kiosk|clerk`` against a real server."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import sys
+from typing import Any
+
+import trio
+
+from conftest import CONFIG
+from server_support import guard, server  # noqa: F401  (fixture)
+
+DEMO = str(CONFIG / "demo.toml")
+
+
+async def tool(server, *argv: str, stdin: bytes | None = None) -> tuple[int, str]:
+    """Run ``callsys ARGV`` against *server* (tokens from the demo hall file); (exit code, stdout)."""
+    done = await trio.run_process([sys.executable, "-m", "callsys", *argv, "--url", server.url, "--config", DEMO],
+                                  stdin=stdin, capture_stdout=True, capture_stderr=True, check=False,
+                                  env={**os.environ, "COLUMNS": "120"})
+    return done.returncode, done.stdout.decode()
+
+
+async def tool_json(server, *argv: str) -> tuple[int, Any]:
+    code, out = await tool(server, *argv, "--json")
+    return code, json.loads(out)
+
+
+@guard(60)
+async def test_kiosk_takes_a_ticket_non_interactively(server):
+    code, ticket = await tool_json(server, "kiosk", "--service", "SOC")
+    assert code == 0 and (ticket["number"], ticket["status"]) == ("C001", "waiting")
+    assert server.engine.state.tickets[ticket["ticket"]].number == "C001"
+    code, green = await tool_json(server, "kiosk", "--service", "SOC", "--green", "--channel", "qr")
+    assert code == 0 and (green["klass"], green["channel"]) == ("priority", "qr")
+    code, failed = await tool_json(server, "kiosk", "--service", "NOPE")
+    assert code == 1 and failed["error"] == "unknown_service"
+    code, out = await tool(server, "kiosk", "--service", "MED")
+    assert code == 0 and "D001" in out and "ahead" in out
+
+
+@guard(60)
+async def test_kiosk_interactive_lists_services_and_prints_the_ticket(server):
+    code, out = await tool(server, "kiosk", stdin=b"3\nMED\nq\n")
+    assert code == 0
+    assert "Social security" in out and "choose a service" in out
+    assert "C001" in out and "D001" in out
+    assert {t.number for t in server.engine.state.tickets.values()} == {"C001", "D001"}
+
+
+@guard(60)
+async def test_clerk_runs_actions_non_interactively(server):
+    await tool(server, "kiosk", "--service", "SOC")
+    await tool(server, "kiosk", "--service", "SOC")
+    steps = [("open", "window_opened"), ("next", "ticket_called"), ("recall", "ticket_recalled"),
+             ("start", "service_started")]
+    for action, kind in steps:
+        code, result = await tool_json(server, "clerk", "--window", "7", "--do", action)
+        assert code == 0 and result["events"][0]["kind"] == kind
+    code, state = await tool_json(server, "clerk", "--window", "7", "--do", "state")
+    assert code == 0 and state["current"]["number"] == "C001" and state["current"]["status"] == "serving"
+    code, busy = await tool_json(server, "clerk", "--window", "7", "--do", "next")
+    assert code == 1 and busy["error"] == "window_busy"
+    code, result = await tool_json(server, "clerk", "--window", "7", "--do", "finish", "--rating", "good")
+    assert code == 0 and result["events"][0]["rating"] == "good"
+    code, result = await tool_json(server, "clerk", "--window", "7", "--do", "call", "--ticket", "C002")
+    assert code == 0 and result["events"][0]["number"] == "C002"
+    code, result = await tool_json(server, "clerk", "--window", "7", "--do", "transfer", "--to-window", "8")
+    assert code == 0 and result["events"][0]["to_window"] == 8
+    code, out = await tool(server, "clerk", "--window", "7", "--do", "state")
+    assert code == 0 and "window 7" in out and "served today 1" in out
+
+
+@guard(60)
+async def test_clerk_console_takes_single_keys(server):
+    await tool(server, "kiosk", "--service", "SOC")
+    master, slave = pty.openpty()
+    screen = bytearray()
+    env = {**os.environ, "TERM": "xterm", "COLUMNS": "100", "LINES": "40"}
+    argv = [sys.executable, "-m", "callsys", "clerk", "--window", "7", "--url", server.url, "--config", DEMO]
+    async with trio.open_nursery() as nursery:
+        process = await nursery.start(lambda task_status: trio.run_process(
+            argv, stdin=slave, stdout=slave, stderr=slave, env=env, check=False, task_status=task_status))
+        os.close(slave)
+        terminal = trio.lowlevel.FdStream(master)
+        nursery.start_soon(_read_screen, terminal, screen)
+        await _until(lambda: b"window 7" in screen)
+        for key, done in ((b"o", lambda: _window(server).status == "open"),
+                          (b"n", lambda: _window(server).current is not None),
+                          (b"s", lambda: server.engine.state.tickets[1].status == "serving")):
+            await terminal.send_all(key)
+            await _until(done)
+        await terminal.send_all(b"q")
+        assert await process.wait() == 0
+        nursery.cancel_scope.cancel()
+    assert b"C001" in screen
+
+
+def _window(server):
+    return server.engine.state.windows[7]
+
+
+async def _read_screen(terminal: trio.lowlevel.FdStream, screen: bytearray) -> None:
+    try:
+        while chunk := await terminal.receive_some(4096):
+            screen.extend(chunk)
+    except (OSError, trio.BrokenResourceError):  # EIO once the tool has exited and closed the terminal
+        pass
+
+
+async def _until(condition) -> None:
+    while not condition():
+        await trio.sleep(0.02)

@@ -1,0 +1,17 @@
+"""benchmarks.ingest still runs end to end (tiny sizes; its figures are judged in benchmarks/, not here)."""
+
+from __future__ import annotations
+
+from benchmarks import ingest
+from server_support import guard
+
+
+@guard(120)
+async def test_ingest_benchmark_reports_every_row():
+    rows = await ingest.run("config/demo.toml", connections=2, pipeline=2, seconds=0.3, rate=50.0,
+                            latency_seconds=0.3)
+    values = {r["metric"]: r["value"] for r in rows}
+    assert list(values) == ["tickets_per_s", "p50_ms_at_1000", "p99_ms_at_1000", "achieved_rate_at_1000",
+                            "p99_ms_saturated", "events_per_commit", "server_cpu", "loadgen_cpu", "rejected"]
+    assert values["tickets_per_s"] > 0 and values["p99_ms_at_1000"] >= values["p50_ms_at_1000"] > 0
+    assert values["events_per_commit"] >= 1 and values["server_cpu"] > 0

@@ -1,0 +1,109 @@
+"""Pushes after durable events: displays by window/zone/floor, speakers by zone, phones by ticket."""
+
+from __future__ import annotations
+
+import pytest
+
+from callsys.client import RequestFailed
+from callsys.server import phone_secret
+from server_support import SECRET, client, fmt, guard, push_of, server, start_server  # noqa: F401
+
+
+@guard()
+async def test_displays_get_the_board_then_the_calls_of_their_windows(server, fmt):
+    async with client(server, "kiosk", fmt) as kiosk, client(server, "clerk", fmt, window=7) as clerk, \
+            client(server, "display", fmt, subscribe={"windows": [7]}) as led, \
+            client(server, "display", fmt, subscribe={"floors": [1]}) as tv, \
+            client(server, "display", fmt, subscribe={"zones": ["universal"]}) as other_zone:
+        board = await led.next_push()
+        assert board["type"] == "board" and [w["window"] for w in board["windows"]] == [7]
+        assert len((await tv.next_push())["windows"]) == 10
+        await kiosk.request("take_number", service="SOC")
+        await clerk.request("open_window")
+        called = await clerk.request("call_next")
+        for display in (led, tv):
+            opened = await push_of(display, "window_update")
+            assert (opened["window"], opened["event"], opened["status"]) == (7, "opened", "open")
+            update = await push_of(display, "window_update")
+            assert (update["event"], update["number"], update["stage"]) == ("called", "C001", "called")
+            assert update["seq"] == called["seq"]  # pushed once durable, with its log position
+        await clerk.request("recall")
+        assert (await push_of(led, "window_update"))["recalls"] == 1
+        # the universal-zone display heard nothing of window 7: its next push is about window 1
+        async with client(server, "clerk", fmt, window=1) as clerk1:
+            await clerk1.request("open_window")
+        update = await push_of(other_zone, "window_update")
+        assert (update["window"], update["event"]) == (1, "opened")
+
+
+@guard()
+async def test_speakers_announce_calls_and_recalls_in_their_zones(server, fmt):
+    async with client(server, "kiosk", fmt) as kiosk, client(server, "clerk", fmt, window=10) as clerk, \
+            client(server, "speaker", fmt, subscribe={"zones": ["social"]}) as speaker, \
+            client(server, "speaker", fmt, subscribe={"zones": ["universal"]}) as elsewhere:
+        await kiosk.request("take_number", service="CIVIL")
+        await clerk.request("open_window")
+        await clerk.request("call_next")
+        await clerk.request("recall")
+        first, again = await speaker.next_push(), await speaker.next_push()
+        assert (first["type"], first["number"], first["window"], first["recall"]) == ("announce", "E001", 10, 0)
+        assert first["text"]["zh"] == "请 E001 号到 10 号窗口办理"
+        assert "window 10" in first["text"]["en"]
+        assert again["recall"] == 1
+        async with client(server, "clerk", fmt, window=2) as clerk2:
+            await kiosk.request("take_number", service="BIZ")
+            await clerk2.request("open_window")
+            await clerk2.request("call_next")
+        assert (await elsewhere.next_push())["window"] == 2  # nothing from window 10 came first
+
+
+@guard()
+async def test_manager_follows_the_whole_hall(server, fmt):
+    async with client(server, "manager", fmt, subscribe={"all": True}) as manager, \
+            client(server, "clerk", fmt, window=9) as clerk:
+        assert len((await manager.next_push())["windows"]) == 10
+        await clerk.request("open_window")
+        assert (await push_of(manager, "window_update"))["window"] == 9
+
+
+@guard()
+async def test_a_phone_sees_only_its_own_ticket(server, fmt):
+    async with client(server, "kiosk", fmt) as kiosk, client(server, "clerk", fmt, window=7) as clerk:
+        mine = await kiosk.request("take_number", service="SOC")
+        theirs = await kiosk.request("take_number", service="SOC")
+        with pytest.raises(RequestFailed) as stolen:
+            async with client(server, "phone", fmt, ticket=theirs["ticket"], secret=mine["secret"]):
+                pass
+        assert stolen.value.code == "unauthorized"
+        assert mine["secret"] == phone_secret(SECRET, "demo", mine["ticket"])
+
+        async with client(server, "phone", fmt, ticket=theirs["ticket"], secret=theirs["secret"]) as phone:
+            hello = await phone.next_push()
+            assert (hello["type"], hello["number"], hello["ahead"], hello["event"]) == \
+                ("ticket_update", "C002", 1, "hello")
+            with pytest.raises(RequestFailed) as other:
+                await phone.request("position", ticket=mine["ticket"])
+            assert other.value.code == "unknown_field"
+            await clerk.request("open_window")
+            await clerk.request("call_next")  # calls C001, not this phone's ticket
+            await clerk.request("start")
+            await clerk.request("finish")
+            await clerk.request("call_next")  # now C002
+            update = await phone.next_push()
+            assert (update["ticket"], update["status"], update["window"], update["event"]) == \
+                (theirs["ticket"], "called", 7, "ticket_called")
+            assert (await phone.request("position"))["status"] == "called"
+
+
+@guard()
+async def test_phones_get_position_refreshes(nursery, demo_hall, tmp_path, fmt):
+    server = await start_server(nursery, demo_hall, tmp_path / "hall.db", phone_refresh_s=0.05)
+    async with client(server, "kiosk", fmt) as kiosk, client(server, "clerk", fmt, window=7) as clerk:
+        await kiosk.request("take_number", service="SOC")
+        mine = await kiosk.request("take_number", service="SOC")
+        async with client(server, "phone", fmt, ticket=mine["ticket"], secret=mine["secret"]) as phone:
+            assert (await phone.next_push())["ahead"] == 1
+            await clerk.request("open_window")
+            await clerk.request("call_next")
+            moved = await phone.next_push()
+            assert (moved["event"], moved["status"], moved["ahead"]) == ("position", "waiting", 0)
