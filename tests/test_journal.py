@@ -7,6 +7,7 @@ import random
 import msgpack
 import pytest
 import trio
+import trio.testing
 
 from callsys import (CallNext, FinishService, OpenWindow, QueueEngine, StartService, TakeNumber)
 from callsys.errors import EngineError
@@ -139,3 +140,17 @@ async def test_empty_submit_is_acknowledged_at_once(tmp_path, demo_hall):
     async with open_journal(_store(tmp_path), demo_hall) as journal:
         await journal.recover()
         assert await journal.commit([]) == 0
+
+
+async def test_day_reset_takes_a_snapshot_of_the_small_state(tmp_path, demo_hall, monday_0930):
+    from callsys import ResetDay
+
+    async with open_journal(_store(tmp_path), demo_hall) as journal:
+        engine, _ = await journal.recover()
+        t = await _day_of_work(journal, engine, monday_0930, 30)
+        seq = await journal.commit(engine.execute(ResetDay(t + 3600 * 12)))
+        await trio.testing.wait_all_tasks_blocked()  # the committer writes it right after the batch
+        assert journal.snapshot_seq == seq
+        store_snapshot = await journal.log.load_snapshot()
+        assert store_snapshot[0] == seq
+        assert msgpack.unpackb(store_snapshot[1], raw=False)["tickets"] == []
