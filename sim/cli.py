@@ -1,0 +1,189 @@
+"""``callsys sim run|plan|live``: the simulator's sub-commands (registered on import)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+from callsys.cli import command
+
+from . import report
+from .scenario import Scenario, load_scenario
+
+
+def _scenario_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("scenario", help="scenario name in sim/scenarios/ (e.g. qingdao-peak-monday) or a .toml path")
+    p.add_argument("--seed", type=int, help="seed of the (first) run; the scenario's by default")
+    p.add_argument("--days", type=int, help="simulate this many days instead of the scenario's")
+    p.add_argument("--visitors", type=float, help="expected visitors per day instead of the scenario's")
+    p.add_argument("--out", type=Path, help="output directory (default out/sim/<scenario>)")
+
+
+def scenario_from_args(args: argparse.Namespace) -> Scenario:
+    scenario = load_scenario(args.scenario)
+    return scenario.adjusted(days=args.days, visitors=args.visitors)
+
+
+def out_dir(args: argparse.Namespace, scenario: Scenario, sub: str = "") -> Path:
+    base = args.out or Path("out") / "sim" / scenario.name
+    return base / sub if sub else base
+
+
+@contextmanager
+def progress_bar(console: Console, total: int, label: str, enabled: bool = True) -> Iterator[Callable[[int, float], None]]:
+    """A rich progress bar over *total* runs; yields ``update(run index, share done)``."""
+    if not enabled:
+        yield lambda run, share: None
+        return
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda run, share: bar.update(task, completed=run + share)
+
+
+# ---------------------------------------------------------------------- sim run
+
+
+@command("sim", "run", help="simulate a scenario in virtual time on the real engine")
+def _run_args(p: argparse.ArgumentParser) -> None:
+    _scenario_args(p)
+    p.add_argument("--replications", type=int, default=1, help="runs with seeds seed, seed+1, ... (default 1)")
+    p.add_argument("--top", type=int, default=report.TOP_SERVICES, help="services shown in the wait table")
+    p.add_argument("--no-charts", action="store_true", help="skip the PNG charts")
+    p.add_argument("--json", action="store_true", help="print only the summary JSON to stdout")
+    p.set_defaults(run=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .charts import write_charts
+    from .experiment import combine, replicate
+
+    scenario = scenario_from_args(args)
+    console = Console(stderr=args.json)
+    label = f"{scenario.name} ({scenario.days} day(s) x {args.replications})"
+    with progress_bar(console, args.replications, label, enabled=not args.json) as update:
+        runs = replicate(scenario, args.replications, seed=args.seed, progress=update)
+    summary = combine(scenario, [s for _, s in runs])
+    out = out_dir(args, scenario)
+    files = [report.write_json(out / "summary.json", summary)]
+    if not args.no_charts:
+        sim, first = runs[0]
+        files += write_charts(out, first, scenario.hall, sim.tracker, scenario.start + scenario.warmup_s)
+    if args.json:
+        print(json.dumps(summary, ensure_ascii=False))
+        return 0
+    report.print_summary(summary, scenario, console, top=args.top)
+    reps = summary.get("replications")
+    if reps:
+        m = reps["mean_min"]
+        console.print(f"{args.replications} replications: mean wait {m['mean']:.2f} ± {m['ci95'] or 0:.2f} min (95 %)")
+    console.print("wrote " + ", ".join(str(f) for f in files))
+    return 0
+
+
+# ---------------------------------------------------------------------- sim plan
+
+
+@command("sim", "plan", help="find the fewest windows per zone or service that meet a wait target")
+def _plan_args(p: argparse.ArgumentParser) -> None:
+    from .planner import MAX_SCALE
+
+    _scenario_args(p)
+    p.add_argument("--target", required=True, help='e.g. "p90 wait <= 15 min", "mean wait <= 600 s", '
+                                                   '"within target >= 80 %%"')
+    p.add_argument("--by", choices=("zone", "service"), default="zone", help="plan per zone (default) or per service")
+    p.add_argument("--max-scale", type=float, default=MAX_SCALE,
+                   help=f"a pool may grow to this multiple of its windows (default {MAX_SCALE:g})")
+    p.add_argument("--json", action="store_true", help="print only the plan JSON to stdout")
+    p.set_defaults(run=_plan)
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from .planner import Planner, parse_target
+
+    scenario = scenario_from_args(args)
+    target = parse_target(args.target)
+    console = Console(stderr=args.json)
+    with console.status(f"planning {scenario.name} for {target.text!r}...") as status:
+        planner = Planner(scenario, target, by=args.by, max_scale=args.max_scale, seed=args.seed,
+                          progress=lambda line: status.update(line))
+        plan = planner.run()
+    data = plan.to_dict() | {"scenario": scenario.name, "hall": scenario.hall.id, "seed": planner.seed}
+    path = report.write_json(out_dir(args, scenario, "plan") / "plan.json", data)
+    if args.json:
+        print(json.dumps(data, ensure_ascii=False))
+        return 0
+    table = Table(title=f"Plan for {scenario.name}: {target.text} (per {args.by}, {plan.runs} simulated days)")
+    for col in ("pool", "windows now", "planned", "change", "worst service", target.stat.replace("_min", " (min)"), "met"):
+        table.add_column(col, justify="left" if col in ("pool", "worst service") else "right")
+    for p in plan.pools:
+        change = p.planned - p.current
+        table.add_row(p.pool, str(p.current), str(p.planned), f"{change:+d}" if change else "0",
+                      p.worst_service or "–", "–" if p.worst is None else report._fmt(target.stat, p.worst),
+                      "[green]yes[/]" if p.met else "[red]no[/]")
+    table.add_row("[bold]hall", str(data["windows_current"]), f"[bold]{plan.windows}",
+                  f"{plan.windows - data['windows_current']:+d}", "", "", "[green]yes[/]" if data["met"] else "[red]no[/]")
+    console.print(table)
+    waits = plan.summary["waits"]["all"]
+    console.print(f"with the plan: mean wait {waits.get('mean_min', 0):.1f} min, p90 {waits.get('p90_min', 0):.1f} min, "
+                  f"{100 * (waits['within_target'] or 0):.0f} % called within target; wrote {path}")
+    return 0
+
+
+# ---------------------------------------------------------------------- sim live
+
+
+@command("sim", "live", help="play a scenario against a running server with real WebSocket clients")
+def _live_args(p: argparse.ArgumentParser) -> None:
+    from .live import DURATION_S, KIOSKS, MAX_CITIZENS, MAX_PHONES, PHONE_SHARE
+
+    _scenario_args(p)
+    p.add_argument("--url", default="ws://127.0.0.1:8700/ws", help="the server (default %(default)s); loopback only")
+    p.add_argument("--speed", type=float, help="the server's clock speed (checked against its welcome)")
+    p.add_argument("--duration", type=float, default=DURATION_S, help="real seconds of play at most (default %(default)s)")
+    p.add_argument("--max-citizens", type=int, default=MAX_CITIZENS, help="citizens played at most")
+    p.add_argument("--kiosks", type=int, default=KIOSKS, help="kiosk connections (default %(default)s)")
+    p.add_argument("--phones", type=float, default=PHONE_SHARE,
+                   help="share of QR/appointment citizens following their ticket on a phone (default %(default)s)")
+    p.add_argument("--max-phones", type=int, default=MAX_PHONES, help="phone connections at once at most")
+    p.add_argument("--no-displays", action="store_true", help="no LED/TV/speaker connections")
+    p.add_argument("--json", action="store_true", help="print only the report JSON to stdout")
+    p.set_defaults(run=_live)
+
+
+def _live(args: argparse.Namespace) -> int:
+    from .live import LiveSettings, check_loopback, play
+
+    scenario = scenario_from_args(args)
+    check_loopback(args.url)
+    settings = LiveSettings(speed=args.speed, duration_s=args.duration, max_citizens=args.max_citizens,
+                            kiosks=args.kiosks, phone_share=args.phones, max_phones=args.max_phones,
+                            displays=not args.no_displays, seed=args.seed)
+    console = Console(stderr=args.json)
+    with Progress(TextColumn("[bold]live {task.description}"), BarColumn(), TaskProgressColumn(),
+                  TextColumn("{task.fields[line]}"), TimeElapsedColumn(), console=console,
+                  disable=args.json) as bar:
+        task = bar.add_task(scenario.name, total=1.0, line="connecting...")
+
+        def update(s: dict) -> None:
+            clock = scenario.hall.local_time(s["virtual"]).strftime("%H:%M:%S")
+            bar.update(task, completed=s["share"], line=f"{clock}  {s['connections']} conns  {s['issued']} tickets  "
+                                                         f"{s['served']} served  {s['inflight']} in flight  "
+                                                         f"{s['errors']} errors")
+
+        result = play(scenario, args.url, settings=settings, progress=update)
+    path = report.write_json(out_dir(args, scenario, "live") / "live.json", result)
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        report.print_live(result, console)
+        console.print(f"wrote {path}")
+    return 0 if result["check"]["ok"] and not result["errors"] else 1

@@ -1,0 +1,72 @@
+"""Replications: the same scenario under consecutive seeds, with a confidence interval.
+
+One run of a busy day is one sample; its mean wait has its own noise. Replications run
+seeds ``seed, seed + 1, ...`` and report the mean of the per-run figures with a 95 %
+interval (normal approximation over the runs), and — for an M/M/c scenario — the
+comparison with Erlang C.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Callable
+
+from . import theory
+from .runner import Simulation
+from .scenario import Scenario
+
+HEADLINE = ("mean_min", "p90_min", "within_target")
+
+
+def replicate(scenario: Scenario, replications: int = 1, *, seed: int | None = None,
+              progress: Callable[[int, float], None] | None = None, **parts: Any) -> list[tuple[Simulation, dict]]:
+    """Run *scenario* under *replications* consecutive seeds.
+
+    Args:
+        scenario: what to run.
+        replications: how many runs.
+        seed: the first seed (the scenario's by default).
+        progress: called with (replication index, share of virtual time done).
+        **parts: passed on to :class:`~sim.runner.Simulation`.
+
+    Returns:
+        (simulation, summary) per run; each summary has ``runtime_s``.
+    """
+    first = scenario.seed if seed is None else seed
+    out = []
+    for r in range(replications):
+        report = None if progress is None else (lambda share, r=r: progress(r, share))
+        sim = Simulation(scenario, seed=first + r, progress=report, **parts)
+        started = time.perf_counter()
+        summary = sim.run()
+        summary["runtime_s"] = time.perf_counter() - started
+        out.append((sim, summary))
+    return out
+
+
+def combine(scenario: Scenario, summaries: list[dict]) -> dict[str, Any]:
+    """The first run's summary, plus per-run headline figures, their mean and the theory check."""
+    main = dict(summaries[0])
+    if len(summaries) > 1:
+        rows = [{"seed": s["seed"], **{k: s["waits"]["all"].get(k) for k in HEADLINE},
+                 "served": s["flow"]["served"], "abandoned": s["flow"]["abandoned"]} for s in summaries]
+        main["replications"] = {"runs": rows, **{k: interval([r[k] for r in rows]) for k in HEADLINE}}
+    waits = [s["waits"]["all"].get("mean_min") for s in summaries]
+    if all(w is not None for w in waits):
+        check = theory.compare(scenario, waits)
+        if check is not None:
+            main["theory"] = check
+    return main
+
+
+def interval(values: list[float | None]) -> dict[str, float | None]:
+    """Mean and 95 % half-width over runs (None values skipped)."""
+    xs = [v for v in values if v is not None]
+    if not xs:
+        return {"mean": None, "ci95": None}
+    mean = sum(xs) / len(xs)
+    if len(xs) < 2:
+        return {"mean": mean, "ci95": None}
+    sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1))
+    return {"mean": mean, "ci95": 1.96 * sd / math.sqrt(len(xs))}

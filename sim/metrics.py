@@ -1,0 +1,197 @@
+"""Figures from a run's records: waits, service levels, utilisation, queues, Little's law.
+
+Definitions (also in ``docs/simulator.md``):
+
+* **wait** — from the moment a ticket can be called (number taken; for an appointment the
+  later of check-in and slot start) to its first call. Only citizens still present when
+  called count; those who gave up are *abandoned*.
+* **within target** — citizens called within their service's ``target_wait_min``, as a
+  share of *everyone who queued* (abandoned and never-called citizens count as misses).
+* **utilisation** — time a window had a citizen called or at the counter, over the time
+  it was open and not on a break.
+* **waiting citizens** — the time-average number of tickets in the queue, per zone (the
+  home zone of the ticket's service) and per time bin.
+* **Little's law** — L, the time-average queue size as counted by *the engine* after each
+  command, against λ·W from the tracker's waiting spells; both over the measured period.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Final, Iterable
+
+import numpy as np
+
+from .scenario import Scenario
+from .tracker import TicketRecord, Tracker
+
+QUANTILES: Final = (50, 90, 99)
+QUEUE_BIN_S: Final = 300.0  # queue-over-the-day resolution
+MAX_QUEUE_BINS: Final = 600
+CHANNEL_ORDER: Final = ("kiosk", "qr", "appointment")
+
+__all__ = ["Tracker", "summarise", "wait_stats", "binned_average", "little"]
+
+
+def wait_stats(records: Iterable[TicketRecord], targets: dict[str, float]) -> dict[str, Any]:
+    """Wait figures (minutes) for *records* (tickets that queued in the measured period)."""
+    records = list(records)
+    waits = np.array([r.called - r.eligible for r in records if r.called is not None and not r.gone])
+    within = sum(1 for r in records
+                 if r.called is not None and not r.gone and r.called - r.eligible <= targets[r.service])
+    out: dict[str, Any] = {"queued": len(records), "called": int(waits.size)}
+    if waits.size:
+        out["mean_min"] = float(waits.mean() / 60)
+        for q, v in zip(QUANTILES, np.percentile(waits, QUANTILES)):
+            out[f"p{q}_min"] = float(v / 60)
+        out["max_min"] = float(waits.max() / 60)
+    out["within_target"] = within / len(records) if records else None
+    return out
+
+
+def binned_average(spells: np.ndarray, t0: float, bin_s: float, nbins: int) -> np.ndarray:
+    """Time-average number of open spells per bin; *spells* is an (n, 2) array of (start, end)."""
+    edges = t0 + bin_s * np.arange(nbins + 1)
+    if not len(spells):
+        return np.zeros(nbins)
+    times = np.concatenate([spells[:, 0], spells[:, 1]])
+    steps = np.concatenate([np.ones(len(spells)), -np.ones(len(spells))])
+    order = np.argsort(times, kind="stable")
+    times, level = times[order], np.cumsum(steps[order])
+    area = np.concatenate([[0.0], np.cumsum(level[:-1] * np.diff(times))])  # integral up to times[k]
+    k = np.searchsorted(times, edges, side="right") - 1
+    inside = k >= 0
+    at_edges = np.zeros(len(edges))
+    kk = k[inside]
+    at_edges[inside] = area[kk] + level[kk] * (edges[inside] - times[kk])
+    return np.diff(at_edges) / bin_s
+
+
+def little(tracker: Tracker, t0: float, t1: float) -> dict[str, float]:
+    """Little's law over [t0, t1]: engine-measured L against λ·W from the waiting spells."""
+    span = t1 - t0
+    starts = np.array([s for s, _, _ in tracker.spells if t0 <= s < t1])
+    ends = np.array([min(e, t1) for s, e, _ in tracker.spells if t0 <= s < t1])
+    n = len(starts)
+    lam = n / span
+    w = float((ends - starts).mean()) if n else 0.0
+    L = tracker.queue_area / span
+    return {"L": L, "lambda_per_min": lam * 60, "W_min": w / 60, "lambda_W": lam * w,
+            "rel_err": abs(L - lam * w) / L if L else 0.0}
+
+
+def _queue_window(scenario: Scenario) -> tuple[float, float]:
+    """Where the queue-over-time chart looks: the open hours (day 1), or the whole horizon."""
+    if scenario.days > 1:
+        return scenario.start, scenario.end
+    sessions = scenario.hall.hours.sessions(scenario.weekday(0))
+    if not sessions:
+        return scenario.start, scenario.end
+    lo = max(0, sessions[0][0] - 60) * 60.0
+    hi = min(1440, sessions[-1][1] + 90) * 60.0
+    return scenario.start + lo, scenario.start + hi
+
+
+def summarise(scenario: Scenario, tracker: Tracker, *, seed: int) -> dict[str, Any]:
+    """The run's figures as plain data (what ``sim run`` prints and writes as JSON)."""
+    hall = scenario.hall
+    t0, t1 = scenario.start + scenario.warmup_s, scenario.end
+    targets = {s.code: s.target_wait_s for s in hall.services}
+    queued = [r for r in tracker.tickets.values() if r.outcome != "booked" and r.eligible >= t0]
+    by_service: dict[str, list[TicketRecord]] = {}
+    by_channel: dict[str, list[TicketRecord]] = {}
+    for r in queued:
+        by_service.setdefault(r.service, []).append(r)
+        by_channel.setdefault(r.channel, []).append(r)
+    zones = [z.id for z in hall.zones]
+    return {
+        "scenario": scenario.name,
+        "hall": hall.id,
+        "seed": seed,
+        "days": scenario.days,
+        "windows": {"total": len(hall.windows), "opened": sum(1 for w in tracker.windows.values() if w.open_s > 0)},
+        "flow": _flow(tracker, queued),
+        "waits": {
+            "all": wait_stats(queued, targets),
+            "green": wait_stats([r for r in queued if r.green], targets),
+            "by_channel": {c: wait_stats(by_channel[c], targets) for c in CHANNEL_ORDER if c in by_channel},
+            "by_service": {s.code: wait_stats(by_service[s.code], targets)
+                           for s in hall.services if s.code in by_service},
+        },
+        "utilisation": _utilisation(tracker, zones),
+        "queue": _queue(scenario, tracker, zones),
+        "heatmap": _heatmap(scenario, tracker, zones),
+        "little": little(tracker, t0, t1),
+    }
+
+
+def _flow(tracker: Tracker, queued: list[TicketRecord]) -> dict[str, int]:
+    c = tracker.counts
+    outcomes = Counter(r.outcome for r in queued)
+    left = sum(1 for r in queued if r.outcome in ("waiting", "expired", "unserved"))  # incl. transferred ones
+    return {
+        "tickets_issued": c["ticket_issued"],
+        "bookings": c["slot_booked"],
+        "slot_full": c["slot_full"],
+        "appointment_no_show": c["appointment_no_show"],
+        "checked_in": c["checked_in"],
+        "late_checkins": sum(1 for r in queued if r.late),
+        "hall_closed": c["hall_closed"],
+        "queued": len(queued),
+        "served": outcomes["served"],
+        "abandoned": outcomes["abandoned"],
+        "abandoned_silent": c["abandoned_silent"],
+        "cancelled": outcomes["cancelled"],
+        "no_show_called": outcomes["no_show"],
+        "transferred": c["ticket_transferred"],
+        "recalls": c["ticket_recalled"],
+        "breaks": c["window_paused"],
+        "unserved": left,
+    }
+
+
+def _utilisation(tracker: Tracker, zones: list[str]) -> dict[str, Any]:
+    busy, open_ = Counter(), Counter()
+    for w in tracker.windows.values():
+        busy[w.zone] += w.busy_s
+        open_[w.zone] += w.open_s
+    total_open = sum(open_.values())
+    return {
+        "hall": sum(busy.values()) / total_open if total_open else None,
+        "by_zone": {z: busy[z] / open_[z] if open_[z] else None for z in zones},
+    }
+
+
+def _spells_by_zone(tracker: Tracker, zones: list[str]) -> dict[str, np.ndarray]:
+    grouped: dict[str, list[tuple[float, float]]] = {z: [] for z in zones}
+    for start, end, zone in tracker.spells:
+        grouped[zone].append((start, end))
+    return {z: np.array(v, dtype=float).reshape(-1, 2) for z, v in grouped.items()}
+
+
+def _queue(scenario: Scenario, tracker: Tracker, zones: list[str]) -> dict[str, Any]:
+    lo, hi = _queue_window(scenario)
+    bin_s = max(QUEUE_BIN_S, np.ceil((hi - lo) / MAX_QUEUE_BINS / QUEUE_BIN_S) * QUEUE_BIN_S)
+    nbins = int(np.ceil((hi - lo) / bin_s))
+    spells = _spells_by_zone(tracker, zones)
+    series = {z: binned_average(spells[z], lo, bin_s, nbins) for z in zones}
+    return {
+        "t0": lo,
+        "bin_s": float(bin_s),
+        "by_zone": {z: [round(float(v), 3) for v in s] for z, s in series.items()},
+        "total": [round(float(v), 3) for v in sum(series.values())],
+    }
+
+
+def _heatmap(scenario: Scenario, tracker: Tracker, zones: list[str]) -> dict[str, Any]:
+    """Average waiting citizens per zone and hour of the day (averaged over the days).
+
+    Hours are counted from the first local midnight in steps of 3600 s, so in a time zone
+    with daylight saving the hours after a clock change shift by one.
+    """
+    spells = _spells_by_zone(tracker, zones)
+    values = []
+    for z in zones:
+        hourly = binned_average(spells[z], scenario.start, 3600.0, 24 * scenario.days)
+        values.append([round(float(v), 3) for v in hourly.reshape(scenario.days, 24).mean(axis=0)])
+    return {"zones": zones, "hours": list(range(24)), "values": values}

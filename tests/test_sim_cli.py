@@ -1,0 +1,64 @@
+"""``callsys sim run`` and ``callsys sim plan`` from the command line."""
+
+from __future__ import annotations
+
+import json
+
+from callsys.cli import main
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def test_sim_run_writes_json_and_charts(tmp_path, capsys):
+    assert main(["sim", "run", "demo", "--out", str(tmp_path), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    saved = json.loads((tmp_path / "summary.json").read_text(encoding="utf-8"))
+    assert printed == saved
+    assert saved["scenario"] == "demo" and saved["flow"]["served"] > 300
+    assert set(saved["waits"]["by_channel"]) == {"kiosk", "qr", "appointment"}
+    assert len(saved["heatmap"]["values"]) == 2 and len(saved["heatmap"]["values"][0]) == 24
+    for name in ("queue", "waits", "heatmap", "utilisation"):
+        data = (tmp_path / f"{name}.png").read_bytes()
+        assert data.startswith(PNG_MAGIC) and len(data) > 10_000
+
+
+def test_sim_run_prints_tables_and_replications(tmp_path, capsys):
+    assert main(["sim", "run", "demo", "--out", str(tmp_path), "--replications", "3", "--no-charts"]) == 0
+    out = capsys.readouterr().out
+    for text in ("Waits by channel", "Waits by service", "Zones", "Little's law", "3 replications"):
+        assert text in out
+    saved = json.loads((tmp_path / "summary.json").read_text(encoding="utf-8"))
+    assert [r["seed"] for r in saved["replications"]["runs"]] == [7, 8, 9]
+    assert not list(tmp_path.glob("*.png"))
+
+
+def test_sim_run_of_mmc_compares_with_erlang_c(tmp_path, capsys):
+    assert main(["sim", "run", "mmc", "--days", "5", "--out", str(tmp_path), "--no-charts"]) == 0
+    assert "Erlang C (M/M/2" in capsys.readouterr().out
+
+
+def test_sim_plan_prints_and_writes_the_plan(tmp_path, capsys):
+    assert main(["sim", "plan", "demo", "--target", "p90 wait <= 20 min", "--out", str(tmp_path), "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["met"] and plan["target"] == "p90 wait <= 20 min"
+    assert json.loads((tmp_path / "plan" / "plan.json").read_text(encoding="utf-8")) == plan
+
+
+def test_unknown_scenario_and_bad_target_are_reported(capsys):
+    assert main(["sim", "run", "no-such-scenario"]) == 2
+    assert "scenario file not found" in capsys.readouterr().err
+    assert main(["sim", "plan", "demo", "--target", "soon"]) == 2
+    assert "cannot read 'soon'" in capsys.readouterr().err
+
+
+def test_the_benchmark_prints_only_its_json_rows():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "benchmarks.sim", "--json", "--scenario", "demo", "--repeat", "1",
+                          "--replications", "2", "--live-seconds", "0"], capture_output=True, text=True, check=True)
+    rows = {r["metric"]: r for r in json.loads(out.stdout)}
+    assert set(rows) == {"qingdao_day_s", "qingdao_visitors", "qingdao_commands_per_s", "erlang_c_rel_err"}
+    assert rows["qingdao_day_s"]["target"] == "<= 10" and rows["qingdao_day_s"]["value"] > 0
+    assert rows["erlang_c_rel_err"]["unit"] == "fraction" and 0 <= rows["erlang_c_rel_err"]["value"] < 1
+    assert all(set(r) == {"metric", "value", "unit", "target"} for r in rows.values())
