@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final, Mapping
+from typing import Any, Final, Mapping, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from . import _schema as schema
 from .errors import ConfigError
@@ -28,6 +28,7 @@ from .errors import ConfigError
 ROLES: Final = ("kiosk", "clerk", "display", "speaker", "manager")
 WEEKDAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 UNIVERSAL: Final = "*"
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,24 +190,36 @@ def load_hall(path: str | Path) -> Hall:
         ConfigError: the file is missing, is not TOML, or breaks the schema or a rule;
             the message names the file, the key and the problem.
     """
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(str(path), "", "file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(str(path), "", f"not valid TOML: {exc}") from None
-    return hall_from_mapping(data, source=str(path))
+    return hall_from_mapping(read_toml(path), source=str(path))
 
 
 def hall_from_mapping(data: Mapping[str, Any], *, source: str = "<memory>") -> Hall:
     """Validate and compile an already parsed hall file (the tests build halls this way)."""
+    return compile_hall(validate(schema.HallFile, data, source), source=source)
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """The parsed TOML file at *path* (hall files, scenario files).
+
+    Raises:
+        ConfigError: the file is missing or is not TOML.
+    """
+    path = Path(path)
     try:
-        spec = schema.HallFile.model_validate(data)
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(str(path), "", "file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), "", f"not valid TOML: {exc}") from None
+
+
+def validate(model: type[M], data: Mapping[str, Any], source: str) -> M:
+    """*data* checked against the pydantic *model*; the first problem as a ConfigError."""
+    try:
+        return model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         raise ConfigError(source, _key(first["loc"]), _problem(first)) from None
-    return compile_hall(spec, source=source)
 
 
 def _key(loc: tuple[Any, ...]) -> str:

@@ -13,17 +13,15 @@ scenario file.
 from __future__ import annotations
 
 import csv
-import tomllib
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final, Mapping
 
-from pydantic import ValidationError
 
 from callsys.errors import ConfigError
-from callsys.hall import Hall, load_hall, _key, _problem
+from callsys.hall import Hall, load_hall, read_toml, validate
 
 from . import _scenario_schema as schema
 
@@ -111,23 +109,12 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
             names the file, the key and the problem.
     """
     path = resolve(name_or_path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(str(path), "", "scenario file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(str(path), "", f"not valid TOML: {exc}") from None
-    return scenario_from_mapping(data, source=str(path), base=path.parent)
+    return scenario_from_mapping(read_toml(path), source=str(path), base=path.parent)
 
 
 def scenario_from_mapping(data: Mapping[str, Any], *, source: str = "<memory>", base: Path = Path(".")) -> Scenario:
     """Check and resolve an already parsed scenario (tests build scenarios this way)."""
-    try:
-        spec = schema.ScenarioFile.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise ConfigError(source, _key(first["loc"]), _problem(first)) from None
-    return _Resolver(spec, source, base).run()
+    return _Resolver(validate(schema.ScenarioFile, data, source), source, base).run()
 
 
 class _Resolver:

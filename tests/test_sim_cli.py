@@ -46,7 +46,7 @@ def test_sim_plan_prints_and_writes_the_plan(tmp_path, capsys):
 
 def test_unknown_scenario_and_bad_target_are_reported(capsys):
     assert main(["sim", "run", "no-such-scenario"]) == 2
-    assert "scenario file not found" in capsys.readouterr().err
+    assert "file not found" in capsys.readouterr().err
     assert main(["sim", "plan", "demo", "--target", "soon"]) == 2
     assert "cannot read 'soon'" in capsys.readouterr().err
 
