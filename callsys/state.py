@@ -363,12 +363,15 @@ def _finished(state: HallState, e: ev.ServiceFinished) -> None:
 
 
 def _transferred(state: HallState, e: ev.TicketTransferred) -> None:
+    """Into the target window's own queue — or, when that window is closed (a closed window
+    keeps no queue), into the service queue, so nobody waits for a window that is not there."""
     ticket = state.tickets[e.ticket]
     _release_window(state, e.from_window)
-    ticket.status, ticket.service, ticket.window = WAITING, e.service, e.to_window
+    to_window = e.to_window if e.to_window is not None and state.windows[e.to_window].status != CLOSED else None
+    ticket.status, ticket.service, ticket.window = WAITING, e.service, to_window
     ticket.transfers += 1
     ticket.eligible_at, ticket.started_at, ticket.called_at = e.at, None, None
-    key = e.to_window if e.to_window is not None else state.queue_key(ticket)
+    key = to_window if to_window is not None else state.queue_key(ticket)
     state.book.add(ticket.id, ticket.rank, key, e.at)
     state.totals["transferred"] += 1
 

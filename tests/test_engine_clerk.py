@@ -290,11 +290,19 @@ def test_transfer_to_unknown_targets(called):
     called.rejects(err.UnknownWindow, cmd.Transfer, window=1, to_window=77)
 
 
-def test_transfer_to_a_closed_window_waits_until_it_opens(called):
+def test_transfer_to_a_closed_window_goes_back_to_the_service_queue(called):
+    """A closed window keeps no queue: the citizen is not left waiting for it."""
+    called.do(cmd.Transfer, window=1, to_window=3)
+    ticket = called.ticket(1)
+    assert (ticket.status, ticket.window) == ("waiting", None)
+    assert called.call(2).number == "A001"     # original rank, any window serving A
+
+
+def test_transfer_to_an_open_window_waits_for_that_window(called):
+    called.open(3)
     called.do(cmd.Transfer, window=1, to_window=3)
     assert called.ticket(1).window == 3
     assert called.call(2).number == "A002"     # not for the other windows
-    called.open(3)
     assert called.call(3).number == "A001"
 
 
