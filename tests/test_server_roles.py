@@ -69,8 +69,11 @@ async def test_clerk_runs_every_window_command(server, fmt):
         assert kinds(await clerk.request("park")) == ["ticket_parked"]
         assert kinds(await clerk.request("return_ticket", ticket="C002")) == ["ticket_returned"]
         assert (await clerk.request("call_next"))["events"][0]["number"] == "C002"  # its own queue first
+        async with client(server, "clerk", fmt, window=8) as neighbour:
+            await neighbour.request("open_window")  # transfers wait only for an open window
         sent = await clerk.request("transfer", to_window=8)
         assert sent["events"][0]["to_window"] == 8
+        assert server.engine.ticket("C002").window == 8
 
         assert kinds(await clerk.request("pause")) == ["window_paused"]
         assert (await clerk.request("window"))["status"] == "paused"
