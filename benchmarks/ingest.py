@@ -2,8 +2,9 @@
 
 The server runs as a child process (``python -m callsys serve`` on the flagship hall with
 the embedded SQLite store, a fresh store in a temporary directory) and this process is the
-load generator: ``--connections`` kiosk connections speaking msgpack through
-:mod:`callsys.client`. Every number counted was acknowledged, i.e. durable. Both
+load generator: ``--connections`` kiosk connections speaking msgpack over real WebSocket
+frames through the lean client of :mod:`benchmarks._kiosks` (every reply read, decoded
+and matched to its request). Every number counted was acknowledged, i.e. durable. Both
 processes share the machine's cores; their CPU use is reported so the limit is visible.
 
 * ``tickets_per_s``: closed loop, each connection keeping ``--pipeline`` requests in
@@ -17,17 +18,17 @@ processes share the machine's cores; their CPU use is reported so the limit is v
 
 from __future__ import annotations
 
+import os
 import resource
 import tempfile
-from contextlib import AsyncExitStack
 from statistics import quantiles
-from typing import Any
 
 import trio
 
-from callsys.client import Client, RequestFailed, connect
+from callsys.client import connect
 from callsys.hall import load_hall
 
+from ._kiosks import Kiosk
 from ._report import Row, parser, report, row
 from ._server import cpu_seconds, spawn_server
 
@@ -38,21 +39,16 @@ WARMUP_S = 1.0
 class Load:
     """The kiosk connections and what they have seen."""
 
-    def __init__(self, clients: list[Client], services: list[str]) -> None:
-        self.clients = clients
-        self.services = services
-        self.sent = 0
-        self.rejected: dict[str, int] = {}
+    def __init__(self, kiosks: list[Kiosk]) -> None:
+        self.kiosks = kiosks
 
-    async def take(self, i: int) -> bool:
-        """One take-number on connection ``i % connections``; False when rejected."""
-        self.sent += 1
-        try:
-            await self.clients[i % len(self.clients)].request("take_number", service=self.services[i % len(self.services)])
-            return True
-        except RequestFailed as exc:
-            self.rejected[exc.code] = self.rejected.get(exc.code, 0) + 1
-            return False
+    @property
+    def rejected(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for kiosk in self.kiosks:
+            for code, n in kiosk.rejected.items():
+                counts[code] = counts.get(code, 0) + n
+        return counts
 
     async def closed_loop(self, seconds: float, pipeline: int) -> tuple[int, float, list[float]]:
         """(acks, elapsed s, latencies s) with *pipeline* requests in flight per connection."""
@@ -61,36 +57,63 @@ class Load:
         start = trio.current_time()
         deadline = start + seconds
 
-        async def worker(n: int) -> None:
+        async def connection(kiosk: Kiosk) -> None:
             nonlocal acks
-            i = n
-            while trio.current_time() < deadline:
-                sent = trio.current_time()
-                if await self.take(i):
-                    acks += 1
-                    latencies.append(trio.current_time() - sent)
-                i += pipeline * len(self.clients)
+            await kiosk.send_requests(pipeline, trio.current_time())
+            outstanding = pipeline
+            while outstanding:
+                replies = await kiosk.receive()
+                now = trio.current_time()
+                for reply in replies:
+                    sent, accepted = kiosk.acknowledged(reply)
+                    if accepted:
+                        acks += 1
+                        latencies.append(now - sent)
+                outstanding -= len(replies)
+                if now < deadline:  # one new request per answer, all in one write
+                    await kiosk.send_requests(len(replies), now)
+                    outstanding += len(replies)
 
         async with trio.open_nursery() as nursery:
-            for n in range(pipeline * len(self.clients)):
-                nursery.start_soon(worker, n)
+            for kiosk in self.kiosks:
+                nursery.start_soon(connection, kiosk)
         return acks, trio.current_time() - start, latencies
 
     async def open_loop(self, rate: float, seconds: float) -> tuple[list[float], float]:
-        """(latencies s from the scheduled send, achieved acks/s) at a fixed offered *rate*."""
+        """(latencies s from the scheduled send, achieved acks/s) at a fixed offered *rate*.
+
+        Request *i* goes out on connection ``i % connections`` at ``start + i / rate``; a
+        request sent late (the generator stalled) still counts from its scheduled time.
+        """
         latencies: list[float] = []
         count = int(rate * seconds)
+        remaining = count
+        done = trio.Event()
         start = trio.current_time() + 0.05
 
-        async def one(i: int, scheduled: float) -> None:
-            if await self.take(i):
-                latencies.append(trio.current_time() - scheduled)
+        async def read(kiosk: Kiosk) -> None:
+            nonlocal remaining
+            while True:
+                replies = await kiosk.receive()
+                now = trio.current_time()
+                for reply in replies:
+                    scheduled, accepted = kiosk.acknowledged(reply)
+                    if accepted:
+                        latencies.append(now - scheduled)
+                remaining -= len(replies)
+                if remaining <= 0:
+                    done.set()
 
         async with trio.open_nursery() as nursery:
+            for kiosk in self.kiosks:
+                nursery.start_soon(read, kiosk)
             for i in range(count):
                 scheduled = start + i / rate
                 await trio.sleep_until(scheduled)
-                nursery.start_soon(one, i, scheduled)
+                await self.kiosks[i % len(self.kiosks)].send_requests(1, scheduled)
+            if count:
+                await done.wait()
+            nursery.cancel_scope.cancel()
         return latencies, len(latencies) / (trio.current_time() - start)
 
 
@@ -113,21 +136,21 @@ async def run(config: str, *, connections: int, pipeline: int, seconds: float, r
         async with trio.open_nursery() as nursery:
             server = await spawn_server(nursery, ["--config", config, "--store", f"file:{tmp}/ingest.db",
                                                   "--port", "0", "--clock", START])
-            async with AsyncExitStack() as stack:
-                clients = [await stack.enter_async_context(connect(server.url, role="kiosk",
-                                                                   token=min(hall.tokens["kiosk"])))
-                           for _ in range(connections)]
-                manager = await stack.enter_async_context(
-                    connect(server.url, role="manager", token=min(hall.tokens["manager"])))
-                load = Load(clients, services)
+            async with connect(server.url, role="manager", token=min(hall.tokens["manager"])) as manager:
+                kiosks = [await Kiosk.connect(server.url, min(hall.tokens["kiosk"]), services)
+                          for _ in range(connections)]
+                load = Load(kiosks)
                 await load.closed_loop(WARMUP_S, pipeline)
                 before = (cpu_seconds(server.pid), _cpu_self(), await manager.request("stats"))
                 acks, elapsed, saturated = await load.closed_loop(seconds, pipeline)
                 after = (cpu_seconds(server.pid), _cpu_self(), await manager.request("stats"))
                 latencies, achieved = await load.open_loop(rate, latency_seconds)
+                for kiosk in kiosks:
+                    await kiosk.aclose()
             server.process.terminate()
     commits = after[2]["commits"] - before[2]["commits"]
     events = after[2]["durable_seq"] - before[2]["durable_seq"]
+    per_ticket = 1e6 / max(acks, 1)
     return [
         row("tickets_per_s", acks / elapsed, "tickets/s", ">= 10000"),
         row("p50_ms_at_1000", _ms(latencies, 50), "ms", None),
@@ -137,6 +160,8 @@ async def run(config: str, *, connections: int, pipeline: int, seconds: float, r
         row("events_per_commit", events / max(commits, 1), "events", None),
         row("server_cpu", 100 * (after[0] - before[0]) / elapsed, "% of a core", None),
         row("loadgen_cpu", 100 * (after[1] - before[1]) / elapsed, "% of a core", None),
+        row("server_cpu_per_ticket", (after[0] - before[0]) * per_ticket, "us", None),
+        row("loadgen_cpu_per_ticket", (after[1] - before[1]) * per_ticket, "us", None),
         row("rejected", sum(load.rejected.values()), "requests", "<= 0"),
     ]
 
@@ -150,11 +175,13 @@ def main() -> None:
     p.add_argument("--rate", type=float, default=1000.0, help="offered rate of the latency phase (default: %(default)s)")
     p.add_argument("--latency-seconds", type=float, default=5.0, help="latency phase (default: %(default)s)")
     args = p.parse_args()
+    load_before = os.getloadavg()[0]
     rows = trio.run(lambda: run(args.config, connections=args.connections, pipeline=args.pipeline,
                                 seconds=args.seconds, rate=args.rate, latency_seconds=args.latency_seconds))
-    notes = [f"{args.connections} kiosk connections (msgpack) x {args.pipeline} in flight in this process; "
-             "the server in a child process; both on this machine's cores",
-             "every ticket counted was acknowledged after its fsync'd group commit (SQLite WAL, synchronous=FULL)"]
+    notes = [f"{args.connections} kiosk connections (msgpack, lean client benchmarks._kiosks) x {args.pipeline} "
+             "in flight in this process; the server in a child process; both on this machine's cores",
+             "every ticket counted was acknowledged after its fsync'd group commit (SQLite WAL, synchronous=FULL)",
+             f"machine load average (1 min) before / after the run: {load_before:.2f} / {os.getloadavg()[0]:.2f}"]
     report("benchmarks.ingest — durable ticket issue over WebSocket", rows, args.json, notes=notes)
 
 

@@ -23,7 +23,9 @@ from typing import Final, Iterable, Iterator, Mapping
 
 from sortedcontainers import SortedList
 
-CLASSES: Final = ("normal", "priority")
+NORMAL: Final = "normal"
+PRIORITY: Final = "priority"
+CLASSES: Final = (NORMAL, PRIORITY)
 
 # A service queue is named by (service code, class); a window's own queue by its id.
 QueueKey = tuple[str, str] | int
@@ -167,8 +169,8 @@ class QueueBook:
             rank, key, _ = self.where[ticket]
         if isinstance(key, int):
             return self.direct[key].bisect_left((rank, ticket)) if key in self.direct else 0
-        code = key[0]
-        return sum(self.queues[(code, klass)].bisect_left((rank, ticket)) for klass in CLASSES)
+        code, entry, queues = key[0], (rank, ticket), self.queues
+        return queues[(code, NORMAL)].bisect_left(entry) + queues[(code, PRIORITY)].bisect_left(entry)
 
     def waiting(self, code: str) -> int:
         """Tickets queued for service *code* (not counting held early check-ins)."""

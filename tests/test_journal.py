@@ -109,6 +109,26 @@ async def test_concurrent_submits_are_group_committed(tmp_path, demo_hall, monda
         assert len(numbers) == 500
 
 
+async def test_one_commit_wakes_every_waiter_up_to_its_seq(tmp_path, demo_hall, monday_0930):
+    woken: list[tuple[int, int]] = []
+    async with open_journal(_store(tmp_path), demo_hall) as journal:
+        engine, _ = await journal.recover()
+        pendings = [journal.submit(engine.execute(TakeNumber(monday_0930 + i, "SOC"))) for i in range(40)]
+        assert not any(p.durable for p in pendings)
+
+        async def waiter(seq: int) -> None:
+            await journal.wait_durable(seq)
+            woken.append((seq, journal.batches))
+
+        async with trio.open_nursery() as nursery:
+            for seq in (40, 1, 20):
+                nursery.start_soon(waiter, seq)
+        assert all(p.durable for p in pendings)
+        await journal.wait_durable(40)  # already durable: returns at once
+    assert sorted(s for s, _ in woken) == [1, 20, 40]
+    assert {batches for _, batches in woken} == {1}  # all 40 in one group commit, one wake-up
+
+
 async def test_durable_hook_sees_events_in_log_order(tmp_path, demo_hall, monday_0930):
     seen: list[tuple[int, str]] = []
     async with open_journal(_store(tmp_path), demo_hall) as journal:

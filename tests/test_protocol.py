@@ -4,6 +4,8 @@ rate limiting, the clock and the log format."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import hmac
 import logging
 import math
 import time
@@ -126,6 +128,13 @@ def test_phone_secrets_are_per_ticket_hall_and_key():
     assert len(secret) == 32 and secret == phone_secret(b"k", "demo", 1)
     assert len({secret, phone_secret(b"k", "demo", 2), phone_secret(b"j", "demo", 1),
                 phone_secret(b"k", "qingdao", 1)}) == 4
+
+
+@pytest.mark.parametrize("key", [b"", b"k", b"x" * 64, b"y" * 65, bytes(range(256))])
+def test_phone_secret_is_hmac_sha256_as_documented(key):
+    for ticket in (1, 10**12):
+        expected = hmac.new(key, f"qingdao:{ticket}".encode(), hashlib.sha256).hexdigest()[:32]
+        assert phone_secret(key, "qingdao", ticket) == expected
 
 
 async def test_token_bucket_allows_burst_then_rate(mock_clock):

@@ -12,6 +12,7 @@ async def test_ingest_benchmark_reports_every_row():
                             latency_seconds=0.3)
     values = {r["metric"]: r["value"] for r in rows}
     assert list(values) == ["tickets_per_s", "p50_ms_at_1000", "p99_ms_at_1000", "achieved_rate_at_1000",
-                            "p99_ms_saturated", "events_per_commit", "server_cpu", "loadgen_cpu", "rejected"]
+                            "p99_ms_saturated", "events_per_commit", "server_cpu", "loadgen_cpu",
+                            "server_cpu_per_ticket", "loadgen_cpu_per_ticket", "rejected"]
     assert values["tickets_per_s"] > 0 and values["p99_ms_at_1000"] >= values["p50_ms_at_1000"] > 0
     assert values["events_per_commit"] >= 1 and values["server_cpu"] > 0

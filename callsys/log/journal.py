@@ -43,8 +43,11 @@ READ_CHUNK: Final = 20_000  # records per read while replaying
 DurableHook = Callable[[list[tuple[int, Event]]], None]
 
 
+_packer = msgpack.Packer(use_bin_type=True)  # reused: packb builds a Packer per call (~0.6 us per event)
+
+
 def encode(event: Event) -> bytes:
-    return msgpack.packb(to_row(event), use_bin_type=True)
+    return _packer.pack(to_row(event))
 
 
 def decode(data: bytes) -> Event:
@@ -54,26 +57,24 @@ def decode(data: bytes) -> Event:
 class Pending:
     """A submitted batch; ``await pending.wait()`` returns its last seq once durable."""
 
-    __slots__ = ("events", "records", "last_seq", "_done", "_error")
+    __slots__ = ("events", "records", "last_seq", "_journal")
 
-    def __init__(self, events: Sequence[Event], last_seq: int) -> None:
+    def __init__(self, journal: "Journal", events: Sequence[Event], last_seq: int) -> None:
         self.events = events
         self.records = [encode(e) for e in events]
         self.last_seq = last_seq
-        self._done = trio.Event()
-        self._error: BaseException | None = None
+        self._journal = journal
 
-    def _finish(self, error: BaseException | None = None) -> None:
-        self._error = error
-        self._done.set()
+    @property
+    def durable(self) -> bool:
+        """True once the events are in the store."""
+        return self._journal.durable_seq >= self.last_seq
 
     async def wait(self) -> int:
         """Raises:
             LogError: the store failed; the events are not durable and must not be acknowledged.
         """
-        await self._done.wait()
-        if self._error is not None:
-            raise LogError(f"commit failed: {self._error}") from self._error
+        await self._journal.wait_durable(self.last_seq)
         return self.last_seq
 
 
@@ -94,6 +95,7 @@ class Journal:
         self._snapshot: tuple[int, bytes] | None = None
         self._failed: BaseException | None = None
         self._closed = False
+        self._advanced = trio.Event()  # set (and replaced) after every commit or failure
 
     # ------------------------------------------------------------------ recovery
 
@@ -128,12 +130,24 @@ class Journal:
         if self._closed:
             raise LogError("the journal is closed")
         self._submitted_seq += len(events)
-        pending = Pending(events, self._submitted_seq)
-        if not events:
-            pending._finish()
-            return pending
-        self._send.send_nowait(pending)
+        pending = Pending(self, events, self._submitted_seq)
+        if events:
+            self._send.send_nowait(pending)
         return pending
+
+    async def wait_durable(self, seq: int) -> None:
+        """Wait until every event up to *seq* is durable.
+
+        One event per commit wakes every waiter of that commit: a connection with many
+        commands in flight waits once, for its newest.
+
+        Raises:
+            LogError: the store failed before *seq* became durable.
+        """
+        while self.durable_seq < seq:
+            if self._failed is not None:
+                raise LogError(f"commit failed: {self._failed}") from self._failed
+            await self._advanced.wait()
 
     async def commit(self, events: Sequence[Event]) -> int:
         """``submit`` then ``wait``: for callers with no ordering constraint of their own."""
@@ -164,16 +178,18 @@ class Journal:
             self.durable_seq = await self.log.append(records)
         except BaseException as exc:
             self._failed = exc
-            for pending in batch:
-                pending._finish(exc)
+            self._wake()
             raise
         self.batches += 1
-        for pending in batch:
-            pending._finish()
+        self._wake()
         if self.on_durable is not None:
             first = batch[0].last_seq - len(batch[0].events) + 1
             self.on_durable(list(zip(range(first, first + len(records)), (e for p in batch for e in p.events))))
         await self._maybe_snapshot(force=any(isinstance(e, DayReset) for p in batch for e in p.events))
+
+    def _wake(self) -> None:
+        advanced, self._advanced = self._advanced, trio.Event()
+        advanced.set()
 
     async def _maybe_snapshot(self, *, force: bool = False) -> None:
         due = self._submitted_seq - self.snapshot_seq >= self.snapshot_every

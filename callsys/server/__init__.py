@@ -1,12 +1,15 @@
 """The real-time WebSocket server (protocol in :mod:`callsys.protocol`, docs/protocol.md).
 
 * :mod:`~callsys.server.serve` — :func:`serve_callsys`, the server object, fail-stop/shutdown
-* :mod:`~callsys.server.session` — one connection: hello, reader, acknowledger, writer
+* :mod:`~callsys.server.session` — one connection: hello, request loop, push writer
+* :mod:`~callsys.server._websocket` — wsproto's opening handshake, then lean RFC 6455 framing
+  (:mod:`callsys._wsframe`; why: docs/performance.md)
 * :mod:`~callsys.server.handlers` — one ``_handle_<type>`` per message type
 * :mod:`~callsys.server.queries` — read-only answers (position, services, window, stats)
 * :mod:`~callsys.server.hub` / :mod:`~callsys.server.projections` — durable-event fan-out
 * :mod:`~callsys.server.auth` — tokens, phone secrets, subscriptions
 * :mod:`~callsys.server.settings` — limits and timeouts; :mod:`~callsys.server.logs` — structured logs
+* :mod:`~callsys.server._gc` — the garbage-collector policy of a serving process
 """
 
 from .auth import phone_secret as phone_secret

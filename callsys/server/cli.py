@@ -49,7 +49,7 @@ def _serve(args: argparse.Namespace) -> int:
     hall = load_hall(args.config)
     clock = parse_clock(args.clock, speed=args.speed, tz=hall.tz)
     settings = ServerSettings(max_frame_bytes=args.max_frame_bytes, rate_per_s=args.rate, rate_burst=args.burst,
-                              idle_timeout_s=args.idle_timeout)
+                              idle_timeout_s=args.idle_timeout, manage_gc=True)
     serve = partial(serve_callsys, hall, args.store, host=args.host, port=args.port, clock=clock,
                     secret=load_secret(args.store, args.secret_file), settings=settings)
     try:

@@ -21,9 +21,10 @@ class TokenBucket:
         self._tokens = float(burst)
         self._stamp = trio.current_time()
 
-    def take(self) -> bool:
-        """Spend one token; False (and nothing spent) when the bucket is empty."""
-        now = trio.current_time()
+    def take(self, now: float | None = None) -> bool:
+        """Spend one token at *now* (trio's clock by default); False (and nothing spent) when empty."""
+        if now is None:
+            now = trio.current_time()
         tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
         self._stamp = now
         if tokens < 1.0:

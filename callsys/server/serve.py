@@ -16,17 +16,19 @@ from functools import partial
 from typing import Any
 
 import trio
-from trio_websocket import WebSocketRequest, wrap_server_stream
+from wsproto.events import Request
+from wsproto.handshake import H11Handshake
 
 from .. import __version__
 from ..clock import Clock, RealClock
 from ..commands import Command
 from ..engine import QueueEngine
 from ..errors import CallsysError
-from ..events import Event
+from ..events import DayReset, Event
 from ..hall import Hall
 from ..log import Journal, Pending, open_journal
 from ..protocol import CODECS, PATH, VERSION, CloseCode, Unavailable
+from . import _gc, _websocket
 from .auth import Identity
 from .hub import Hub
 from .logs import log
@@ -97,6 +99,8 @@ class CallsysServer:
             self.hub.on_durable(batch)
         except Exception:  # a bug in a projection: the log is intact, displays may lag; keep serving
             logging.getLogger("callsys.server").exception("fan-out failed at seq %s", batch[0][0])
+        if self.settings.manage_gc and any(type(e) is DayReset for _, e in batch):
+            _gc.full_collection()  # the day is over: the quiet moment for a full scan
 
     # ------------------------------------------------------------------ connections
 
@@ -149,34 +153,33 @@ class CallsysServer:
         """
         peer = _peer(stream)
         try:
-            async with trio.open_nursery() as nursery:
-                request = None
-                with trio.move_on_after(self.settings.hello_timeout_s):
-                    request = await wrap_server_stream(nursery, stream, message_queue_size=self.settings.max_in_flight,
-                                                       max_message_size=self.settings.max_frame_bytes)
-                if request is not None:
-                    await self._handle_request(request, peer)
-                nursery.cancel_scope.cancel()
+            upgrade = None
+            with trio.move_on_after(self.settings.hello_timeout_s):
+                upgrade = await _websocket.read_request(stream)
+            if upgrade is not None:
+                await self._handle_request(stream, *upgrade, peer)
         except Exception as exc:  # the client's fault or a bug: this connection only
             log(logging.WARNING, "conn_error", peer=peer, error=_describe(exc))
         finally:
             with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(stream)
 
-    async def _handle_request(self, request: WebSocketRequest, peer: str) -> None:
-        if request.path.split("?", 1)[0] != PATH:
-            await request.reject(404, body=f"callsys serves WebSockets at {PATH}\n".encode())
+    async def _handle_request(self, stream: trio.SocketStream, handshake: H11Handshake, request: Request,
+                              peer: str) -> None:
+        if request.target.split("?", 1)[0] != PATH:
+            body = f"callsys serves WebSockets at {PATH}\n".encode()
+            await _websocket.reject(stream, handshake, 404, body)
             return
-        codec = next((CODECS[p] for p in request.proposed_subprotocols if p in CODECS), None)
+        codec = next((CODECS[p] for p in request.subprotocols if p in CODECS), None)
         if codec is None:
-            log(logging.INFO, "rejected", peer=peer, code="subprotocol", offered=list(request.proposed_subprotocols))
+            log(logging.INFO, "rejected", peer=peer, code="subprotocol", offered=list(request.subprotocols))
             body = f"offer one of the subprotocols {', '.join(CODECS)}\n".encode()
-            await request.reject(400, body=body)
+            await _websocket.reject(stream, handshake, 400, body)
             return
         if self.stopping:
-            await request.reject(503, body=b"shutting down\n")
+            await _websocket.reject(stream, handshake, 503, b"shutting down\n")
             return
-        ws = await request.accept(subprotocol=codec.subprotocol)
+        ws = await _websocket.accept(stream, handshake, codec.subprotocol, max_message=self.settings.max_frame_bytes)
         await Session(self, ws, codec, peer).run()
 
     # ------------------------------------------------------------------ lifecycle
@@ -268,7 +271,13 @@ async def serve_callsys(hall: Hall, store: str, *, host: str = DEFAULT_HOST, por
                                secret=secret if secret is not None else os.urandom(32),
                                settings=settings or ServerSettings())
         journal.on_durable = server.on_durable
-        await server.run(host, port, task_status)
+        if server.settings.manage_gc:
+            _gc.start()
+        try:
+            await server.run(host, port, task_status)
+        finally:
+            if server.settings.manage_gc:
+                _gc.stop()
     log(logging.INFO, "stopped", durable_seq=journal.durable_seq, failed=server.failure is not None)
     if server.failure is not None:
         raise ServerError(f"stopped after an event log failure: {server.failure}") from server.failure

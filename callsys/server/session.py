@@ -1,33 +1,38 @@
-"""One WebSocket connection: hello, then three tasks — reader, acknowledger, writer.
+"""One WebSocket connection: hello, then two tasks — the request loop and the push writer.
 
-* The **reader** decodes, rate-limits, validates and executes each message. Executing a
-  command is synchronous (decide, apply, submit to the journal), so commands from all
-  connections reach the log in the order the engine decided them.
-* The **acknowledger** answers in arrival order, waiting for each command's events to be
-  durable before its ``ok``; up to ``max_in_flight`` commands of a connection may wait at
-  once, so a client can pipeline. Replies that are ready together go out in one write.
-  A client that does not read its replies only stalls itself (back-pressure).
-* The **writer** drains the connection's bounded push queue. When the queue overflows the
-  client is too slow and is closed with code 4008; the hub never waits for it.
+* The **request loop** takes turns: read every message that has arrived (one socket
+  read), then decode, rate-limit, validate and execute each, then wait once for the
+  newest command among them to be durable, then answer them all, in arrival order, in one
+  write. Executing a command is synchronous (decide, apply, submit to the journal), so
+  commands from all connections reach the log in the order the engine decided them; the
+  log is ordered, so once the newest is durable the others are too, and the journal wakes
+  every connection waiting on a commit with one event. One task per connection and no
+  hand-over between tasks is what keeps a ticket cheap (see ``docs/performance.md``).
+  At most ``max_in_flight`` messages are executed per turn; the rest wait for the next
+  turn. A client that sends while waiting for answers is pipelining: its messages wait in
+  the socket for the next turn and are then executed together. A client that does not
+  read its replies only stalls itself (back-pressure).
+* The **push writer** drains the connection's bounded push queue. When the queue
+  overflows the client is too slow and is closed with code 4008; the hub never waits for it.
 
-Shutdown (:meth:`Session.drain`) stops the reader only; in-flight commands are still
-committed and answered before the close frame (1001) goes out.
+Shutdown (:meth:`Session.drain`) stops reading only; commands already executed are
+still committed and answered before the close frame (1001) goes out.
 """
 
 from __future__ import annotations
 
 import logging
-import math
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from ..errors import EngineError
 from ..log import LogError
 from ..protocol import (ROLE_MESSAGES, Codec, CloseCode, Hello, Internal, ProtocolError, RateLimited, error,
                         parse, parse_hello, request_id)
-from ..wire import send_frames, take_ready
+from ..wire import take_ready
+from ._websocket import ConnectionClosed, WebSocket
 from .auth import Identity, authenticate, resolve_places
 from .handlers import HANDLERS, Reply
 from .limits import TokenBucket
@@ -41,7 +46,7 @@ if TYPE_CHECKING:
 class Session:
     """A client connection of *server* over *ws*, speaking *codec*."""
 
-    def __init__(self, server: "CallsysServer", ws: WebSocketConnection, codec: Codec, peer: str) -> None:
+    def __init__(self, server: "CallsysServer", ws: WebSocket, codec: Codec, peer: str) -> None:
         settings = server.settings
         self.server = server
         self.ws = ws
@@ -54,12 +59,13 @@ class Session:
         self.messages = self.rejected = self.rate_limited = 0
         self._table: dict[str, Any] = {}
         self._bucket = TokenBucket(settings.rate_per_s, settings.rate_burst)
-        self._slots = trio.Semaphore(settings.max_in_flight)
+        self._max_in_flight = settings.max_in_flight
+        self._inbox: deque[Any] = deque()  # frames read and not yet handled
         self._out_send, self._out_recv = trio.open_memory_channel[Any](settings.outbox_frames)
-        self._replies_send, self._replies_recv = trio.open_memory_channel[Reply](math.inf)
         self._scope = trio.CancelScope()
         self._hello_scope = trio.CancelScope()
-        self._input_scope = trio.CancelScope()
+        self._input_scope = trio.CancelScope()  # the read in progress (a new scope per read)
+        self._reading = True  # False once drained or killed: no more reads
         self._close_code, self._close_reason = CloseCode.NORMAL, "bye"
         self._client_close: Any = None
         self._killed = False
@@ -92,6 +98,7 @@ class Session:
     def drain(self) -> None:
         """Stop reading; answer what is in flight, then close with 1001 (server shutdown)."""
         self._set_close(CloseCode.GOING_AWAY, "server shutting down")
+        self._reading = False
         self._hello_scope.cancel()
         self._input_scope.cancel()
 
@@ -101,6 +108,7 @@ class Session:
         if self._killed:
             return
         self._killed = True
+        self._reading = False
         self._set_close(code, reason)
         self._hello_scope.cancel()
         self._input_scope.cancel()
@@ -121,7 +129,7 @@ class Session:
         frame = None
         with self._hello_scope:
             with trio.move_on_after(timeout) as timer:
-                frame = await self._receive()
+                frame = await self._next_frame()
             if timer.cancelled_caught:
                 self._set_close(CloseCode.IDLE_TIMEOUT, f"no hello within {timeout:g} s")
         if frame is None:
@@ -169,7 +177,7 @@ class Session:
 
     async def _send_now(self, message: dict[str, Any]) -> None:
         try:
-            await self.ws.send_message(self.encode(message))
+            await self.ws.send((self.encode(message),))
         except ConnectionClosed:
             pass
 
@@ -178,42 +186,57 @@ class Session:
     async def _serve(self) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._write_loop)
-            nursery.start_soon(self._ack_loop)
-            with self._input_scope:
-                await self._read_loop()
-            self._replies_send.close()
+            async with self._out_send:  # the writer ends once the request loop has
+                await self._request_loop()
 
-    async def _receive(self) -> Any:
+    async def _next_frame(self) -> Any:
         """The next frame, or None when the client closed."""
+        if not self._inbox and not await self._receive():
+            return None
+        return self._inbox.popleft()
+
+    async def _receive(self) -> bool:
+        """Read the next frames into the inbox; False when the client closed."""
         try:
-            return await self.ws.get_message()
+            self._inbox.extend(await self.ws.receive())
+            return True
         except ConnectionClosed as exc:
             reason = exc.reason
-            self._client_close = f"{reason.code} {reason.reason or ''}".strip() if reason else None
-            if reason is not None and reason.code == CloseCode.MESSAGE_TOO_BIG:
+            self._client_close = f"{reason.code} {reason.reason or ''}".strip()
+            if reason.code == CloseCode.MESSAGE_TOO_BIG:
                 self._set_close(CloseCode.MESSAGE_TOO_BIG, "frame too big")
                 self._log_rejected("frame", "message_too_big", reason.reason or "")
-            return None
+            return False
 
-    async def _read_loop(self) -> None:
+    async def _request_loop(self) -> None:
+        """Read, execute, wait for the log, answer; one turn per socket read."""
         idle = self.server.settings.idle_timeout_s
-        with trio.CancelScope() as timer:  # one scope whose deadline moves on with every message
-            while True:
-                timer.deadline = trio.current_time() + idle
-                frame = await self._receive()
-                if frame is None:
+        inbox = self._inbox
+        while True:
+            if not inbox:
+                if not self._reading:
                     return
-                await self._slots.acquire()
-                self._replies_send.send_nowait(self._handle(frame))
-        self._set_close(CloseCode.IDLE_TIMEOUT, f"no message for {idle:g} s")
+                received = None
+                with trio.CancelScope(deadline=trio.current_time() + idle) as self._input_scope:
+                    received = await self._receive()
+                if received is None:  # cancelled: drained, killed, or the client fell silent
+                    if self._reading:
+                        self._set_close(CloseCode.IDLE_TIMEOUT, f"no message for {idle:g} s")
+                    return
+                if not received:
+                    return
+            now = trio.current_time()
+            replies = [self._handle(inbox.popleft(), now) for _ in range(min(len(inbox), self._max_in_flight))]
+            if not await self._answer(replies):
+                return
 
-    def _handle(self, frame: Any) -> Reply:
+    def _handle(self, frame: Any, now: float) -> Reply:
         rid = kind = None
         try:
             message = self.codec.decode(frame)
             rid = request_id(message)
             kind = message.get("type") if type(message.get("type")) is str else None
-            if not self._bucket.take():
+            if not self._bucket.take(now):
                 raise RateLimited("too many messages: slow down", request_id=rid,
                                   rate_per_s=self._bucket.rate, burst=self._bucket.burst)
             kind, fields = parse(message, self._table, rid)
@@ -240,48 +263,33 @@ class Session:
     def _log_rejected(self, kind: str | None, code: str, message: str) -> None:
         log(logging.INFO, "rejected", peer=self.peer, role=self.role, type=kind, code=code, message=message)
 
-    async def _ack_loop(self) -> None:
-        """Answer in arrival order; replies that are ready go out together in one write."""
-        receive = self._replies_recv
-        async with self._out_send:
-            async for reply in receive:
-                ready: list[Any] = []
-                while reply is not None:
-                    if not self._settled(reply):
-                        await self._send(ready)  # what is ready first, then wait for the log
-                        ready = []
-                        if not await self._durable(reply[0]):
-                            return
-                    ready.append(self._reply_frame(reply))
-                    reply = _next_ready(receive)
-                await self._send(ready)
+    async def _answer(self, replies: list[Reply]) -> bool:
+        """Wait until the commands among *replies* are durable, then send them all in one write.
 
-    def _settled(self, reply: Reply) -> bool:
-        pending = reply[0]
-        return pending is None or self.server.journal.durable_seq >= pending.last_seq
-
-    async def _durable(self, pending: Any) -> bool:
-        """Wait for *pending* to be durable; False (and the server stops) if its commit failed."""
+        False when the connection is done: it broke, or the log failed (the server stops).
+        """
+        journal = self.server.journal
+        newest = max((pending.last_seq for pending, _ in replies if pending is not None), default=0)
+        if newest > journal.durable_seq:
+            try:
+                await journal.wait_durable(newest)
+            except LogError as exc:
+                self.server.fail(exc)
+                return False
+        encode = self.encode
+        frames = []
+        for pending, message in replies:
+            if pending is not None:
+                message["result"]["seq"] = pending.last_seq
+            frames.append(encode(message))
+        if self._killed:
+            return False
         try:
-            await pending.wait()
-        except LogError as exc:
-            self.server.fail(exc)
+            await self.ws.send(frames)
+        except ConnectionClosed:
+            self._scope.cancel()
             return False
         return True
-
-    def _reply_frame(self, reply: Reply) -> Any:
-        pending, message = reply
-        if pending is not None:
-            message["result"]["seq"] = pending.last_seq
-        self._slots.release()
-        return self.encode(message)
-
-    async def _send(self, frames: list[Any]) -> None:
-        if frames and not self._killed:
-            try:
-                await send_frames(self.ws, frames)
-            except ConnectionClosed:
-                self._scope.cancel()
 
     async def _write_loop(self) -> None:
         """Send what is queued, as many frames per write as are waiting."""
@@ -291,12 +299,12 @@ class Session:
                 batch = take_ready(receive, frame)
                 if self._killed:
                     return
-                await send_frames(self.ws, batch)
+                await self.ws.send(batch)
         except ConnectionClosed:
             self._scope.cancel()
 
     def push(self, frame: Any) -> None:
-        """Queue *frame* to this client without blocking (hub and acknowledger)."""
+        """Queue *frame* to this client without blocking (the hub)."""
         if self._killed:
             return
         try:
@@ -305,10 +313,3 @@ class Session:
             self.kill(CloseCode.SLOW_CONSUMER, "send queue overflow: the client reads too slowly")
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             pass
-
-
-def _next_ready(receive: trio.MemoryReceiveChannel[Reply]) -> Reply | None:
-    try:
-        return receive.receive_nowait()
-    except (trio.WouldBlock, trio.EndOfChannel):
-        return None

@@ -32,6 +32,7 @@ class ServerSettings:
     max_in_flight: int = MAX_IN_FLIGHT
     phone_refresh_s: float = PHONE_REFRESH_S
     shutdown_grace_s: float = SHUTDOWN_GRACE_S
+    manage_gc: bool = False  # tune the process's garbage collector for serving (see server/_gc.py)
 
     def limits(self) -> dict[str, float]:
         """The limits a client should know, as sent in ``welcome``."""

@@ -1,0 +1,213 @@
+"""The server's WebSocket transport: wsproto's opening handshake, then lean framing.
+
+:func:`read_request` parses the HTTP upgrade with wsproto's ``H11Handshake`` (a
+well-kept library: header checks, the accept token, rejections with a body); an accepted
+connection becomes a :class:`WebSocket` that frames messages with :mod:`callsys._wsframe`
+— every message of one ``receive_some`` in one call, every frame of one ``send`` in one
+write. Why not trio-websocket here: see :mod:`callsys._wsframe` and
+``docs/performance.md``. Clients (``callsys.client``, browsers) are unaffected: this is
+plain RFC 6455.
+
+One task reads (:meth:`WebSocket.receive`); any number of tasks may send (a lock orders
+their writes). Pings are answered by the reader.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import trio
+from wsproto import ConnectionType
+from wsproto.events import AcceptConnection, RejectConnection, RejectData, Request
+from wsproto.handshake import H11Handshake
+from wsproto.utilities import RemoteProtocolError
+
+from .._wsframe import (CLOSE_NO_STATUS, OP_PONG, Close, FrameError, FrameReader, Ping, close_frame, frame,
+                        message_frames)
+
+RECEIVE_BYTES = 65536  # bytes asked of the socket per receive_some
+ABNORMAL_CLOSURE = 1006  # no close frame: the TCP connection broke
+
+
+@dataclass(frozen=True, slots=True)
+class CloseReason:
+    """Why a connection closed: the close code and reason, as trio-websocket reports them."""
+
+    code: int
+    reason: str | None
+
+
+class ConnectionClosed(Exception):
+    """The connection is closed (or closing); ``reason`` says by whom and why."""
+
+    def __init__(self, reason: CloseReason) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class HandshakeFailed(Exception):
+    """The client's HTTP upgrade request was not a valid WebSocket handshake. The client's fault."""
+
+
+async def read_request(stream: trio.abc.Stream) -> tuple[H11Handshake, Request] | None:
+    """Read the client's upgrade request; None if it hung up first.
+
+    Raises:
+        HandshakeFailed: it sent something else than a WebSocket upgrade (answered 400 here).
+    """
+    handshake = H11Handshake(ConnectionType.SERVER)
+    while True:
+        data = await stream.receive_some(RECEIVE_BYTES)
+        try:
+            handshake.receive_data(data or None)
+        except RemoteProtocolError as exc:
+            await _send_quietly(stream, handshake.send(RejectConnection(status_code=400)))
+            raise HandshakeFailed(str(exc)) from None
+        for event in handshake.events():
+            if isinstance(event, Request):
+                return handshake, event
+        if not data:
+            return None
+
+
+async def reject(stream: trio.abc.Stream, handshake: H11Handshake, status: int, body: bytes) -> None:
+    """Refuse the upgrade with HTTP *status* and *body*."""
+    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
+    data = handshake.send(RejectConnection(status_code=status, headers=headers, has_body=True))
+    data += handshake.send(RejectData(data=body, body_finished=True))
+    await _send_quietly(stream, data)
+
+
+async def accept(stream: trio.abc.Stream, handshake: H11Handshake, subprotocol: str, *,
+                 max_message: int) -> "WebSocket":
+    """Accept the upgrade with *subprotocol*; return the open connection."""
+    await stream.send_all(handshake.send(AcceptConnection(subprotocol=subprotocol)))
+    # Bytes the client sent right behind its request (a compliant client waits for our
+    # answer, a hostile one may not) belong to the WebSocket stream now.
+    trailing = handshake._h11_connection.trailing_data[0]  # noqa: SLF001 (wsproto keeps it there)
+    return WebSocket(stream, subprotocol, max_message=max_message, trailing=bytes(trailing))
+
+
+async def _send_quietly(stream: trio.abc.Stream, data: bytes) -> None:
+    try:
+        await stream.send_all(data)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
+
+
+class WebSocket:
+    """An open server-side WebSocket connection over *stream*."""
+
+    def __init__(self, stream: trio.abc.Stream, subprotocol: str, *, max_message: int,
+                 trailing: bytes = b"") -> None:
+        self.stream = stream
+        self.subprotocol = subprotocol
+        self.closed: CloseReason | None = None  # set once a close frame went either way, or the TCP broke
+        self._reader = FrameReader(max_message=max_message)
+        self._send_lock = trio.Lock()
+        self._trailing = trailing
+        self._close_sent = False
+        self._close_received = False
+
+    async def receive(self) -> list[bytes | str]:
+        """The next messages: every complete one received so far (at least one).
+
+        Raises:
+            ConnectionClosed: the client closed (its close frame is answered here), broke
+                the protocol (closed here with 1002/1007/1009), or the TCP connection broke.
+        """
+        if self.closed is not None:
+            raise ConnectionClosed(self.closed)
+        while True:
+            if self._trailing:
+                data, self._trailing = self._trailing, b""
+            else:
+                try:
+                    data = await self.stream.receive_some(RECEIVE_BYTES)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    data = b""
+                if not data:
+                    self._set_closed(ABNORMAL_CLOSURE, "connection lost")
+                    raise ConnectionClosed(self.closed)
+            messages: list[bytes | str] = []
+            for item in self._reader.feed(data):
+                if type(item) is bytes or type(item) is str:
+                    messages.append(item)
+                elif not await self._control(item):
+                    break
+            if messages:
+                return messages
+            if self.closed is not None:
+                raise ConnectionClosed(self.closed)
+
+    async def _control(self, item: Ping | Close | FrameError | object) -> bool:
+        """Handle a control event; False once the connection is closing."""
+        if isinstance(item, Ping):
+            await self._write(frame(OP_PONG, item.payload))
+        elif isinstance(item, Close):
+            self._close_received = True
+            self._set_closed(item.code, item.reason)
+            if not self._close_sent:  # echo its code, as wsproto does
+                self._close_sent = True
+                await self._write(close_frame(None if item.code == CLOSE_NO_STATUS else item.code, item.reason))
+            return False
+        elif isinstance(item, FrameError):
+            await self._send_close(item.code, item.reason)
+            return False
+        return True  # a pong
+
+    async def send(self, messages: Sequence[bytes | str]) -> None:
+        """Send *messages* (bytes -> binary, str -> text frames) in one write.
+
+        Raises:
+            ConnectionClosed: the connection is closed or broke while writing.
+        """
+        if self._close_sent or self.closed is not None:
+            raise ConnectionClosed(self.closed or CloseReason(ABNORMAL_CLOSURE, "closing"))
+        if not await self._write(message_frames(messages)):
+            raise ConnectionClosed(self.closed)
+
+    async def send_message(self, message: bytes | str) -> None:
+        await self.send((message,))
+
+    async def aclose(self, code: int, reason: str) -> None:
+        """Close with *code*: send the close frame, wait for the client's, drop the TCP stream.
+
+        Call it when no other task is receiving; bound it with a timeout (a client may
+        never answer).
+        """
+        if not self._close_sent:
+            await self._send_close(code, reason)
+        while not self._close_received and (self.closed is None or self.closed.code != ABNORMAL_CLOSURE):
+            try:
+                data = await self.stream.receive_some(RECEIVE_BYTES)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                break
+            if not data:
+                break
+            for item in self._reader.feed(data):
+                if isinstance(item, (Close, FrameError)):
+                    self._close_received = True
+                    break
+        await trio.aclose_forcefully(self.stream)
+
+    async def _send_close(self, code: int, reason: str) -> None:
+        self._close_sent = True
+        self._set_closed(code, reason)
+        await self._write(close_frame(code, reason))
+
+    def _set_closed(self, code: int, reason: str | None) -> None:
+        if self.closed is None:
+            self.closed = CloseReason(code, reason)
+
+    async def _write(self, data: bytes) -> bool:
+        """Write *data*; False (and the connection counts as lost) if the TCP connection broke."""
+        async with self._send_lock:
+            try:
+                await self.stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._set_closed(ABNORMAL_CLOSURE, "connection lost")
+                self._close_received = True  # nothing more will come
+                return False
+        return True
