@@ -7,6 +7,7 @@ Sub-commands register themselves in :data:`COMMANDS` through :func:`command`; ea
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections import Counter
@@ -19,8 +20,7 @@ from .errors import CallsysError
 from .hall import Hall, load_hall
 
 Setup = Callable[[argparse.ArgumentParser], None]
-Runner = Callable[[argparse.Namespace], int | None]
-COMMANDS: dict[tuple[str, ...], tuple[str, Setup, Runner]] = {}
+COMMANDS: dict[tuple[str, ...], tuple[str, Setup]] = {}
 # Modules that register sub-commands with @command when imported.
 PLUGINS = ("callsys.server.cli", "callsys.tools", "sim.cli")
 
@@ -29,7 +29,7 @@ def command(*path: str, help: str) -> Callable[[Setup], Setup]:
     """Register ``callsys <path...>``: decorate the parser setup; it must set ``run``."""
 
     def register(setup: Setup) -> Setup:
-        COMMANDS[path] = (help, setup, None)  # type: ignore[assignment]
+        COMMANDS[path] = (help, setup)
         return setup
 
     return register
@@ -94,7 +94,7 @@ def print_hall(hall: Hall, console: Console) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="callsys", description="Queue and window-calling server for service halls.")
     groups: dict[tuple[str, ...], argparse._SubParsersAction] = {(): parser.add_subparsers(dest="command", required=True)}
-    for path, (help_text, setup, _) in sorted(COMMANDS.items()):
+    for path, (help_text, setup) in sorted(COMMANDS.items()):
         for depth in range(1, len(path)):
             prefix = path[:depth]
             if prefix not in groups:
@@ -106,14 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _load_plugins() -> None:
     """Import the modules that register further sub-commands (server, clients, simulator)."""
-    import importlib
-
     for name in PLUGINS:
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as exc:  # not installed yet: the module or a parent package
-            if exc.name is None or not (name == exc.name or name.startswith(exc.name + ".")):
-                raise
+        importlib.import_module(name)
 
 
 def main(argv: list[str] | None = None) -> int:
