@@ -81,10 +81,12 @@ class Pending:
 class Journal:
     """The engine's durable side. Build it with :func:`open_journal`."""
 
-    def __init__(self, log: EventLog, hall: Hall, *, snapshot_every: int = SNAPSHOT_EVERY) -> None:
+    def __init__(self, log: EventLog, hall: Hall, *, snapshot_every: int = SNAPSHOT_EVERY,
+                 snapshot_on_close: bool = True) -> None:
         self.log = log
         self.hall = hall
         self.snapshot_every = snapshot_every
+        self.snapshot_on_close = snapshot_on_close
         self.engine: QueueEngine | None = None
         self.on_durable: DurableHook | None = None
         self.durable_seq = 0  # newest seq known to be in the store
@@ -169,7 +171,7 @@ class Journal:
                     except (trio.WouldBlock, trio.EndOfChannel):
                         break
                 await self._write(batch)
-            if self.engine is not None and self.snapshot_seq < self.durable_seq:
+            if self.snapshot_on_close and self.engine is not None and self.snapshot_seq < self.durable_seq:
                 await self._maybe_snapshot(force=True)
 
     async def _write(self, batch: list[Pending]) -> None:
@@ -209,14 +211,16 @@ class Journal:
 
 
 @asynccontextmanager
-async def open_journal(url: str, hall: Hall, *, snapshot_every: int = SNAPSHOT_EVERY) -> AsyncIterator[Journal]:
+async def open_journal(url: str, hall: Hall, *, snapshot_every: int = SNAPSHOT_EVERY,
+                       snapshot_on_close: bool = True) -> AsyncIterator[Journal]:
     """Open the store named by *url* for *hall* and run its committer.
 
     ``url`` is ``file:PATH`` (the embedded SQLite store). On exit, queued events are
-    written and a snapshot is taken, even when the body is cancelled.
+    written, even when the body is cancelled, and (unless *snapshot_on_close* is false,
+    as benchmarks and tests that keep a store as it was ask) a snapshot is taken.
     """
     log = await open_store(url, hall.id)
-    journal = Journal(log, hall, snapshot_every=snapshot_every)
+    journal = Journal(log, hall, snapshot_every=snapshot_every, snapshot_on_close=snapshot_on_close)
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(journal.run)
