@@ -108,6 +108,15 @@ class Kiosk:
             if messages:
                 return messages
 
+    def latencies(self, replies: list[dict[str, Any]], now: float) -> list[float]:
+        """Seconds from send to *now* of the *replies* that issued a ticket (rejections counted apart)."""
+        out = []
+        for reply in replies:
+            sent, accepted = self.acknowledged(reply)
+            if accepted:
+                out.append(now - sent)
+        return out
+
     def acknowledged(self, reply: dict[str, Any]) -> tuple[float, bool]:
         """(send time, accepted) of the request *reply* answers.
 

@@ -64,11 +64,9 @@ class Load:
             while outstanding:
                 replies = await kiosk.receive()
                 now = trio.current_time()
-                for reply in replies:
-                    sent, accepted = kiosk.acknowledged(reply)
-                    if accepted:
-                        acks += 1
-                        latencies.append(now - sent)
+                accepted = kiosk.latencies(replies, now)
+                acks += len(accepted)
+                latencies.extend(accepted)
                 outstanding -= len(replies)
                 if now < deadline:  # one new request per answer, all in one write
                     await kiosk.send_requests(len(replies), now)
@@ -95,11 +93,7 @@ class Load:
             nonlocal remaining
             while True:
                 replies = await kiosk.receive()
-                now = trio.current_time()
-                for reply in replies:
-                    scheduled, accepted = kiosk.acknowledged(reply)
-                    if accepted:
-                        latencies.append(now - scheduled)
+                latencies.extend(kiosk.latencies(replies, trio.current_time()))  # from the scheduled send
                 remaining -= len(replies)
                 if remaining <= 0:
                     done.set()
