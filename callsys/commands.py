@@ -3,20 +3,26 @@
 A command is a frozen record. Time arrives inside it (``at``, POSIX seconds); the engine
 never reads a clock. A ticket is referred to by its id (``int``) or by today's display
 number (``str``, e.g. ``"A023"``).
+
+Any command may carry an idempotency ``key`` (keyword-only, at most :data:`MAX_KEY`
+characters), chosen by the client: the engine executes a key once per day and answers
+every repeat with the original events (see :mod:`callsys.keys`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
+from dataclasses import dataclass, field
+from typing import ClassVar, Final
 
 TicketRef = int | str
+MAX_KEY: Final = 64  # characters of an idempotency key
 
 
 @dataclass(frozen=True, slots=True)
 class Command:
     kind: ClassVar[str] = "command"
     at: float
+    key: str | None = field(default=None, kw_only=True)
 
 
 # ------------------------------------------------------------------ citizen side

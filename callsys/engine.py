@@ -22,11 +22,12 @@ from . import commands as cmd
 from . import errors as err
 from . import events as ev
 from .hall import UNIVERSAL, Hall
+from .keys import KeyEntry, digest
 from .policy import rank_of, select
 from .state import (BOOKED, CALLED, CLOSED, NO_SHOW, OPEN, PARKED, PAUSED, SERVING, WAITING,
                     HallState, Ticket, WindowState, apply)
 
-__all__ = ["decide", "apply", "QueueEngine", "Position", "EngineStatistics"]
+__all__ = ["decide", "apply", "repeat_of", "QueueEngine", "Position", "EngineStatistics"]
 
 RATINGS = (None, "good", "bad")
 CHANNELS = ("kiosk", "qr")
@@ -35,19 +36,42 @@ CHANNELS = ("kiosk", "qr")
 def decide(state: HallState, command: cmd.Command) -> list[ev.Event]:
     """The events *command* causes in *state*.
 
+    A command with an idempotency ``key`` gets a :class:`~callsys.events.CommandKeyed`
+    event first; a repeat of a key already executed today causes no event at all (``[]``;
+    :func:`repeat_of` gives the original's). See :mod:`callsys.keys`.
+
     Raises:
         EngineError: the command is not allowed now (the caller's fault); nothing changed.
+        KeyReused: its key was used today for a different command.
     """
     handler = _DECIDE.get(command.kind)
     if handler is None:
         raise err.InvalidArgument(f"unknown command {command.kind!r}")
+    if command.key is not None and repeat_of(state, command) is not None:
+        return []  # checked before time moves: a repeat leaves no trace
     horizon = state.horizon
     now = state.advance(command.at)
     try:
-        return handler(state, command, now)
+        events = handler(state, command, now)
     except err.EngineError:
         state.rewind(horizon)  # a rejected command leaves no trace, not even the time it came
         raise
+    if command.key is not None:
+        events.insert(0, ev.CommandKeyed(now, command.key, command.kind, digest(command), len(events)))
+    return events
+
+
+def repeat_of(state: HallState, command: cmd.Command) -> KeyEntry | None:
+    """What the first command with *command*'s key did today, or None if the key is new.
+
+    Raises:
+        KeyReused: the key belongs to a different command (another kind or other fields).
+    """
+    entry = state.keys.get(command.key) if command.key is not None else None
+    if entry is not None and (entry.command != command.kind or entry.digest != digest(command)):
+        raise err.KeyReused(f"key {command.key!r} was used today for a different {entry.command} command",
+                            key=command.key, command=entry.command)
+    return entry
 
 
 # ---------------------------------------------------------------------- lookups
@@ -388,6 +412,10 @@ class QueueEngine:
 
     def decide(self, command: cmd.Command) -> list[ev.Event]:
         return decide(self.state, command)
+
+    def repeat_of(self, command: cmd.Command) -> KeyEntry | None:
+        """The original of a repeated idempotency key, or None (raises KeyReused)."""
+        return repeat_of(self.state, command)
 
     def apply(self, event: ev.Event) -> None:
         apply(self.state, event)

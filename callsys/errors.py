@@ -126,3 +126,9 @@ class InvalidArgument(EngineError):
     """A command field has a value outside its domain (bad rating, empty skill list...)."""
 
     code = "invalid_argument"
+
+
+class KeyReused(EngineError):
+    """The idempotency key was used today for a different command (or other fields)."""
+
+    code = "key_reused"

@@ -186,10 +186,24 @@ class DayReset(Event):
     expired: tuple[int, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class CommandKeyed(Event):
+    """The next ``events`` events are those of a ``command`` sent with idempotency ``key``.
+
+    ``digest`` fingerprints the command's fields (see :mod:`callsys.keys`).
+    """
+
+    kind = "command_keyed"
+    key: str
+    command: str
+    digest: str
+    events: int
+
+
 EVENTS: dict[str, type[Event]] = {
     cls.kind: cls
     for cls in (
-        TicketIssued, SlotBooked, CheckedIn, TicketCancelled, TicketCalled, TicketRecalled,
+        CommandKeyed, TicketIssued, SlotBooked, CheckedIn, TicketCancelled, TicketCalled, TicketRecalled,
         TicketNoShow, TicketRequeued, ServiceStarted, ServiceFinished, TicketTransferred,
         TicketParked, TicketReturned, WindowOpened, WindowClosed, WindowPaused,
         WindowResumed, SkillsReassigned, DayReset,

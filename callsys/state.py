@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 
 from . import events as ev
 from .hall import Hall
+from .keys import KeyEntry
 from .policy import next_cycle
 from .queues import QueueBook
 
@@ -149,6 +150,10 @@ class HallState:
         self.horizon = float("-inf")  # latest time seen; held tickets up to it are released
         self.released: Sequence[int] = ()  # what the last advance released (see rewind)
         self.totals: Counter[str] = Counter()  # issued, called, served, no_show, ...
+        self.seq = 0  # events folded in so far: the log seq of the newest (the log numbers from 1)
+        self.keys: dict[str, KeyEntry] = {}  # today's idempotency keys (see callsys.keys)
+        self.keying: KeyEntry | None = None  # the keyed command whose events are being folded
+        self.keying_left = 0  # how many of its events are still to come
 
     # ------------------------------------------------------------------ time
 
@@ -199,6 +204,9 @@ class HallState:
             "counters": dict(sorted(self.counters.items())),
             "bookings": sorted([s, t, n] for (s, t), n in self.bookings.items() if n),
             "totals": dict(sorted(self.totals.items())),
+            "seq": self.seq,
+            "keys": [[k.key, k.command, k.digest, k.seq, [ev.to_row(e) for e in k.events]]
+                     for k in sorted(self.keys.values(), key=lambda k: k.seq)],
             "tickets": [
                 [getattr(t, name) for name in Ticket.__slots__] + [self._queue_of(t.id), held.get(t.id)]
                 for t in sorted(self.tickets.values(), key=lambda t: t.id)
@@ -230,6 +238,9 @@ class HallState:
         state.counters = dict(data["counters"])
         state.bookings = Counter({(s, t): n for s, t, n in data["bookings"]})
         state.totals = Counter(data["totals"])
+        state.seq = data.get("seq", 0)  # snapshots before idempotency keys had neither
+        for key, command, digest, seq, rows in data.get("keys", ()):
+            state.keys[key] = KeyEntry(key, command, digest, seq, [ev.from_row(row) for row in rows])
         names = Ticket.__slots__
         for row in data["tickets"]:
             ticket = Ticket(**dict(zip(names, row[: len(names)])))
@@ -258,7 +269,23 @@ class HallState:
 def apply(state: HallState, event: ev.Event) -> None:
     """Fold one event into *state*."""
     state.advance(event.at)
+    state.seq += 1
+    if state.keying_left:
+        _keyed_event(state, event)
     _APPLY[event.kind](state, event)
+
+
+def _command_keyed(state: HallState, e: ev.CommandKeyed) -> None:
+    entry = KeyEntry(e.key, e.command, e.digest, state.seq + e.events)
+    state.keys[e.key] = entry
+    state.keying, state.keying_left = (entry, e.events) if e.events else (None, 0)
+
+
+def _keyed_event(state: HallState, event: ev.Event) -> None:
+    state.keying.events.append(event)
+    state.keying_left -= 1
+    if not state.keying_left:
+        state.keying = None
 
 
 def _issue(state: HallState, ticket: Ticket, number: str, day: int, seq: int) -> None:
@@ -441,10 +468,12 @@ def _day_reset(state: HallState, e: ev.DayReset) -> None:
     state.numbers.clear()
     state.counters.clear()
     state.day = None
+    state.keys = {k: entry for k, entry in state.keys.items() if entry.seq >= state.seq}  # a keyed reset keeps its own
     state.totals["expired"] += len(e.expired)
 
 
 _APPLY: dict[str, Callable[[HallState, Any], None]] = {
+    ev.CommandKeyed.kind: _command_keyed,
     ev.TicketIssued.kind: _ticket_issued,
     ev.SlotBooked.kind: _slot_booked,
     ev.CheckedIn.kind: _checked_in,

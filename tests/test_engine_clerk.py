@@ -37,7 +37,7 @@ CODES = {
     err.WindowBusy: "window_busy", err.WindowIdle: "window_idle", err.QueueEmpty: "queue_empty",
     err.HallClosed: "hall_closed", err.InvalidSlot: "invalid_slot", err.SlotFull: "slot_full",
     err.CheckInRejected: "checkin_rejected", err.RecallLimit: "recall_limit",
-    err.InvalidArgument: "invalid_argument",
+    err.InvalidArgument: "invalid_argument", err.KeyReused: "key_reused",
 }
 
 

@@ -72,6 +72,7 @@ EVENT_FIELDS = {
     "window_resumed": ["at", "window"],
     "skills_reassigned": ["at", "window", "skills"],
     "day_reset": ["at", "expired"],
+    "command_keyed": ["at", "key", "command", "digest", "events"],
 }
 
 
@@ -107,7 +108,8 @@ def test_version():
     (errors, ["CallsysError", "ConfigError", "EngineError", "QueueEmpty", "WindowBusy", "HallClosed"]),
     (hall, ["Hall", "Window", "Service", "Policy", "load_hall", "hall_from_mapping", "compile_hall"]),
     (state, ["HallState", "Ticket", "WindowState", "apply"]),
-    (events, ["EVENTS", "to_record", "from_record"]),
+    (events, ["EVENTS", "to_record", "from_record", "CommandKeyed"]),
+    (errors, ["KeyReused"]),
     (commands, ["COMMANDS"]),
 ])
 def test_module_names_other_code_uses(module, names):
@@ -122,7 +124,9 @@ def test_command_shape(kind):
     name, fields = COMMAND_FIELDS[kind]
     cls = commands.COMMANDS[kind]
     assert cls.__name__ == name and cls is getattr(callsys, name)
-    assert [f.name for f in dataclasses.fields(cls)] == fields
+    assert [f.name for f in dataclasses.fields(cls) if f.name != "key"] == fields
+    key = next(f for f in dataclasses.fields(cls) if f.name == "key")
+    assert key.kw_only and key.default is None  # every command may carry an idempotency key
 
 
 def test_no_unpinned_commands_or_events():

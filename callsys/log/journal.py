@@ -57,11 +57,12 @@ def decode(data: bytes) -> Event:
 class Pending:
     """A submitted batch; ``await pending.wait()`` returns its last seq once durable."""
 
-    __slots__ = ("events", "records", "last_seq", "_journal")
+    __slots__ = ("events", "records", "last_seq", "repeat", "_journal")
 
-    def __init__(self, journal: "Journal", events: Sequence[Event], last_seq: int) -> None:
+    def __init__(self, journal: "Journal", events: Sequence[Event], last_seq: int, *, repeat: bool = False) -> None:
         self.events = events
-        self.records = [encode(e) for e in events]
+        self.records = [] if repeat else [encode(e) for e in events]
+        self.repeat = repeat  # True: a repeated idempotency key, its events were submitted before
         self.last_seq = last_seq
         self._journal = journal
 
@@ -109,6 +110,7 @@ class Journal:
         if snap is not None:
             seq, data = snap
             state = HallState.from_snapshot(self.hall, msgpack.unpackb(data, raw=False))
+            state.seq = seq  # the fold's position is the log's (older snapshots did not record it)
         engine = QueueEngine(self.hall, state)
         while True:
             rows = await self.log.read(seq, limit=READ_CHUNK)
@@ -136,6 +138,10 @@ class Journal:
         if events:
             self._send.send_nowait(pending)
         return pending
+
+    def pending_at(self, seq: int) -> Pending:
+        """A :class:`Pending` for events submitted earlier, up to *seq* (nothing new to write)."""
+        return Pending(self, (), seq, repeat=True)
 
     async def wait_durable(self, seq: int) -> None:
         """Wait until every event up to *seq* is durable.

@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Final, Mapping
 
-from ..commands import COMMANDS
+from ..commands import COMMANDS, MAX_KEY
 from .codes import ROLES
 from .errors import (Forbidden, HelloRequired, InvalidField, Malformed, MissingField, UnexpectedHello,
                      UnknownField, UnknownType)
@@ -54,6 +54,7 @@ KINDS: Final[dict[str, tuple[Callable[[Any], bool], str]]] = {
     "ints": (_list_of(_is_int), f"a list of 1..{MAX_ITEMS} whole numbers"),
     "strs": (_list_of(_is_str), f"a list of 1..{MAX_ITEMS} strings"),
     "map": (lambda v: type(v) is dict, "a map"),
+    "key": (lambda v: type(v) is str and 0 < len(v) <= MAX_KEY, f"a string of 1..{MAX_KEY} characters"),
 }
 
 
@@ -102,12 +103,20 @@ _MANAGER: dict[str, Spec] = {
 }
 _PING: dict[str, Spec] = {"ping": {}}
 
+_KEY: Final = Field("key")  # every command may carry an idempotency key (see callsys.keys)
+
+
+def _keyed(table: dict[str, Spec]) -> dict[str, Spec]:
+    """*table* with the optional ``key`` field added to its engine commands."""
+    return {kind: {**spec, "key": _KEY} if kind in COMMANDS else spec for kind, spec in table.items()}
+
+
 ROLE_MESSAGES: Final[dict[str, dict[str, Spec]]] = {
-    "kiosk": {**_CITIZEN, "position": _TICKET, "services": {}, **_PING},
-    "clerk": {**_CLERK, **_PING},
+    "kiosk": _keyed({**_CITIZEN, "position": _TICKET, "services": {}, **_PING}),
+    "clerk": _keyed({**_CLERK, **_PING}),
     "display": {"subscribe": _PLACES, **_PING},
     "speaker": {"subscribe": {"zones": Field("strs")}, **_PING},
-    "manager": {**_MANAGER, **_PING},
+    "manager": _keyed({**_MANAGER, **_PING}),
     "phone": {"position": {}, **_PING},
 }
 MESSAGE_TYPES: Final = frozenset({"hello"} | {t for table in ROLE_MESSAGES.values() for t in table})

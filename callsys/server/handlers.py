@@ -36,7 +36,14 @@ def _command(session: "Session", kind: str, fields: dict[str, Any]) -> cmd.Comma
 
 def _handle_command(session: "Session", kind: str, rid: Any, fields: dict[str, Any]) -> Reply:
     events, pending = session.server.execute(_command(session, kind, fields))
-    return pending, ok(rid, {"events": [to_record(e) for e in events]})
+    return pending, ok(rid, _repeat({"events": [to_record(e) for e in events]}, pending))
+
+
+def _repeat(result: dict[str, Any], pending: Pending) -> dict[str, Any]:
+    """Mark the answer to a repeated idempotency key (the original result, executed once)."""
+    if pending.repeat:
+        result["repeat"] = True
+    return result
 
 
 def _ticket_result(session: "Session", events: list[Event], pending: Pending, rid: Any) -> Reply:
@@ -45,13 +52,13 @@ def _ticket_result(session: "Session", events: list[Event], pending: Pending, ri
     tid = events[0].ticket
     ticket = server.engine.state.tickets[tid]
     position = server.engine.position(tid)
-    return pending, ok(rid, {
+    return pending, ok(rid, _repeat({
         "ticket": tid, "number": ticket.number, "service": ticket.service, "channel": ticket.channel,
         "status": ticket.status, "rank": ticket.rank, "klass": ticket.klass, "green": ticket.green,
         "issued_at": ticket.issued_at, "slot_start": ticket.slot_start, "slot_end": ticket.slot_end,
         "ahead": position.ahead, "estimated_wait_s": position.estimated_wait_s,
         "secret": phone_secret(server.secret, server.hall.id, tid),
-    })
+    }, pending))
 
 
 def _handle_ticketing(session: "Session", kind: str, rid: Any, fields: dict[str, Any]) -> Reply:

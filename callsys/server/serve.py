@@ -79,19 +79,28 @@ class CallsysServer:
     def execute(self, command: Command) -> tuple[list[Event], Pending]:
         """Decide, apply and submit *command* — synchronously, so log order is decide order.
 
+        A repeated idempotency key answers the first command's events, with a *pending* that
+        waits for them to be durable (see :mod:`callsys.keys`); the marker event a keyed
+        command adds is logged but not returned.
+
         Raises:
-            EngineError: the engine rejects it; nothing changed.
+            EngineError: the engine rejects it (KeyReused included); nothing changed.
             Unavailable: the server is stopping.
         """
         if self.stopping:
             raise Unavailable("the server is shutting down")
+        if command.key is not None:
+            original = self.engine.repeat_of(command)
+            if original is not None:
+                return original.events, self.journal.pending_at(original.seq)
         events = self.engine.decide(command)
         try:
             self.engine.apply_all(events)
-            return events, self.journal.submit(events)
+            pending = self.journal.submit(events)
         except BaseException as exc:
             self.fail(exc)
             raise Unavailable("the server stopped: its event log failed") from exc
+        return (events[1:] if command.key is not None else events), pending
 
     def on_durable(self, batch: list[tuple[int, Event]]) -> None:
         """The journal's hook after each durable batch: fan the events out."""

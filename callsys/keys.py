@@ -1,0 +1,58 @@
+"""Idempotency keys: a command sent twice is executed once.
+
+A kiosk whose connection breaks after sending ``take_number`` cannot know whether it got
+a number. So every command may carry a client-chosen ``key`` (at most
+:data:`~callsys.commands.MAX_KEY` characters, unique for the client's day), and the rule is:
+
+* the first command with a key is executed as usual; its events are preceded by one
+  :class:`~callsys.events.CommandKeyed` event naming the key, the command and how many
+  events follow — so the key is in the event log, durable with the command itself;
+* folding that event (live, or on replay after a crash) records a :class:`KeyEntry`:
+  the command's kind, a digest of its fields, the log seq of its last event and the events;
+* a repeat of the key (same kind, same fields — only ``at`` may differ) causes no new
+  event: the server answers it with the recorded events, once they are durable;
+* a repeat with another command or other fields is refused (:class:`~callsys.errors.KeyReused`);
+* a command the engine rejects records nothing, so its retry is decided afresh;
+* keys are kept for the hall's day: the night's ``day_reset`` forgets them.
+
+The table lives in the hall state (:attr:`HallState.keys`), is part of snapshots, and is
+rebuilt by replay, so a repeat after a kill -9 and restart answers as before the crash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .commands import Command
+    from .events import Event
+
+
+@dataclass(slots=True)
+class KeyEntry:
+    """What a key's first command did.
+
+    Attributes:
+        key: the idempotency key.
+        command: the command's kind (``take_number``...).
+        digest: :func:`digest` of the command's fields.
+        seq: the log seq of the command's last event (the reply's ``seq``).
+        events: the command's events, in order (without the ``command_keyed`` marker).
+    """
+
+    key: str
+    command: str
+    digest: str
+    seq: int
+    events: list["Event"] = field(default_factory=list)
+
+
+def digest(command: "Command") -> str:
+    """A stable fingerprint of *command*'s fields except ``at`` and ``key``.
+
+    Stable across processes (unlike ``hash``), so it can live in the event log.
+    """
+    values = [(f.name, getattr(command, f.name)) for f in fields(command) if f.name not in ("at", "key")]
+    return hashlib.blake2b(repr((command.kind, values)).encode(), digest_size=8).hexdigest()
