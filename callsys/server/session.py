@@ -17,6 +17,10 @@
 
 Shutdown (:meth:`Session.drain`) stops reading only; commands already executed are
 still committed and answered before the close frame (1001) goes out.
+
+A ``hello`` answered with an error counts against the client's address, and a hello
+from an address with too many failures is not checked at all (``rate_limited``, close
+4029); see :mod:`~callsys.server.limits`.
 """
 
 from __future__ import annotations
@@ -29,8 +33,8 @@ import trio
 
 from ..errors import EngineError
 from ..log import LogError
-from ..protocol import (ROLE_MESSAGES, Codec, CloseCode, Hello, Internal, ProtocolError, RateLimited, error,
-                        parse, parse_hello, request_id)
+from ..protocol import (ROLE_MESSAGES, Codec, CloseCode, Hello, HelloThrottled, Internal, ProtocolError,
+                        RateLimited, error, parse, parse_hello, request_id)
 from ..wire import take_ready
 from ._websocket import ConnectionClosed, WebSocket
 from .auth import Identity, authenticate, resolve_places
@@ -44,9 +48,9 @@ if TYPE_CHECKING:
 
 
 class Session:
-    """A client connection of *server* over *ws*, speaking *codec*."""
+    """A client connection of *server* over *ws*, speaking *codec*, from *host* (``peer`` is host:port)."""
 
-    def __init__(self, server: "CallsysServer", ws: WebSocket, codec: Codec, peer: str) -> None:
+    def __init__(self, server: "CallsysServer", ws: WebSocket, codec: Codec, peer: str, host: str = "?") -> None:
         settings = server.settings
         self.server = server
         self.ws = ws
@@ -54,6 +58,7 @@ class Session:
         self.binary = codec.binary
         self.encode = codec.encode
         self.peer = peer
+        self.host = host
         self.identity: Identity | None = None
         self.windows: frozenset[int] = frozenset()
         self.messages = self.rejected = self.rate_limited = 0
@@ -134,11 +139,18 @@ class Session:
                 self._set_close(CloseCode.IDLE_TIMEOUT, f"no hello within {timeout:g} s")
         if frame is None:
             return False
+        admission = self.server.admission
         try:
             hello = parse_hello(self.codec.decode(frame))
+            wait = admission.hello_wait(self.host, trio.current_time())
+            if wait:  # failures from this address while this connection was open: no more guesses
+                raise HelloThrottled(f"too many failed hellos from your address; retry after {wait} s",
+                                     request_id=hello.id, retry_after_s=wait)
             self.identity = authenticate(hello, self.server.hall, self.server.secret)
             windows = self._places(hello)
         except ProtocolError as exc:
+            if not isinstance(exc, HelloThrottled):
+                admission.hello_failed(self.host, trio.current_time())
             self._log_rejected("hello", exc.code, exc.message)
             await self._send_now(error(exc.request_id, exc.code, exc.message, exc.details))
             self._set_close(exc.close_code or CloseCode.HANDSHAKE_FAILED, exc.code)
