@@ -18,6 +18,7 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, ConnectionRejected, WebSocketConnection, wrap_client_stream
 
+from callsys.client import ConnectionLost, RequestFailed
 from callsys.protocol import MSGPACK, CloseCode
 from callsys.server import serve as serve_module
 from callsys.server.limits import Admission, RefusalLog, address_key, parse_networks
@@ -317,3 +318,62 @@ def test_default_limits_fit_the_flagship_hall():
     assert settings.max_connections >= 1.8 * (10_000 + 1_000)  # phones + devices of a 400-window hall
     assert settings.max_connections_per_address * 100 == settings.max_connections
     assert settings.trusted_proxies == TRUSTED_PROXIES == ("127.0.0.0/8", "::1")
+
+
+# ---------------------------------------------------------------------- clerk takeover
+
+
+@guard()
+async def test_newer_clerk_sign_in_takes_the_window_over(server, fmt, server_log):
+    async with client(server, "clerk", fmt, window=1) as older, client(server, "clerk", fmt, window=2) as neighbour:
+        await older.request("open_window")
+        async with client(server, "clerk", fmt, window=1) as newer:
+            with pytest.raises(ConnectionLost) as lost:
+                while True:
+                    await older.next_push()
+            assert lost.value.close_code == CloseCode.REPLACED == 4009
+            assert lost.value.reason == "replaced by a newer sign-in to this window"
+            with pytest.raises(ConnectionLost):
+                await older.request("call_next")
+            await until(lambda: server.clerks[1].ws.closed is None and len(server.sessions) == 2)
+            assert (await newer.request("window"))["status"] == "open"
+            assert (await neighbour.request("window"))["window"] == 2  # another window: untouched
+    (replaced,) = events(server_log, "clerk_replaced")
+    assert replaced["window"] == 1
+
+
+@guard()
+async def test_takeover_answers_what_the_older_connection_executed_and_nothing_after(nursery, demo_hall, tmp_path):
+    server = await start_server(nursery, demo_hall, tmp_path / "hall.db", max_in_flight=2)
+    entered, release = trio.Event(), trio.Event()
+    wait_durable = server.journal.wait_durable
+
+    async def gated(seq: int) -> None:
+        entered.set()
+        await release.wait()
+        await wait_durable(seq)
+
+    async with ws_from(server) as older:
+        assert (await hello(older, "clerk", window=1))["type"] == "welcome"
+        await older.send_message(msgpack.packb({"type": "open_window", "id": 0}))
+        while msgpack.unpackb(await older.get_message()).get("id") != 0:  # skip the board push
+            pass
+        before = server.journal.durable_seq
+        server.journal.wait_durable = gated  # what the older clerk executes next stays in flight
+        for rid, kind in enumerate(("pause", "resume", "pause", "resume", "pause"), 1):
+            await older.send_message(msgpack.packb({"type": kind, "id": rid}))
+        await entered.wait()
+        async with client(server, "clerk", window=1) as newer:
+            release.set()
+            replies = []
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    message = msgpack.unpackb(await older.get_message())
+                    if message["type"] in ("ok", "error"):
+                        replies.append(message)
+            assert closed.value.reason.code == CloseCode.REPLACED
+            executed = server.journal.durable_seq - before
+            assert 1 <= executed <= 2  # at most max_in_flight were executed before the takeover
+            assert [(r["type"], r["id"]) for r in replies] == [("ok", rid) for rid in range(1, executed + 1)]
+            assert (await newer.request("window"))["status"] == ("paused" if executed == 1 else "open")
+            assert server.journal.durable_seq - before == executed  # nothing of the older clerk ran after

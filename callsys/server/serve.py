@@ -9,6 +9,8 @@ engine's memory would be ahead of its log; sockets close with 1011 and
 Each accepted TCP connection passes :class:`~callsys.server.limits.Admission` first
 (connection caps, failed-hello throttle; the policy is in :mod:`~callsys.server.limits`):
 a refused one gets HTTP 503 with ``Retry-After`` and never becomes a :class:`Session`.
+A window has one clerk connection: a newer clerk sign-in to it replaces the older one,
+which answers its in-flight commands and closes with 4009.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ class CallsysServer:
         self.settings = settings
         self.hub = Hub(hall, engine)
         self.sessions: set[Session] = set()
+        self.clerks: dict[int, Session] = {}  # window -> its signed-in clerk connection
         self.admission = Admission(
             max_connections=settings.max_connections, max_per_address=settings.max_connections_per_address,
             trusted=settings.trusted_proxies, retry_after_s=settings.retry_after_s,
@@ -130,11 +133,21 @@ class CallsysServer:
         return message
 
     def attach(self, session: Session) -> None:
+        """*session* is signed in; a clerk's replaces the older clerk connection of its window."""
         self.sessions.add(session)
+        window = session.identity.window
+        if session.role == "clerk" and window is not None:
+            older = self.clerks.get(window)
+            self.clerks[window] = session
+            if older is not None and older is not session:
+                log(logging.INFO, "clerk_replaced", window=window, peer=older.peer, by=session.peer)
+                older.drain(CloseCode.REPLACED, "replaced by a newer sign-in to this window")
 
     def detach(self, session: Session) -> None:
         self.sessions.discard(session)
         self.unsubscribe(session)
+        if session.role == "clerk" and self.clerks.get(session.identity.window) is session:
+            del self.clerks[session.identity.window]
 
     def unsubscribe(self, session: Session) -> None:
         """Stop all pushes to *session* (idempotent)."""

@@ -16,7 +16,10 @@
   overflows the client is too slow and is closed with code 4008; the hub never waits for it.
 
 Shutdown (:meth:`Session.drain`) stops reading only; commands already executed are
-still committed and answered before the close frame (1001) goes out.
+still committed and answered before the close frame (1001) goes out. A clerk connection
+replaced by a newer sign-in to its window is drained the same way (close 4009), except
+that messages it has read but not yet executed are dropped unanswered: after the newer
+sign-in, nothing more from the older console reaches the engine.
 
 A ``hello`` answered with an error counts against the client's address, and a hello
 from an address with too many failures is not checked at all (``rate_limited``, close
@@ -100,12 +103,21 @@ class Session:
                 rejected=self.rejected, rate_limited=self.rate_limited,
                 duration_s=round(trio.current_time() - opened, 3))
 
-    def drain(self) -> None:
-        """Stop reading; answer what is in flight, then close with 1001 (server shutdown)."""
-        self._set_close(CloseCode.GOING_AWAY, "server shutting down")
+    def drain(self, code: int = CloseCode.GOING_AWAY, reason: str = "server shutting down") -> None:
+        """Stop reading; answer what is in flight, then close with *code* (1001: server shutdown).
+
+        Any other *code* (4009: a newer sign-in replaced this clerk) also drops the
+        messages read but not executed yet, and gives the answers ``shutdown_grace_s`` to
+        go out before the connection is closed regardless.
+        """
+        self._set_close(code, reason)
         self._reading = False
         self._hello_scope.cancel()
         self._input_scope.cancel()
+        if code != CloseCode.GOING_AWAY:
+            self._inbox.clear()
+            deadline = trio.current_time() + self.server.settings.shutdown_grace_s
+            self._scope.deadline = min(self._scope.deadline, deadline)
 
     def kill(self, code: int, reason: str) -> None:
         """Close soon, dropping whatever is queued: stop reading and pushing, finish the frame
