@@ -34,6 +34,7 @@ from ..events import DayReset, Event
 from ..hall import Hall
 from ..log import Journal, Pending, open_journal
 from ..protocol import CODECS, PATH, VERSION, CloseCode, Unavailable
+from ..tokens import sample_token_roles
 from . import _gc, _websocket
 from .auth import Identity
 from .hub import Hub
@@ -274,6 +275,7 @@ class CallsysServer:
                     max_connections=settings.max_connections,
                     max_connections_per_address=settings.max_connections_per_address,
                     trusted_proxies=list(settings.trusted_proxies))
+                _warn_sample_tokens(self.hall)
                 task_status.started(self)
                 await self._stop.wait()
                 services.cancel_scope.cancel()
@@ -302,6 +304,13 @@ def _peer(stream: trio.SocketStream) -> tuple[str, str]:
         return "?", "?"
     return host, f"{host}:{port}"
 
+
+def _warn_sample_tokens(hall: Hall) -> None:
+    roles = sample_token_roles(hall)
+    if roles:
+        log(logging.WARNING, "sample_tokens", roles=roles, hall_file=hall.source,
+            message="these roles accept the tokens published with callsys: anyone who can reach this server can "
+                    "use them; generate real ones with `callsys config tokens HALL_FILE --write`")
 
 
 async def serve_callsys(hall: Hall, store: str, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
