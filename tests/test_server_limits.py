@@ -18,12 +18,15 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, ConnectionRejected, WebSocketConnection, wrap_client_stream
 
-from callsys.client import ConnectionLost, RequestFailed
+from callsys.cli import main
+from callsys.client import ConnectionLost
+from callsys.errors import CallsysError
 from callsys.protocol import MSGPACK, CloseCode
-from callsys.server import serve as serve_module
+from callsys.server import cli as server_cli, serve as serve_module
 from callsys.server.limits import Admission, RefusalLog, address_key, parse_networks
 from callsys.server.settings import (HELLO_FAILURE_WINDOW_S, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_ADDRESS,
                                      REFUSAL_LOG_INTERVAL_S, RETRY_AFTER_S, TRUSTED_PROXIES, ServerSettings)
+from conftest import CONFIG
 from server_support import (HANG_GUARD_S, TOKENS, client, fmt, guard, server, start_server,  # noqa: F401
                             still_served)
 
@@ -377,3 +380,36 @@ async def test_takeover_answers_what_the_older_connection_executed_and_nothing_a
             assert [(r["type"], r["id"]) for r in replies] == [("ok", rid) for rid in range(1, executed + 1)]
             assert (await newer.request("window"))["status"] == ("paused" if executed == 1 else "open")
             assert server.journal.durable_seq - before == executed  # nothing of the older clerk ran after
+
+
+# ---------------------------------------------------------------------- callsys serve flags
+
+
+def test_serve_flags_set_the_limits(monkeypatch, tmp_path, capsys):
+    seen: list[ServerSettings] = []
+
+    async def serve(*args: Any, settings: ServerSettings, **kwargs: Any) -> None:
+        seen.append(settings)
+        raise CallsysError("stopped by the test")
+
+    monkeypatch.setattr(server_cli, "serve_callsys", serve)
+    monkeypatch.setattr(server_cli.logs, "configure", lambda *args: None)
+    base = ["serve", "--config", str(CONFIG / "demo.toml"), "--store", f"file:{tmp_path / 'x.db'}"]
+    assert main(base + ["--max-connections", "50", "--max-connections-per-address", "5", "--trusted-proxies",
+                        "10.0.0.0/8, 192.168.1.2", "--hello-failures", "4", "--hello-window", "30",
+                        "--handshake-timeout", "3"]) == 2
+    assert main(base + ["--trusted-proxies", ""]) == 2
+    assert main(base) == 2
+    flags, no_proxies, defaults = seen
+    assert (flags.max_connections, flags.max_connections_per_address, flags.trusted_proxies, flags.hello_failures,
+            flags.hello_failure_window_s, flags.handshake_timeout_s) == (50, 5, ("10.0.0.0/8", "192.168.1.2"), 4,
+                                                                          30.0, 3.0)
+    assert no_proxies.trusted_proxies == ()
+    assert defaults.trusted_proxies == TRUSTED_PROXIES and defaults.max_connections == MAX_CONNECTIONS
+    capsys.readouterr()
+    for bad, problem in ((["--trusted-proxies", "gateway"], "'gateway' is not an IP address"),
+                         (["--max-connections", "0"], "must be > 0"),
+                         (["--hello-window", "soon"], "not a number")):
+        with pytest.raises(SystemExit) as info:
+            main(base + bad)
+        assert info.value.code == 2 and problem in capsys.readouterr().err
