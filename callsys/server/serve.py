@@ -142,7 +142,7 @@ class CallsysServer:
             self.clerks[window] = session
             if older is not None and older is not session:
                 log(logging.INFO, "clerk_replaced", window=window, peer=older.peer, by=session.peer)
-                older.drain(CloseCode.REPLACED, "replaced by a newer sign-in to this window")
+                older.replace()
 
     def detach(self, session: Session) -> None:
         self.sessions.discard(session)
@@ -179,10 +179,10 @@ class CallsysServer:
         """
         host, peer = _peer(stream)
         refusal = self.admission.admit(host, trio.current_time())
-        if refusal is not None:
-            await self._refuse(stream, host, refusal)
-            return
         try:
+            if refusal is not None:
+                await self._refuse(stream, host, refusal)
+                return
             upgrade = None
             with trio.move_on_after(self.settings.handshake_timeout_s):
                 upgrade = await _websocket.read_request(stream)
@@ -193,10 +193,11 @@ class CallsysServer:
         finally:
             with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(stream)
-            self.admission.release(host)
+            if refusal is None:
+                self.admission.release(host)
 
     async def _refuse(self, stream: trio.SocketStream, host: str, refusal: Refusal) -> None:
-        """Answer 503 + Retry-After to the upgrade request, if it comes soon; close. No log per connection."""
+        """Answer 503 + Retry-After to the upgrade request if it comes soon. Logged per address, not per connection."""
         key = "*" if refusal.reason == "server_full" else host  # a full server: one line, not one per address
         stale, unlogged = self._refusals.note(key, trio.current_time())
         for address, count in stale:
@@ -210,10 +211,7 @@ class CallsysServer:
                 if upgrade is not None:
                     await self._reject_503(stream, upgrade[0], refusal)
         except (_websocket.HandshakeFailed, trio.BrokenResourceError, trio.ClosedResourceError):
-            pass  # answered 400 or gone: nothing more to say
-        finally:
-            with trio.CancelScope(shield=True):
-                await trio.aclose_forcefully(stream)
+            pass  # answered 400, or gone: nothing more to say
 
     async def _reject_503(self, stream: trio.SocketStream, handshake: H11Handshake, refusal: Refusal) -> None:
         body = f"{refusal.message}; retry after {refusal.retry_after_s} s\n".encode()

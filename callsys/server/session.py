@@ -103,21 +103,17 @@ class Session:
                 rejected=self.rejected, rate_limited=self.rate_limited,
                 duration_s=round(trio.current_time() - opened, 3))
 
-    def drain(self, code: int = CloseCode.GOING_AWAY, reason: str = "server shutting down") -> None:
-        """Stop reading; answer what is in flight, then close with *code* (1001: server shutdown).
+    def drain(self) -> None:
+        """Stop reading; answer what is in flight, then close with 1001 (server shutdown)."""
+        self._stop_reading(CloseCode.GOING_AWAY, "server shutting down")
 
-        Any other *code* (4009: a newer sign-in replaced this clerk) also drops the
-        messages read but not executed yet, and gives the answers ``shutdown_grace_s`` to
-        go out before the connection is closed regardless.
-        """
-        self._set_close(code, reason)
-        self._reading = False
-        self._hello_scope.cancel()
-        self._input_scope.cancel()
-        if code != CloseCode.GOING_AWAY:
-            self._inbox.clear()
-            deadline = trio.current_time() + self.server.settings.shutdown_grace_s
-            self._scope.deadline = min(self._scope.deadline, deadline)
+    def replace(self) -> None:
+        """A newer clerk sign-in took this connection's window over: drop the messages read
+        but not executed, answer those executed, then close with 4009 — within
+        ``shutdown_grace_s``, whether the client has read its answers by then or not."""
+        self._inbox.clear()
+        self._stop_reading(CloseCode.REPLACED, "replaced by a newer sign-in to this window")
+        self._scope.deadline = min(self._scope.deadline, trio.current_time() + self.server.settings.shutdown_grace_s)
 
     def kill(self, code: int, reason: str) -> None:
         """Close soon, dropping whatever is queued: stop reading and pushing, finish the frame
@@ -125,11 +121,14 @@ class Session:
         if self._killed:
             return
         self._killed = True
-        self._reading = False
+        self._stop_reading(code, reason)
+        self._scope.deadline = trio.current_time() + CLOSE_TIMEOUT_S
+
+    def _stop_reading(self, code: int, reason: str) -> None:
         self._set_close(code, reason)
+        self._reading = False
         self._hello_scope.cancel()
         self._input_scope.cancel()
-        self._scope.deadline = trio.current_time() + CLOSE_TIMEOUT_S
 
     def _set_close(self, code: int, reason: str) -> None:
         if self._close_code == CloseCode.NORMAL:
