@@ -413,3 +413,15 @@ def test_serve_flags_set_the_limits(monkeypatch, tmp_path, capsys):
         with pytest.raises(SystemExit) as info:
             main(base + bad)
         assert info.value.code == 2 and problem in capsys.readouterr().err
+
+
+def test_serve_raises_the_open_file_limit_or_warns(monkeypatch, server_log):
+    limits = {"soft": 1024, "hard": 4096}
+    monkeypatch.setattr(server_cli.resource, "getrlimit", lambda which: (limits["soft"], limits["hard"]))
+    monkeypatch.setattr(server_cli.resource, "setrlimit", lambda which, value: limits.update(soft=value[0]))
+    server_cli._raise_open_files(2000)
+    assert limits["soft"] == 2000 and not events(server_log, "open_files_limit")
+    server_cli._raise_open_files(MAX_CONNECTIONS + server_cli.SPARE_FILES)  # more than the hard limit allows
+    assert limits["soft"] == 4096
+    (warning,) = events(server_log, "open_files_limit")
+    assert (warning["level"], warning["limit"], warning["wanted"]) == (logging.WARNING, 4096, 20_064)
