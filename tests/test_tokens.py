@@ -119,7 +119,8 @@ def test_config_tokens_write_changes_only_the_tokens_table(capsys, tmp_path, nam
 
 
 def test_rewrite_keeps_every_byte_outside_the_table():
-    text = ("# hall\r\n[hall]\r\nid = \"x\"\r\n\r\n[tokens]   # replace me\r\nkiosk = [\r\n  \"a\",\r\n  \"b\",\r\n]\r\n"
+    text = ("# hall\r\n[hall]\r\nid = \"x\"\r\n\r\n[tokens]   # replace me\r\n"
+            "kiosk = [\r\n  \"a\",\r\n  \"b\",\r\n]\r\n"
             "# a note inside\r\nclerk = [\"c\"]\r\n\r\n# the windows follow\r\n[[windows]]\r\nid = 1\r\n")
     tokens = {"kiosk": ["K1", "K2"], "clerk": ["C"], "display": ["D"], "speaker": ["S"], "manager": ["M"]}
     result = rewrite_tokens(text, tokens)

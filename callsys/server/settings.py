@@ -4,8 +4,9 @@ The connection limits are sized for the flagship hall: 400 windows (a clerk cons
 LED strip and their share of TVs and speakers: ~1,000 devices) and ~10,000 phones
 following their tickets at the busiest hour: ~11,000. ``MAX_CONNECTIONS`` leaves 80 %
 headroom over that (a reconnect storm briefly holds a device's old and new sockets); an
-idle connection costs ~15 KiB, so a full server holds ~300 MiB of connections. ``MAX_CONNECTIONS_PER_ADDRESS`` is 1 % of it: far more than one device or
-one carrier-grade NAT needs, far less than one host could use to fill the server. Phones
+idle connection costs ~15 KiB, so a full server holds ~300 MiB of connections.
+``MAX_CONNECTIONS_PER_ADDRESS`` is 1 % of it: far more than one device or one
+carrier-grade NAT needs, far less than one host would need to fill the server. Phones
 reaching the server through one gateway (a reverse proxy, the hall's Wi-Fi NAT) would hit
 it, so the gateway's address goes into ``trusted_proxies``; loopback is trusted by
 default (a local reverse proxy, the simulator, benchmarks on the same machine).
