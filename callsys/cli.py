@@ -18,6 +18,7 @@ from rich.table import Table
 
 from .errors import CallsysError
 from .hall import Hall, load_hall
+from .tokens import generate_tokens, tokens_table, write_tokens
 
 Setup = Callable[[argparse.ArgumentParser], None]
 COMMANDS: dict[tuple[str, ...], tuple[str, Setup]] = {}
@@ -86,6 +87,35 @@ def print_hall(hall: Hall, console: Console) -> None:
     console.print(f"Policy: appointment credit {p.appointment_credit_s / 60:g} min, green credit "
                   f"{p.green_credit_s / 60:g} min, interleave {list(p.interleave) or 'off'}, wait threshold "
                   f"{'on' if p.wait_threshold else 'off'}, skill order {p.skill_order}, recall limit {p.recall_limit}")
+
+
+# ---------------------------------------------------------------------- config tokens
+
+
+@command("config", "tokens", help="generate strong random device tokens for a hall file")
+def _config_tokens_args(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Generate a strong random token for every device role (kiosk, clerk, display, speaker, manager) of a "
+        "hall file: as many per role as the file has now, at least one. Without --write, print them as a "
+        "[tokens] table to paste into the file. With --write, replace the file's [tokens] table in place "
+        "(appended if it has none); every byte outside that table stays as it was. Devices must then be "
+        "configured with the new tokens and the server restarted. Keep hall files with real tokens out of "
+        "version control.")
+    p.add_argument("file", help="hall file, e.g. config/qingdao.toml")
+    p.add_argument("--write", action="store_true", help="rewrite the [tokens] table of FILE in place "
+                                                         "instead of printing it")
+    p.set_defaults(run=_config_tokens)
+
+
+def _config_tokens(args: argparse.Namespace) -> int:
+    tokens = generate_tokens(load_hall(args.file))
+    if not args.write:
+        print(tokens_table(tokens), end="")
+        return 0
+    write_tokens(args.file, tokens)
+    print(f"wrote new tokens for {', '.join(tokens)} to {args.file}; configure the devices with them "
+          "and restart the server", file=sys.stderr)
+    return 0
 
 
 # ---------------------------------------------------------------------- entry point

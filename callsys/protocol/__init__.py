@@ -9,7 +9,8 @@
 from .codec import CODECS as CODECS, JSON_CODEC as JSON_CODEC, MSGPACK_CODEC as MSGPACK_CODEC, Codec as Codec
 from .codes import (JSON as JSON, MSGPACK as MSGPACK, PATH as PATH, ROLES as ROLES, VERSION as VERSION,
                     CloseCode as CloseCode)
-from .errors import (Forbidden as Forbidden, HelloRequired as HelloRequired, Internal as Internal,
+from .errors import (Forbidden as Forbidden, HelloRequired as HelloRequired, HelloThrottled as HelloThrottled,
+                     Internal as Internal,
                      InvalidField as InvalidField, Malformed as Malformed, MissingField as MissingField,
                      ProtocolError as ProtocolError, RateLimited as RateLimited, Unauthorized as Unauthorized,
                      Unavailable as Unavailable, UnexpectedHello as UnexpectedHello, UnknownField as UnknownField,

@@ -23,3 +23,5 @@ class CloseCode(IntEnum):
     UNAUTHORIZED = 4001  # bad token, token of another role, bad phone secret (error frame first)
     IDLE_TIMEOUT = 4002  # no message within the idle timeout (no hello within the hello timeout)
     SLOW_CONSUMER = 4008  # the client read too slowly: its send queue overflowed
+    REPLACED = 4009  # a newer clerk sign-in took this connection's window over (in-flight commands answered first)
+    HELLO_THROTTLED = 4029  # too many failed hellos from the client's address (a rate_limited error comes first)

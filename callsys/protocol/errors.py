@@ -81,6 +81,13 @@ class HelloRequired(ProtocolError):
     close_code = CloseCode.HANDSHAKE_FAILED
 
 
+class HelloThrottled(RateLimited):
+    """Too many failed hellos came from the client's address lately; this one was not checked.
+    Closes the connection; ``details.retry_after_s`` says when the address may try again."""
+
+    close_code = CloseCode.HELLO_THROTTLED
+
+
 class UnexpectedHello(ProtocolError):
     """``hello`` was sent again on an authenticated connection."""
 

@@ -71,9 +71,11 @@ async def read_request(stream: trio.abc.Stream) -> tuple[H11Handshake, Request] 
             return None
 
 
-async def reject(stream: trio.abc.Stream, handshake: H11Handshake, status: int, body: bytes) -> None:
-    """Refuse the upgrade with HTTP *status* and *body*."""
-    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
+async def reject(stream: trio.abc.Stream, handshake: H11Handshake, status: int, body: bytes,
+                 extra_headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
+    """Refuse the upgrade with HTTP *status*, *extra_headers* (e.g. ``Retry-After``) and *body*."""
+    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode()),
+               *extra_headers]
     data = handshake.send(RejectConnection(status_code=status, headers=headers, has_body=True))
     data += handshake.send(RejectData(data=body, body_finished=True))
     await _send_quietly(stream, data)

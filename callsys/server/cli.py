@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import resource
 import secrets
 import signal
 from functools import partial
 from pathlib import Path
+from typing import Any, Callable
 
 import trio
 
@@ -17,11 +19,14 @@ from ..clock import parse_clock
 from ..errors import CallsysError
 from ..hall import load_hall
 from . import logs
+from .limits import parse_networks
 from .serve import serve_callsys
-from .settings import (DEFAULT_HOST, DEFAULT_PORT, IDLE_TIMEOUT_S, MAX_FRAME_BYTES, RATE_BURST, RATE_PER_S,
-                       ServerSettings)
+from .settings import (DEFAULT_HOST, DEFAULT_PORT, HANDSHAKE_TIMEOUT_S, HELLO_FAILURE_WINDOW_S, HELLO_FAILURES,
+                       IDLE_TIMEOUT_S, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_ADDRESS, MAX_FRAME_BYTES, RATE_BURST,
+                       RATE_PER_S, TRUSTED_PROXIES, ServerSettings)
 
 SECRET_ENV = "CALLSYS_SECRET"
+SPARE_FILES = 64  # file descriptors beyond the connections: the store, its WAL, the listeners, logs
 
 
 @command("serve", help="run the real-time WebSocket server")
@@ -39,6 +44,21 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rate", type=float, default=RATE_PER_S, help="messages/s per connection (default: %(default)s)")
     p.add_argument("--burst", type=int, default=RATE_BURST, help="burst per connection (default: %(default)s)")
     p.add_argument("--idle-timeout", type=float, default=IDLE_TIMEOUT_S, help="seconds (default: %(default)s)")
+    p.add_argument("--handshake-timeout", type=_positive(float), default=HANDSHAKE_TIMEOUT_S,
+                   help="seconds from TCP accept to a complete WebSocket upgrade request (default: %(default)s)")
+    p.add_argument("--max-connections", type=_positive(int), default=MAX_CONNECTIONS,
+                   help="open connections at most; more are refused with HTTP 503 (default: %(default)s)")
+    p.add_argument("--max-connections-per-address", type=_positive(int), default=MAX_CONNECTIONS_PER_ADDRESS,
+                   help="open connections from one address (IPv6: one /64) at most (default: %(default)s)")
+    p.add_argument("--trusted-proxies", type=_networks, default=TRUSTED_PROXIES, metavar="ADDRS",
+                   help="comma-separated addresses or networks of gateways/reverse proxies that many clients come "
+                        "through: exempt from the per-address cap and the failed-hello throttle; '' for none "
+                        f"(default: {','.join(TRUSTED_PROXIES)})")
+    p.add_argument("--hello-failures", type=_positive(int), default=HELLO_FAILURES,
+                   help="failed hellos from one address within --hello-window before it is refused "
+                        "(default: %(default)s)")
+    p.add_argument("--hello-window", type=_positive(float), default=HELLO_FAILURE_WINDOW_S,
+                   help="seconds a failed hello counts against its address (default: %(default)s)")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     p.add_argument("--log-format", default="kv", choices=("kv", "json"), help="key=value or JSON lines")
     p.set_defaults(run=_serve)
@@ -49,7 +69,12 @@ def _serve(args: argparse.Namespace) -> int:
     hall = load_hall(args.config)
     clock = parse_clock(args.clock, speed=args.speed, tz=hall.tz)
     settings = ServerSettings(max_frame_bytes=args.max_frame_bytes, rate_per_s=args.rate, rate_burst=args.burst,
-                              idle_timeout_s=args.idle_timeout, manage_gc=True)
+                              idle_timeout_s=args.idle_timeout, handshake_timeout_s=args.handshake_timeout,
+                              max_connections=args.max_connections,
+                              max_connections_per_address=args.max_connections_per_address,
+                              trusted_proxies=args.trusted_proxies, hello_failures=args.hello_failures,
+                              hello_failure_window_s=args.hello_window, manage_gc=True)
+    _raise_open_files(settings.max_connections + SPARE_FILES)
     serve = partial(serve_callsys, hall, args.store, host=args.host, port=args.port, clock=clock,
                     secret=load_secret(args.store, args.secret_file), settings=settings)
     try:
@@ -60,6 +85,47 @@ def _serve(args: argparse.Namespace) -> int:
             raise inner from None
         raise
     return 0
+
+
+def _positive(kind: type) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+    return parse
+
+
+def _networks(text: str) -> tuple[str, ...]:
+    specs = tuple(s.strip() for s in text.split(",") if s.strip())
+    try:
+        parse_networks(specs)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return specs
+
+
+def _raise_open_files(wanted: int) -> None:
+    """Raise the soft open-file limit towards *wanted* (one descriptor per connection), or warn.
+
+    Below it, connections past the limit are not refused with 503: accept() fails and
+    they wait in the kernel's backlog.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        logs.log(logging.WARNING, "open_files_limit", limit=soft, wanted=wanted,
+                 message="the open-file limit is below --max-connections: raise it (ulimit -n, LimitNOFILE=) "
+                         "or lower --max-connections")
 
 
 def _single(exc: BaseException) -> BaseException:

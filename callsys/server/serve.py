@@ -5,6 +5,12 @@
 every socket with 1001, write a final snapshot) or until a commit fails (fail-stop: the
 engine's memory would be ahead of its log; sockets close with 1011 and
 :class:`ServerError` is raised; a restart recovers from the log).
+
+Each accepted TCP connection passes :class:`~callsys.server.limits.Admission` first
+(connection caps, failed-hello throttle; the policy is in :mod:`~callsys.server.limits`):
+a refused one gets HTTP 503 with ``Retry-After`` and never becomes a :class:`Session`.
+A window has one clerk connection: a newer clerk sign-in to it replaces the older one,
+which answers its in-flight commands and closes with 4009.
 """
 
 from __future__ import annotations
@@ -28,12 +34,14 @@ from ..events import DayReset, Event
 from ..hall import Hall
 from ..log import Journal, Pending, open_journal
 from ..protocol import CODECS, PATH, VERSION, CloseCode, Unavailable
+from ..tokens import sample_token_roles
 from . import _gc, _websocket
 from .auth import Identity
 from .hub import Hub
+from .limits import Admission, Refusal, RefusalLog
 from .logs import log
 from .session import Session
-from .settings import DEFAULT_HOST, DEFAULT_PORT, ServerSettings
+from .settings import DEFAULT_HOST, DEFAULT_PORT, REFUSAL_READ_S, ServerSettings
 
 SERVER_NAME = f"callsys/{__version__}"
 
@@ -63,6 +71,12 @@ class CallsysServer:
         self.settings = settings
         self.hub = Hub(hall, engine)
         self.sessions: set[Session] = set()
+        self.clerks: dict[int, Session] = {}  # window -> its signed-in clerk connection
+        self.admission = Admission(
+            max_connections=settings.max_connections, max_per_address=settings.max_connections_per_address,
+            trusted=settings.trusted_proxies, retry_after_s=settings.retry_after_s,
+            hello_failures=settings.hello_failures, hello_window_s=settings.hello_failure_window_s)
+        self._refusals = RefusalLog(settings.refusal_log_interval_s)
         self.host = ""
         self.port = 0
         self.failure: BaseException | None = None
@@ -129,11 +143,21 @@ class CallsysServer:
         return message
 
     def attach(self, session: Session) -> None:
+        """*session* is signed in; a clerk's replaces the older clerk connection of its window."""
         self.sessions.add(session)
+        window = session.identity.window
+        if session.role == "clerk" and window is not None:
+            older = self.clerks.get(window)
+            self.clerks[window] = session
+            if older is not None and older is not session:
+                log(logging.INFO, "clerk_replaced", window=window, peer=older.peer, by=session.peer)
+                older.replace()
 
     def detach(self, session: Session) -> None:
         self.sessions.discard(session)
         self.unsubscribe(session)
+        if session.role == "clerk" and self.clerks.get(session.identity.window) is session:
+            del self.clerks[session.identity.window]
 
     def unsubscribe(self, session: Session) -> None:
         """Stop all pushes to *session* (idempotent)."""
@@ -155,26 +179,56 @@ class CallsysServer:
         return dict(Counter(s.role for s in self.sessions))
 
     async def _serve_stream(self, stream: trio.SocketStream) -> None:
-        """One TCP connection: the WebSocket handshake, then a :class:`Session`.
+        """One TCP connection: admission, the WebSocket handshake, then a :class:`Session`.
 
-        Whatever a client does wrong here (resetting mid-handshake, sending garbage) ends
-        this connection only; it is logged and never reaches the other connections.
+        The connection counts against the caps from here (right after accept) until its
+        socket is closed. Whatever a client does wrong here (resetting mid-handshake,
+        sending garbage) ends this connection only; it is logged and never reaches the
+        other connections.
         """
-        peer = _peer(stream)
+        host, peer = _peer(stream)
+        refusal = self.admission.admit(host, trio.current_time())
         try:
+            if refusal is not None:
+                await self._refuse(stream, host, refusal)
+                return
             upgrade = None
-            with trio.move_on_after(self.settings.hello_timeout_s):
+            with trio.move_on_after(self.settings.handshake_timeout_s):
                 upgrade = await _websocket.read_request(stream)
             if upgrade is not None:
-                await self._handle_request(stream, *upgrade, peer)
+                await self._handle_request(stream, *upgrade, host, peer)
         except Exception as exc:  # the client's fault or a bug: this connection only
             log(logging.WARNING, "conn_error", peer=peer, error=_describe(exc))
         finally:
             with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(stream)
+            if refusal is None:
+                self.admission.release(host)
+
+    async def _refuse(self, stream: trio.SocketStream, host: str, refusal: Refusal) -> None:
+        """Answer 503 + Retry-After to the upgrade request if it comes soon. Logged per address, not per connection."""
+        key = "*" if refusal.reason == "server_full" else host  # a full server: one line, not one per address
+        stale, unlogged = self._refusals.note(key, trio.current_time())
+        for address, count in stale:
+            log(logging.WARNING, "refused", address=address, unlogged=count)
+        if unlogged is not None:
+            log(logging.WARNING, "refused", address=key, reason=refusal.reason, retry_after_s=refusal.retry_after_s,
+                open=self.admission.open, unlogged=unlogged)
+        try:
+            with trio.move_on_after(min(REFUSAL_READ_S, self.settings.handshake_timeout_s)):
+                upgrade = await _websocket.read_request(stream)
+                if upgrade is not None:
+                    await self._reject_503(stream, upgrade[0], refusal)
+        except (_websocket.HandshakeFailed, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # answered 400, or gone: nothing more to say
+
+    async def _reject_503(self, stream: trio.SocketStream, handshake: H11Handshake, refusal: Refusal) -> None:
+        body = f"{refusal.message}; retry after {refusal.retry_after_s} s\n".encode()
+        retry_after = (b"retry-after", str(refusal.retry_after_s).encode())
+        await _websocket.reject(stream, handshake, 503, body, [retry_after])
 
     async def _handle_request(self, stream: trio.SocketStream, handshake: H11Handshake, request: Request,
-                              peer: str) -> None:
+                              host: str, peer: str) -> None:
         if request.target.split("?", 1)[0] != PATH:
             body = f"callsys serves WebSockets at {PATH}\n".encode()
             await _websocket.reject(stream, handshake, 404, body)
@@ -186,10 +240,11 @@ class CallsysServer:
             await _websocket.reject(stream, handshake, 400, body)
             return
         if self.stopping:
-            await _websocket.reject(stream, handshake, 503, b"shutting down\n")
+            await self._reject_503(stream, handshake, Refusal("shutting_down", self.settings.retry_after_s,
+                                                              "the server is shutting down"))
             return
         ws = await _websocket.accept(stream, handshake, codec.subprotocol, max_message=self.settings.max_frame_bytes)
-        await Session(self, ws, codec, peer).run()
+        await Session(self, ws, codec, peer, host).run()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -223,7 +278,11 @@ class CallsysServer:
                 self.host, self.port = host, listeners[0].socket.getsockname()[1]
                 services.start_soon(self._refresh_phones)
                 log(logging.INFO, "listening", url=self.url, hall=self.hall.id, windows=len(self.hall.windows),
-                    clock=repr(self.clock), durable_seq=self.journal.durable_seq)
+                    clock=repr(self.clock), durable_seq=self.journal.durable_seq,
+                    max_connections=settings.max_connections,
+                    max_connections_per_address=settings.max_connections_per_address,
+                    trusted_proxies=list(settings.trusted_proxies))
+                _warn_sample_tokens(self.hall)
                 task_status.started(self)
                 await self._stop.wait()
                 services.cancel_scope.cancel()
@@ -244,12 +303,21 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _peer(stream: trio.SocketStream) -> str:
+def _peer(stream: trio.SocketStream) -> tuple[str, str]:
+    """The remote ``(host, "host:port")`` of *stream*."""
     try:
         host, port, *_ = stream.socket.getpeername()
     except OSError:  # already gone
-        return "?"
-    return f"{host}:{port}"
+        return "?", "?"
+    return host, f"{host}:{port}"
+
+
+def _warn_sample_tokens(hall: Hall) -> None:
+    roles = sample_token_roles(hall)
+    if roles:
+        log(logging.WARNING, "sample_tokens", roles=roles, hall_file=hall.source,
+            message="these roles accept the tokens published with callsys: anyone who can reach this server can "
+                    "use them; generate real ones with `callsys config tokens HALL_FILE --write`")
 
 
 async def serve_callsys(hall: Hall, store: str, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,

@@ -16,7 +16,14 @@
   overflows the client is too slow and is closed with code 4008; the hub never waits for it.
 
 Shutdown (:meth:`Session.drain`) stops reading only; commands already executed are
-still committed and answered before the close frame (1001) goes out.
+still committed and answered before the close frame (1001) goes out. A clerk connection
+replaced by a newer sign-in to its window is drained the same way (close 4009), except
+that messages it has read but not yet executed are dropped unanswered: after the newer
+sign-in, nothing more from the older console reaches the engine.
+
+A ``hello`` answered with an error counts against the client's address, and a hello
+from an address with too many failures is not checked at all (``rate_limited``, close
+4029); see :mod:`~callsys.server.limits`.
 """
 
 from __future__ import annotations
@@ -29,8 +36,8 @@ import trio
 
 from ..errors import EngineError
 from ..log import LogError
-from ..protocol import (ROLE_MESSAGES, Codec, CloseCode, Hello, Internal, ProtocolError, RateLimited, error,
-                        parse, parse_hello, request_id)
+from ..protocol import (ROLE_MESSAGES, Codec, CloseCode, Hello, HelloThrottled, Internal, ProtocolError,
+                        RateLimited, error, parse, parse_hello, request_id)
 from ..wire import take_ready
 from ._websocket import ConnectionClosed, WebSocket
 from .auth import Identity, authenticate, resolve_places
@@ -44,9 +51,9 @@ if TYPE_CHECKING:
 
 
 class Session:
-    """A client connection of *server* over *ws*, speaking *codec*."""
+    """A client connection of *server* over *ws*, speaking *codec*, from *host* (``peer`` is host:port)."""
 
-    def __init__(self, server: "CallsysServer", ws: WebSocket, codec: Codec, peer: str) -> None:
+    def __init__(self, server: "CallsysServer", ws: WebSocket, codec: Codec, peer: str, host: str = "?") -> None:
         settings = server.settings
         self.server = server
         self.ws = ws
@@ -54,6 +61,7 @@ class Session:
         self.binary = codec.binary
         self.encode = codec.encode
         self.peer = peer
+        self.host = host
         self.identity: Identity | None = None
         self.windows: frozenset[int] = frozenset()
         self.messages = self.rejected = self.rate_limited = 0
@@ -97,10 +105,15 @@ class Session:
 
     def drain(self) -> None:
         """Stop reading; answer what is in flight, then close with 1001 (server shutdown)."""
-        self._set_close(CloseCode.GOING_AWAY, "server shutting down")
-        self._reading = False
-        self._hello_scope.cancel()
-        self._input_scope.cancel()
+        self._stop_reading(CloseCode.GOING_AWAY, "server shutting down")
+
+    def replace(self) -> None:
+        """A newer clerk sign-in took this connection's window over: drop the messages read
+        but not executed, answer those executed, then close with 4009 — within
+        ``shutdown_grace_s``, whether the client has read its answers by then or not."""
+        self._inbox.clear()
+        self._stop_reading(CloseCode.REPLACED, "replaced by a newer sign-in to this window")
+        self._scope.deadline = min(self._scope.deadline, trio.current_time() + self.server.settings.shutdown_grace_s)
 
     def kill(self, code: int, reason: str) -> None:
         """Close soon, dropping whatever is queued: stop reading and pushing, finish the frame
@@ -108,11 +121,14 @@ class Session:
         if self._killed:
             return
         self._killed = True
-        self._reading = False
+        self._stop_reading(code, reason)
+        self._scope.deadline = trio.current_time() + CLOSE_TIMEOUT_S
+
+    def _stop_reading(self, code: int, reason: str) -> None:
         self._set_close(code, reason)
+        self._reading = False
         self._hello_scope.cancel()
         self._input_scope.cancel()
-        self._scope.deadline = trio.current_time() + CLOSE_TIMEOUT_S
 
     def _set_close(self, code: int, reason: str) -> None:
         if self._close_code == CloseCode.NORMAL:
@@ -134,11 +150,18 @@ class Session:
                 self._set_close(CloseCode.IDLE_TIMEOUT, f"no hello within {timeout:g} s")
         if frame is None:
             return False
+        admission = self.server.admission
         try:
             hello = parse_hello(self.codec.decode(frame))
+            wait = admission.hello_wait(self.host, trio.current_time())
+            if wait:  # failures from this address while this connection was open: no more guesses
+                raise HelloThrottled(f"too many failed hellos from your address; retry after {wait} s",
+                                     request_id=hello.id, retry_after_s=wait)
             self.identity = authenticate(hello, self.server.hall, self.server.secret)
             windows = self._places(hello)
         except ProtocolError as exc:
+            if not isinstance(exc, HelloThrottled):
+                admission.hello_failed(self.host, trio.current_time())
             self._log_rejected("hello", exc.code, exc.message)
             await self._send_now(error(exc.request_id, exc.code, exc.message, exc.details))
             self._set_close(exc.close_code or CloseCode.HANDSHAKE_FAILED, exc.code)

@@ -1,4 +1,16 @@
-"""Server settings: every limit and timeout of the WebSocket server, with its unit."""
+"""Server settings: every limit and timeout of the WebSocket server, with its unit.
+
+The connection limits are sized for the flagship hall: 400 windows (a clerk console, an
+LED strip and their share of TVs and speakers: ~1,000 devices) and ~10,000 phones
+following their tickets at the busiest hour: ~11,000. ``MAX_CONNECTIONS`` leaves 80 %
+headroom over that (a reconnect storm briefly holds a device's old and new sockets); an
+idle connection costs ~15 KiB, so a full server holds ~300 MiB of connections.
+``MAX_CONNECTIONS_PER_ADDRESS`` is 1 % of it: far more than one device or one
+carrier-grade NAT needs, far less than one host would need to fill the server. Phones
+reaching the server through one gateway (a reverse proxy, the hall's Wi-Fi NAT) would hit
+it, so the gateway's address goes into ``trusted_proxies``; loopback is trusted by
+default (a local reverse proxy, the simulator, benchmarks on the same machine).
+"""
 
 from __future__ import annotations
 
@@ -17,6 +29,15 @@ MAX_IN_FLIGHT: Final = 64  # commands of one connection awaiting durability at o
 PHONE_REFRESH_S: Final = 5.0  # seconds between position refreshes pushed to phones
 SHUTDOWN_GRACE_S: Final = 5.0  # seconds connections get to drain on shutdown
 CLOSE_TIMEOUT_S: Final = 2.0  # seconds to wait for a client to answer a close frame
+HANDSHAKE_TIMEOUT_S: Final = 10.0  # seconds from TCP accept to a complete HTTP upgrade request
+MAX_CONNECTIONS: Final = 20_000  # open TCP connections, counted from accept to close
+MAX_CONNECTIONS_PER_ADDRESS: Final = 200  # open TCP connections from one address (IPv6: one /64)
+TRUSTED_PROXIES: Final = ("127.0.0.0/8", "::1")  # addresses/networks exempt from per-address limits
+RETRY_AFTER_S: Final = 30  # seconds a refused client is told to wait (Retry-After) when a cap is full
+HELLO_FAILURES: Final = 10  # failed hellos from one address within HELLO_FAILURE_WINDOW_S before it is refused
+HELLO_FAILURE_WINDOW_S: Final = 60.0  # seconds a failed hello counts against its address
+REFUSAL_LOG_INTERVAL_S: Final = 60.0  # seconds between two log lines about refusals of one address
+REFUSAL_READ_S: Final = 2.0  # seconds a refused connection gets to send its request before it is dropped
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -32,6 +53,14 @@ class ServerSettings:
     max_in_flight: int = MAX_IN_FLIGHT
     phone_refresh_s: float = PHONE_REFRESH_S
     shutdown_grace_s: float = SHUTDOWN_GRACE_S
+    handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S
+    max_connections: int = MAX_CONNECTIONS
+    max_connections_per_address: int = MAX_CONNECTIONS_PER_ADDRESS
+    trusted_proxies: tuple[str, ...] = TRUSTED_PROXIES  # IP addresses or networks ("10.0.0.0/24")
+    retry_after_s: int = RETRY_AFTER_S
+    hello_failures: int = HELLO_FAILURES
+    hello_failure_window_s: float = HELLO_FAILURE_WINDOW_S
+    refusal_log_interval_s: float = REFUSAL_LOG_INTERVAL_S
     manage_gc: bool = False  # tune the process's garbage collector for serving (see server/_gc.py)
 
     def limits(self) -> dict[str, float]:
