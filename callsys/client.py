@@ -10,26 +10,44 @@ Requests may be pipelined from several tasks: each carries an ``id`` and its rep
 matched by it. Pushes (``board``, ``window_update``, ``announce``, ``ticket_update``) and
 replies without an ``id`` arrive through :meth:`Client.next_push` / :meth:`Client.pushes`.
 A ``ping`` is sent every third of the server's idle timeout to keep the connection open.
+
+A :class:`Client` is one connection. A device that must ride out broken connections and
+server restarts uses :func:`connect_device` instead: the :class:`Device` reconnects by
+itself with jittered exponential backoff, gives every command an idempotency key, and
+retries a request whose answer was lost with the same key — so a kiosk whose connection
+breaks after ``take_number`` gets its one ticket, never two::
+
+    async with connect_device(url, role="kiosk", token="demo-kiosk") as kiosk:
+        ticket = await kiosk.request("take_number", service="BIZ")   # retried if need be
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+import random
+import secrets
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, ClassVar, Final
 
 import trio
-from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection, open_websocket_url
+from trio_websocket import (ConnectionClosed, ConnectionRejected, HandshakeError, WebSocketConnection,
+                            open_websocket_url)
 
 from .errors import CallsysError
-from .protocol import CODECS, JSON, MSGPACK, Codec
+from .protocol import CODECS, COMMAND_TYPES, JSON, MSGPACK, CloseCode, Codec
 from .wire import send_frames, take_ready
 
 DEFAULT_URL: Final = "ws://127.0.0.1:8700/ws"
 PUSH_BUFFER: Final = 10_000  # pushes held for the application before the connection stops reading
 RECEIVE_QUEUE: Final = 256  # frames read ahead of the application
 FORMATS: Final = {"msgpack": MSGPACK, "json": JSON}
+RETRY_FOR_S: Final = 60.0  # how long a Device keeps retrying one request across reconnects
+BACKOFF_FIRST_S: Final = 0.25  # a Device's first reconnect delay (then doubled, with jitter)
+BACKOFF_MAX_S: Final = 10.0  # its longest reconnect delay
+# Closes after which reconnecting cannot help: the server refused who the device says it is,
+# or another console took the clerk's window over (reconnecting would take it back, forever).
+FINAL_CLOSES: Final = frozenset({CloseCode.HANDSHAKE_FAILED, CloseCode.UNAUTHORIZED, CloseCode.REPLACED})
 
 
 class ClientError(CallsysError):
@@ -63,10 +81,11 @@ class ConnectionLost(ClientError):
 
     code = "connection_lost"
 
-    def __init__(self, close_code: int | None, reason: str | None) -> None:
+    def __init__(self, close_code: int | None, reason: str | None, *, retry_after_s: float | None = None) -> None:
         super().__init__(f"connection closed ({close_code}): {reason or ''}".rstrip(": "))
         self.close_code = close_code
         self.reason = reason
+        self.retry_after_s = retry_after_s  # the server's Retry-After when it refused the connection
 
 
 class _Waiter:
@@ -241,5 +260,184 @@ async def connect(url: str = DEFAULT_URL, *, role: str, token: str | None = None
                     yield client
                 finally:
                     nursery.cancel_scope.cancel()
+    except ConnectionRejected as exc:
+        raise ConnectionLost(None, f"{url} refused the connection: HTTP {exc.status_code}",
+                              retry_after_s=_retry_after(exc.headers)) from None
     except (HandshakeError, OSError) as exc:
         raise ConnectionLost(None, f"cannot connect to {url}: {exc}") from None
+
+
+def _retry_after(headers: Any) -> float | None:
+    for name, value in headers or ():
+        if bytes(name).lower() == b"retry-after":
+            try:
+                return float(value)
+            except ValueError:
+                return None
+    return None
+
+
+class Device:
+    """A device that stays connected; build it with :func:`connect_device`.
+
+    It has :class:`Client`'s ``request``, ``next_push``, ``pushes`` and ``welcome``; what
+    differs is what happens when the connection breaks:
+
+    * the device reconnects by itself (same hello), after a jittered delay that doubles
+      from ``BACKOFF_FIRST_S`` to ``BACKOFF_MAX_S`` (or the server's ``Retry-After``), so
+      thousands of devices coming back after a restart do not arrive at once;
+    * a request whose answer was lost (connection closed, or ``unavailable`` from a server
+      going down) is sent again on the next connection, for up to ``retry_for_s``; commands
+      carry an idempotency ``key`` (a fresh one unless the caller gives one), so the retry
+      answers the original result instead of executing twice;
+    * after a final close (a refused hello, or a clerk's window taken over by a newer
+      sign-in) it stops: requests and pushes raise that error.
+
+    Pushes continue across connections; after a reconnect the server sends the fresh
+    ``board`` (or ``ticket_update``) a new connection gets, so a view resyncs by itself.
+
+    Attributes:
+        connects: connections established so far (1 + reconnects).
+        failure: the error that stopped the device for good, or None.
+    """
+
+    def __init__(self, url: str, hello: dict[str, Any], *, fmt: str = "msgpack", keepalive: bool = True,
+                 retry_for_s: float = RETRY_FOR_S) -> None:
+        self.url = url
+        self.hello = hello
+        self.fmt = fmt
+        self.keepalive = keepalive
+        self.retry_for_s = retry_for_s
+        self.connects = 0
+        self.failure: ClientError | None = None
+        self.welcome: dict[str, Any] = {}
+        self._client: Client | None = None
+        self._changed = trio.Event()  # set (and replaced) whenever the connection changes
+        self._prefix = secrets.token_hex(8)  # keys: 16 random hex characters, '-', a counter
+        self._keys = itertools.count(1)
+        self._push_send, self._push_recv = trio.open_memory_channel[dict[str, Any]](PUSH_BUFFER)
+
+    @property
+    def role(self) -> str:
+        return self.welcome["role"]
+
+    def new_key(self) -> str:
+        """A fresh idempotency key, unique to this device (well under the 64-character limit)."""
+        return f"{self._prefix}-{next(self._keys)}"
+
+    async def request(self, type: str, **fields: Any) -> Any:
+        """Send a message; return its ``result``, retrying on the next connection if need be.
+
+        Raises:
+            RequestFailed: the server answered with an error (other than ``unavailable``).
+            ConnectionLost: no answer within ``retry_for_s``, or the device stopped for good.
+        """
+        if type in COMMAND_TYPES:
+            fields.setdefault("key", self.new_key())
+        deadline = trio.current_time() + self.retry_for_s
+        client = None
+        while True:
+            client = await self._connection(deadline, other_than=client)
+            try:
+                return await client.request(type, **fields)
+            except ConnectionLost:
+                pass
+            except RequestFailed as exc:
+                if exc.code != "unavailable":  # unavailable: the server is going down; ask the next one
+                    raise
+
+    async def _connection(self, deadline: float, other_than: Client | None) -> Client:
+        """A live connection, not *other_than* (the one that just failed a request)."""
+        while True:
+            client = self._client
+            if client is not None and client is not other_than and client.closed is None:
+                return client
+            if self.failure is not None:
+                raise self.failure
+            with trio.move_on_at(deadline):
+                await self._changed.wait()
+                continue
+            raise ConnectionLost(None, f"no connection to {self.url} for {self.retry_for_s:g} s")
+
+    async def next_push(self) -> dict[str, Any]:
+        """The next push, from whichever connection is current.
+
+        Raises:
+            ConnectionLost: the device stopped for good and no push is left.
+        """
+        try:
+            return await self._push_recv.receive()
+        except trio.EndOfChannel:
+            raise self.failure or ConnectionLost(None, "closed") from None
+
+    async def pushes(self) -> AsyncIterator[dict[str, Any]]:
+        """Every push until the device stops."""
+        async for push in self._push_recv:
+            yield push
+
+    def _set(self, client: Client | None) -> None:
+        self._client = client
+        if client is not None:
+            self.welcome = client.welcome
+            self.connects += 1
+        changed, self._changed = self._changed, trio.Event()
+        changed.set()
+
+    async def _run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Hold a connection, reconnecting until a final close; the first attempt must succeed."""
+        delay = BACKOFF_FIRST_S
+        started = False
+        async with self._push_send:
+            while True:
+                try:
+                    async with connect(self.url, fmt=self.fmt, keepalive=self.keepalive, **self.hello) as client:
+                        self._set(client)
+                        delay = BACKOFF_FIRST_S
+                        if not started:
+                            started = True
+                            task_status.started()
+                        async for push in client.pushes():
+                            await self._push_send.send(push)
+                        lost: ClientError = client.closed or ConnectionLost(None, "closed")
+                except (ConnectionLost, RequestFailed) as exc:
+                    if not started:
+                        raise  # the first connection: the caller learns at once
+                    lost = exc
+                self._set(None)
+                if _final(lost):
+                    self.failure = lost
+                    return
+                retry_after = getattr(lost, "retry_after_s", None)
+                await trio.sleep(retry_after if retry_after is not None else random.uniform(delay / 2, delay))
+                delay = min(delay * 2, BACKOFF_MAX_S)
+
+
+def _final(error: ClientError) -> bool:
+    """True when reconnecting cannot help (see :data:`FINAL_CLOSES`)."""
+    if isinstance(error, RequestFailed):  # the hello was refused
+        return error.code != "rate_limited"
+    return isinstance(error, ConnectionLost) and error.close_code in FINAL_CLOSES
+
+
+@asynccontextmanager
+async def connect_device(url: str = DEFAULT_URL, *, role: str, token: str | None = None, window: int | None = None,
+                         ticket: int | None = None, secret: str | None = None,
+                         subscribe: dict[str, Any] | None = None, fmt: str = "msgpack", keepalive: bool = True,
+                         retry_for_s: float = RETRY_FOR_S) -> AsyncIterator[Device]:
+    """Connect a :class:`Device` (first connection made before this returns); stop it on exit.
+
+    Takes :func:`connect`'s arguments, plus *retry_for_s*: how long one request is retried.
+
+    Raises:
+        RequestFailed: the server rejected the first hello.
+        ConnectionLost: the server could not be reached the first time.
+    """
+    hello = {"role": role, "token": token, "window": window, "ticket": ticket, "secret": secret,
+             "subscribe": subscribe}
+    device = Device(url, hello, fmt=fmt, keepalive=keepalive, retry_for_s=retry_for_s)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(device._run)
+        try:
+            yield device
+        finally:
+            nursery.cancel_scope.cancel()

@@ -5,6 +5,9 @@ every device of the building through :mod:`callsys.client` — kiosks taking num
 booking slots, one clerk per staffed window, an LED display per window, a TV and a speaker
 per zone, phones following a share of the tickets — and plays the scenario's citizens and
 clerks (the same models as the virtual-time runner) at the server's accelerated clock.
+Kiosks, clerks and displays are :class:`~callsys.client.Device` s: they reconnect by
+themselves and retry with idempotency keys, so a broken connection (or a server killed
+and restarted mid-run) never hands out a number twice.
 
 Time: the server stamps every command with its own clock; ``welcome`` and ``ping`` report
 ``server_time`` and ``clock_speed``. The player aligns its virtual time to that, moves the
@@ -35,7 +38,7 @@ from typing import Any, Awaitable, Callable, Final
 import numpy as np
 import trio
 
-from callsys.client import Client, ClientError, ConnectionLost, RequestFailed, connect
+from callsys.client import Client, ClientError, ConnectionLost, Device, RequestFailed, connect, connect_device
 from callsys.errors import CallsysError
 
 from .idle import IdleWindows
@@ -177,8 +180,8 @@ class LivePlayer:
         self.stop = trio.Event()
         self.closing = trio.Event()
         self.phones = trio.Semaphore(settings.max_phones)
-        self.kiosks: list[Client] = []
-        self.clerks: dict[int, Client] = {}
+        self.kiosks: list[Device] = []
+        self.clerks: dict[int, Device] = {}
         self.connections: Counter = Counter()
         self.inflight = 0
         self.v0 = self.r0 = 0.0
@@ -220,7 +223,7 @@ class LivePlayer:
 
     # ------------------------------------------------------------------ requests
 
-    async def ask(self, client: Client, kind: str, **fields: Any) -> tuple[Any, str | None, dict]:
+    async def ask(self, client: Client | Device, kind: str, **fields: Any) -> tuple[Any, str | None, dict]:
         """Send a request; (result, None, {}) or (None, error code, details). Timed and counted."""
         self.inflight += 1
         started = trio.current_time()
@@ -239,7 +242,7 @@ class LivePlayer:
             self.inflight -= 1
             self.lat.add(f"ack {kind}", trio.current_time() - started)
 
-    def kiosk(self) -> Client:
+    def kiosk(self) -> Device:
         self._next_kiosk = (self._next_kiosk + 1) % len(self.kiosks)
         return self.kiosks[self._next_kiosk]
 
@@ -251,9 +254,11 @@ class LivePlayer:
             raise LiveError(f"the hall file has no {role} token ([tokens] {role} = [...])")
         return sorted(tokens)[0]
 
-    async def _hold(self, hello: dict[str, Any], reader: Callable[[Client], Awaitable[None]] | None,
-                    task_status: trio.TaskStatus[Client]) -> None:
-        async with connect(self.url, **hello) as client:
+    async def _hold(self, hello: dict[str, Any], reader: Callable[[Device], Awaitable[None]] | None,
+                    task_status: trio.TaskStatus[Device]) -> None:
+        """A device for the whole run: it reconnects by itself and retries its commands with
+        their idempotency keys, so a broken connection never issues a ticket twice."""
+        async with connect_device(self.url, **hello) as client:
             self.connections[hello["role"]] += 1
             task_status.started(client)
             async with trio.open_nursery() as nursery:
@@ -265,7 +270,7 @@ class LivePlayer:
     async def _open_all(self, devices: trio.Nursery) -> None:
         """Kiosks, a clerk per staffed window, and the displays, a few dozen at a time."""
         limiter = trio.CapacityLimiter(CONNECT_AT_ONCE)
-        plan: list[tuple[dict[str, Any], Any, Callable[[Client], None]]] = []
+        plan: list[tuple[dict[str, Any], Any, Callable[[Device], None]]] = []
         for _ in range(self.settings.kiosks):
             plan.append(({"role": "kiosk", "token": self._token("kiosk")}, None, self.kiosks.append))
         for w in self.staffed:
@@ -282,7 +287,7 @@ class LivePlayer:
                 plan.append(({"role": "speaker", "token": speaker, "subscribe": {"zones": [z.id]}},
                              self._speaker_reader, _ignore))
 
-        async def one(hello: dict[str, Any], reader: Any, keep: Callable[[Client], None]) -> None:
+        async def one(hello: dict[str, Any], reader: Any, keep: Callable[[Device], None]) -> None:
             async with limiter:
                 keep(await devices.start(self._hold, hello, reader))
 
@@ -290,14 +295,14 @@ class LivePlayer:
             for item in plan:
                 opening.start_soon(one, *item)
 
-    def _display_reader(self, what: str) -> Callable[[Client], Awaitable[None]]:
-        async def read(client: Client) -> None:
+    def _display_reader(self, what: str) -> Callable[[Device], Awaitable[None]]:
+        async def read(client: Device) -> None:
             async for push in client.pushes():
                 if push["type"] == "window_update" and push["event"] == "called":
                     self._seen(what, push["window"], push["ticket"])
         return read
 
-    async def _speaker_reader(self, client: Client) -> None:
+    async def _speaker_reader(self, client: Device) -> None:
         async for push in client.pushes():
             if push["type"] == "announce" and push["recall"] == 0:
                 self._seen("speaker", push["window"], push["number"])
@@ -538,7 +543,7 @@ class LivePlayer:
             await self.ask(client, "close_window")
             is_open = False
 
-    async def _serve(self, w: int, client: Client, end: float, breaks: list[float]) -> bool:
+    async def _serve(self, w: int, client: Device, end: float, breaks: list[float]) -> bool:
         """Serve one session (and its overtime); False when the run stopped."""
         deadline = end + self.scenario.clerks.overtime_min * 60
         while not self.stop.is_set():
@@ -580,7 +585,7 @@ class LivePlayer:
             await waker.wait()
         self.idle.discard(w)
 
-    async def _attend(self, w: int, client: Client, tid: int) -> bool:
+    async def _attend(self, w: int, client: Device, tid: int) -> bool:
         """Recall until the citizen comes (or mark no-show), serve, finish or transfer."""
         c = self.by_ticket.get(tid)
         if c is None:  # a ticket from before this run: serve it like an average citizen
@@ -670,13 +675,13 @@ class LivePlayer:
         }
 
 
-async def _drain(client: Client) -> None:
+async def _drain(client: Device) -> None:
     """Read and forget a connection's pushes (a clerk sees its own window's updates)."""
     async for _ in client.pushes():
         pass
 
 
-def _ignore(client: Client) -> None:
+def _ignore(client: Device) -> None:
     return None
 
 

@@ -1,8 +1,11 @@
-"""kill -9 mid-burst loses no acknowledged ticket, and numbering goes on without reuse.
+"""kill -9 mid-burst loses no acknowledged ticket, numbering goes on without reuse, and
+retries with idempotency keys issue each ticket exactly once.
 
 The server runs as a real subprocess (``python -m callsys serve``); several clients fire
-take-number commands, the server is killed with SIGKILL while they do, then restarted on
-the same store.
+keyed take-number commands, the server is killed with SIGKILL while they do, then
+restarted on the same store. Every command whose answer never came (some were executed,
+some were not) is retried with its key, as a kiosk does on reconnect, and so is every
+acknowledged one: each key ends with exactly one ticket, the acknowledged ones unchanged.
 """
 
 from __future__ import annotations
@@ -32,41 +35,47 @@ async def start_server(nursery: trio.Nursery, store: Path) -> tuple[trio.Process
     return server.process, server.url
 
 
-async def burst(url: str, acked: list[dict], enough: trio.Event) -> None:
-    """Take numbers from CLIENTS connections x PIPELINE tasks until the connection dies."""
+async def burst(url: str, acked: dict[str, dict], unknown: dict[str, str], enough: trio.Event) -> None:
+    """Take numbers from CLIENTS connections x PIPELINE tasks until the connection dies.
 
-    async def worker(client, n: int) -> None:
+    Fills *acked* (key -> the answer) and *unknown* (key -> service: sent, never answered).
+    """
+
+    async def worker(client, c: int, n: int) -> None:
         for i in range(n, 10**6, PIPELINE):
+            key, service = f"kiosk{c}-{i}", SERVICES[i % len(SERVICES)]
             try:
-                ticket = await client.request("take_number", service=SERVICES[i % len(SERVICES)])
+                ticket = await client.request("take_number", service=service, key=key)
             except ClientError:
+                unknown[key] = service
                 return
-            acked.append(ticket)
+            acked[key] = ticket
             if len(acked) >= KILL_AFTER:
                 enough.set()
 
-    async def one_client() -> None:
+    async def one_client(c: int) -> None:
         try:
             async with connect(url, role="kiosk", token=TOKENS["kiosk"]) as client:
                 async with trio.open_nursery() as workers:
                     for n in range(PIPELINE):
-                        workers.start_soon(worker, client, n)
+                        workers.start_soon(worker, client, c, n)
         except ClientError:
             pass
 
     async with trio.open_nursery() as clients:
-        for _ in range(CLIENTS):
-            clients.start_soon(one_client)
+        for c in range(CLIENTS):
+            clients.start_soon(one_client, c)
 
 
 @guard(120)
 async def test_sigkill_mid_burst_loses_no_acknowledged_ticket(demo_hall, tmp_path):
     store = tmp_path / "hall.db"
-    acked: list[dict] = []
+    acked: dict[str, dict] = {}
+    unknown: dict[str, str] = {}
     enough = trio.Event()
     async with trio.open_nursery() as nursery:
         process, url = await start_server(nursery, store)
-        nursery.start_soon(burst, url, acked, enough)
+        nursery.start_soon(burst, url, acked, unknown, enough)
         await enough.wait()
         process.send_signal(signal.SIGKILL)  # mid-burst: the clients are still sending
         assert await process.wait() == -signal.SIGKILL
@@ -76,12 +85,28 @@ async def test_sigkill_mid_burst_loses_no_acknowledged_ticket(demo_hall, tmp_pat
         process, url = await start_server(nursery, store)
         async with connect(url, role="manager", token=TOKENS["manager"]) as manager, \
                 connect(url, role="kiosk", token=TOKENS["kiosk"]) as kiosk:
-            for ticket in acked:
+            for ticket in acked.values():
                 stored = await manager.request("ticket", ticket=ticket["ticket"])
                 assert (stored["number"], stored["rank"], stored["status"]) == \
                     (ticket["number"], ticket["rank"], ticket["status"])
+            issued_before = (await manager.request("stats"))["totals"]["issued"]
+            for key, ticket in acked.items():  # a retry of an answered command: the same ticket
+                again = await kiosk.request("take_number", service=ticket["service"], key=key)
+                assert again["repeat"] is True
+                assert (again["ticket"], again["number"], again["secret"]) == \
+                    (ticket["ticket"], ticket["number"], ticket["secret"])
+            retried = {}
+            for key, service in unknown.items():  # executed before the kill or not: one ticket either way
+                retried[key] = await kiosk.request("take_number", service=service, key=key)
+                again = await kiosk.request("take_number", service=service, key=key)
+                assert (again["ticket"], again["number"]) == (retried[key]["ticket"], retried[key]["number"])
+            fresh_by_retry = sum(1 for t in retried.values() if not t.get("repeat"))
+            issued_after = (await manager.request("stats"))["totals"]["issued"]
+            assert issued_after == issued_before + fresh_by_retry  # no key issued twice
+            assert issued_after == len(acked) + len(unknown)  # each key exactly once
+            assert len({t["ticket"] for t in [*acked.values(), *retried.values()]}) == issued_after
             highest = defaultdict(int)
-            for ticket in acked:
+            for ticket in [*acked.values(), *retried.values()]:
                 highest[ticket["service"]] = max(highest[ticket["service"]], int(ticket["number"][1:]))
             for service in SERVICES:
                 fresh = await kiosk.request("take_number", service=service)
@@ -93,4 +118,5 @@ async def test_sigkill_mid_burst_loses_no_acknowledged_ticket(demo_hall, tmp_pat
         engine, _ = await journal.recover()
     numbers = [t.number for t in engine.state.tickets.values()]
     assert len(numbers) == len(set(numbers)), "a number was handed out twice"
-    assert {t["ticket"] for t in acked} <= set(engine.state.tickets)
+    assert {t["ticket"] for t in acked.values()} <= set(engine.state.tickets)
+    assert set(acked) | set(unknown) <= set(engine.state.keys)  # the keys survived the restarts

@@ -23,7 +23,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from ..cli import command
-from ..client import Client, RequestFailed, connect
+from ..client import Device, RequestFailed, connect_device
 from .common import add_connection_args, hall_time, print_json, run_tool, token_for
 
 # --do ACTION -> message type
@@ -54,7 +54,7 @@ def _clerk(args: argparse.Namespace) -> int:
     token = token_for(args, "clerk")
 
     async def main() -> int:
-        async with connect(args.url, role="clerk", token=token, window=args.window, fmt=args.fmt) as client:
+        async with connect_device(args.url, role="clerk", token=token, window=args.window, fmt=args.fmt) as client:
             if args.do:
                 return await _do(client, args.do, _fields(args), args.json, console)
             return await _interactive(client, console)
@@ -75,7 +75,7 @@ def _fields(args: argparse.Namespace) -> dict[str, Any]:
     return fields
 
 
-async def _do(client: Client, action: str, fields: dict[str, Any], as_json: bool, console: Console) -> int:
+async def _do(client: Device, action: str, fields: dict[str, Any], as_json: bool, console: Console) -> int:
     try:
         result = await client.request(ACTIONS[action], **fields)
     except RequestFailed as exc:
@@ -104,7 +104,7 @@ def _describe(event: dict[str, Any]) -> str:
 class ClerkConsole:
     """The interactive state: the latest window view and the last message shown."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Device) -> None:
         self.client = client
         self.state: dict[str, Any] | None = None
         self.message = HELP
@@ -132,7 +132,7 @@ class ClerkConsole:
         return Group(view, Panel(self.message, title="keys"))
 
 
-async def _interactive(client: Client, console: Console) -> int:
+async def _interactive(client: Device, console: Console) -> int:
     if not sys.stdin.isatty():
         console.print("[red]the interactive console needs a terminal; use --do ACTION[/]")
         return 2

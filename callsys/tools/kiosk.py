@@ -17,7 +17,7 @@ from rich.prompt import Prompt
 from rich.table import Table
 
 from ..cli import command
-from ..client import Client, RequestFailed, connect
+from ..client import Device, RequestFailed, connect_device
 from .common import add_connection_args, hall_time, minutes, print_json, run_tool, token_for
 
 
@@ -35,7 +35,7 @@ def _kiosk(args: argparse.Namespace) -> int:
     token = token_for(args, "kiosk")
 
     async def main() -> int:
-        async with connect(args.url, role="kiosk", token=token, fmt=args.fmt) as client:
+        async with connect_device(args.url, role="kiosk", token=token, fmt=args.fmt) as client:
             if args.service:
                 return await _take(client, args.service, args, console)
             return await _interactive(client, args, console)
@@ -43,7 +43,7 @@ def _kiosk(args: argparse.Namespace) -> int:
     return run_tool(main, console)
 
 
-async def _take(client: Client, service: str, args: argparse.Namespace, console: Console) -> int:
+async def _take(client: Device, service: str, args: argparse.Namespace, console: Console) -> int:
     try:
         ticket = await client.request("take_number", service=service, channel=args.channel, green=args.green)
     except RequestFailed as exc:
@@ -59,7 +59,7 @@ async def _take(client: Client, service: str, args: argparse.Namespace, console:
     return 0
 
 
-async def _interactive(client: Client, args: argparse.Namespace, console: Console) -> int:
+async def _interactive(client: Device, args: argparse.Namespace, console: Console) -> int:
     while True:
         services = (await client.request("services"))["services"]
         console.print(services_table(services, client.welcome))
