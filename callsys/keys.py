@@ -50,9 +50,16 @@ class KeyEntry:
 
 
 def digest(command: "Command") -> str:
-    """A stable fingerprint of *command*'s fields except ``at`` and ``key``.
+    """A stable fingerprint of *command*'s kind and fields except ``at`` and ``key``.
 
     Stable across processes (unlike ``hash``), so it can live in the event log.
     """
-    values = [(f.name, getattr(command, f.name)) for f in fields(command) if f.name not in ("at", "key")]
-    return hashlib.blake2b(repr((command.kind, values)).encode(), digest_size=8).hexdigest()
+    cls = type(command)
+    names = _NAMES.get(cls)
+    if names is None:
+        names = _NAMES[cls] = tuple(f.name for f in fields(cls) if f.name not in ("at", "key"))
+    values = tuple([getattr(command, name) for name in names])
+    return hashlib.blake2b(f"{command.kind}{values!r}".encode(), digest_size=8).hexdigest()
+
+
+_NAMES: dict[type, tuple[str, ...]] = {}  # command class -> the fields its digest covers
