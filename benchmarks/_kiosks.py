@@ -12,6 +12,7 @@ matched to its request by ``id``).
 from __future__ import annotations
 
 import random
+import secrets
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -35,9 +36,11 @@ class KioskError(Exception):
 class Kiosk:
     """One kiosk connection. Requests carry ids; :attr:`sent` maps each id to its send time."""
 
-    def __init__(self, stream: trio.SocketStream, trailing: bytes, services: list[str]) -> None:
+    def __init__(self, stream: trio.SocketStream, trailing: bytes, services: list[str], *, keyed: bool = True) -> None:
         self.stream = stream
         self.services = services
+        self.keyed = keyed  # each request with an idempotency key, as callsys.client's devices send them
+        self._prefix = secrets.token_hex(8)
         self.sent: dict[int, float] = {}
         self.rejected: dict[str, int] = {}
         self._reader = FrameReader(max_message=MAX_MESSAGE, client_frames=False)
@@ -47,7 +50,7 @@ class Kiosk:
         self._keys = random.Random(len(trailing))
 
     @classmethod
-    async def connect(cls, url: str, token: str, services: list[str]) -> "Kiosk":
+    async def connect(cls, url: str, token: str, services: list[str], *, keyed: bool = True) -> "Kiosk":
         parts = urlsplit(url)
         stream = await trio.open_tcp_stream(parts.hostname, parts.port)
         handshake = H11Handshake(ConnectionType.CLIENT)
@@ -62,7 +65,7 @@ class Kiosk:
                 raise KioskError(f"handshake refused: HTTP {event.status_code}")
             if isinstance(event, AcceptConnection):
                 break
-        kiosk = cls(stream, bytes(handshake._h11_connection.trailing_data[0]), services)  # noqa: SLF001
+        kiosk = cls(stream, bytes(handshake._h11_connection.trailing_data[0]), services, keyed=keyed)  # noqa: SLF001
         await kiosk._write(frame(0x2, msgpack.packb({"type": "hello", "role": "kiosk", "token": token}), masked=True))
         welcome = (await kiosk.receive())[0]
         if welcome.get("type") != "welcome":
@@ -83,7 +86,10 @@ class Kiosk:
             self._next += 1
             self.sent[rid] = now
             service = self.services[rid % len(self.services)]
-            payload = self._packer.pack({"type": "take_number", "id": rid, "service": service})
+            request = {"type": "take_number", "id": rid, "service": service}
+            if self.keyed:
+                request["key"] = f"{self._prefix}-{rid}"
+            payload = self._packer.pack(request)
             key = keys.getrandbits(32).to_bytes(4, "little")
             frames.append(bytes((0x82, 0x80 | len(payload))) + key + mask(payload, key))  # requests are < 126 bytes
         return b"".join(frames)

@@ -122,7 +122,7 @@ def _cpu_self() -> float:
 
 
 async def run(config: str, *, connections: int, pipeline: int, seconds: float, rate: float,
-              latency_seconds: float) -> list[Row]:
+              latency_seconds: float, keyed: bool = True) -> list[Row]:
     """Run both phases against a fresh server; return the report rows."""
     hall = load_hall(config)
     services = [s.code for s in hall.services]
@@ -131,7 +131,7 @@ async def run(config: str, *, connections: int, pipeline: int, seconds: float, r
             server = await spawn_server(nursery, ["--config", config, "--store", f"file:{tmp}/ingest.db",
                                                   "--port", "0", "--clock", START])
             async with connect(server.url, role="manager", token=min(hall.tokens["manager"])) as manager:
-                kiosks = [await Kiosk.connect(server.url, min(hall.tokens["kiosk"]), services)
+                kiosks = [await Kiosk.connect(server.url, min(hall.tokens["kiosk"]), services, keyed=keyed)
                           for _ in range(connections)]
                 load = Load(kiosks)
                 await load.closed_loop(WARMUP_S, pipeline)
@@ -168,13 +168,17 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=5.0, help="throughput phase (default: %(default)s)")
     p.add_argument("--rate", type=float, default=1000.0, help="offered rate of the latency phase (default: %(default)s)")
     p.add_argument("--latency-seconds", type=float, default=5.0, help="latency phase (default: %(default)s)")
+    p.add_argument("--no-keys", dest="keyed", action="store_false",
+                   help="send take_number without idempotency keys (devices of callsys.client always send them)")
     args = p.parse_args()
     load_before = os.getloadavg()[0]
     rows = trio.run(lambda: run(args.config, connections=args.connections, pipeline=args.pipeline,
-                                seconds=args.seconds, rate=args.rate, latency_seconds=args.latency_seconds))
+                                seconds=args.seconds, rate=args.rate, latency_seconds=args.latency_seconds,
+                                keyed=args.keyed))
     notes = [f"{args.connections} kiosk connections (msgpack, lean client benchmarks._kiosks) x {args.pipeline} "
              "in flight in this process; the server in a child process; both on this machine's cores",
              "every ticket counted was acknowledged after its fsync'd group commit (SQLite WAL, synchronous=FULL)",
+             "each take_number " + ("with" if args.keyed else "without") + " an idempotency key",
              f"machine load average (1 min) before / after the run: {load_before:.2f} / {os.getloadavg()[0]:.2f}"]
     report("benchmarks.ingest — durable ticket issue over WebSocket", rows, args.json, notes=notes)
 
