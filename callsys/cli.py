@@ -22,7 +22,7 @@ from .hall import Hall, load_hall
 Setup = Callable[[argparse.ArgumentParser], None]
 COMMANDS: dict[tuple[str, ...], tuple[str, Setup]] = {}
 # Modules that register sub-commands with @command when imported.
-PLUGINS = ("callsys.server.cli", "callsys.tools", "sim.cli")
+PLUGINS = ("callsys.server.cli", "callsys.log.cli", "callsys.tools", "sim.cli")
 
 
 def command(*path: str, help: str) -> Callable[[Setup], Setup]:
