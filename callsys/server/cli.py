@@ -63,8 +63,15 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _single(exc: BaseException) -> BaseException:
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
+    """The error to report out of what the nurseries raised: the first callsys error in
+    it (a failed store, say), else the lone exception inside single-member groups."""
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _single(inner)
+            if isinstance(found, CallsysError):
+                return found
+        if len(exc.exceptions) == 1:
+            return _single(exc.exceptions[0])
     return exc
 
 
