@@ -306,6 +306,43 @@ async def test_events_acknowledged_before_the_wal_was_removed_survive_kill_9(tmp
     assert [data for _, data in rows] == [b"acknowledged-%d" % i for i in range(50)]  # checkpointed before stopping
 
 
+_LOSE_WAL_WHILE_COMMITTING = """
+import os, sys, trio
+from callsys.log import FileLog, StoreLost
+class UnlinkOnCommit:  # the -wal disappears between the check before a commit and the commit
+    def __init__(self, conn):
+        self.conn = conn
+    in_transaction = property(lambda self: self.conn.in_transaction)
+    def execute(self, statement, *args):
+        if statement == "COMMIT" and os.path.exists(sys.argv[1] + "-wal"):
+            os.unlink(sys.argv[1] + "-wal")
+        return self.conn.execute(statement, *args)
+async def main():
+    store = await FileLog.open(sys.argv[1], "demo")
+    await store.append([b"before-%d" % i for i in range(20)])
+    store._conn = UnlinkOnCommit(store._conn)
+    print(await store.append([b"during"]), flush=True)  # saved by the checkpoint: acknowledged
+    try:
+        await store.append([b"after"])
+    except StoreLost:
+        print("StoreLost", flush=True)
+    os.kill(os.getpid(), 9)
+trio.run(main)
+"""
+
+
+async def test_a_batch_whose_wal_vanished_during_its_commit_is_acknowledged_only_once_saved(tmp_path):
+    path = tmp_path / "hall.db"
+    done = await trio.run_process([sys.executable, "-c", _LOSE_WAL_WHILE_COMMITTING, str(path)],
+                                  capture_stdout=True, check=False)
+    assert done.returncode == -signal.SIGKILL
+    assert done.stdout.split() == [b"21", b"StoreLost"]
+    store = await FileLog.open(path, "demo")
+    rows = await store.read(0, limit=100)
+    await store.aclose()
+    assert [data for _, data in rows] == [b"before-%d" % i for i in range(20)] + [b"during"]
+
+
 # ---------------------------------------------------------------------- 3. damage is named, with its seq
 
 

@@ -59,17 +59,21 @@ that would lose or share events:
    file is not changed) must succeed; otherwise :class:`StoreRefused`. Opening writes
    nothing else to an existing store (a damaged one stays as it was for ``store check``).
 4. *Files that stay where they are.* The device and inode of ``PATH``, ``PATH-wal``,
-   ``PATH-shm`` and ``PATH.lock`` are recorded, and checked again after every commit,
-   before the journal acknowledges it, and by :meth:`FileLog.verify` (the journal calls
-   it while idle). SQLite keeps writing into files that were unlinked under it — a
-   commit "succeeds" into a ``-wal`` that vanishes at the next restart — so a removed or
-   replaced file raises :class:`StoreLost`: the server stops before acknowledging more.
-   When ``PATH`` itself is still in place, the store first checkpoints the whole log into
-   it (SQLite's descriptors still reach the unlinked ``-wal``), so every event
-   acknowledged before is kept. The four ``stat`` calls cost ~15 us per commit (measured
-   on these 2-core VMs under load, where a commit's fsync took ~4 ms; ~0.3 ms unloaded),
-   and ``python -m benchmarks.ingest`` showed no difference in throughput or CPU per
-   ticket; so every commit is checked rather than one in N.
+   ``PATH-shm`` and ``PATH.lock`` are recorded at open. SQLite keeps writing into files
+   that were unlinked under it — a commit "succeeds" into a ``-wal`` that vanishes at the
+   next restart — so the paths are checked again: all four before every commit (a loss
+   already visible raises :class:`StoreLost` and nothing is written, so the commands of
+   that batch were not executed), ``PATH`` and ``PATH-wal`` again after it, before the
+   journal acknowledges anything, and all four by :meth:`FileLog.verify`, which the
+   journal calls while idle. On a loss the store checkpoints the whole log into ``PATH``
+   if that is still the file it opened (SQLite's descriptors still reach the unlinked
+   ``-wal``), so every event acknowledged before is kept; a batch caught only by the
+   check after its commit is acknowledged if that checkpoint saved it and refused if not.
+   Every later call raises :class:`StoreLost`: the server stops before acknowledging
+   more. The six ``stat`` calls cost ~20 us per commit (~3 us each, measured on these
+   2-core VMs under load, where a commit's fsync took ~4 ms; ~0.3 ms unloaded), and
+   ``python -m benchmarks.ingest`` showed no difference in throughput or CPU per ticket,
+   so every commit is checked rather than one in N.
 
 A failed commit reports SQLite's own error ("database or disk is full"), not the error of
 the rollback that follows it (SQLite has usually rolled back already).
@@ -340,8 +344,10 @@ class FileLog(EventLog):
         return await self._run(self._append_sync, records)
 
     def _append_sync(self, records: Sequence[bytes]) -> int:
+        if self._lost is None and (moved := self._moved(len(self._watched))):
+            self._lose(*moved)
         if self._lost is not None:
-            raise self._lost
+            raise self._lost  # nothing written: the commands were not executed
         first = self._last + 1
         conn = self._conn
         with _transaction(conn):
@@ -352,46 +358,62 @@ class FileLog(EventLog):
                 chunk = records[start:start + INSERT_ROWS]
                 params = [v for pair in zip(range(first + start, first + start + len(chunk)), chunk) for v in pair]
                 conn.execute(_insert_sql(len(chunk)), params)
-        self._check_files()  # before anyone is told the records are durable
         self._last = first + len(records) - 1
+        # Moved while committing? Then the records went to unlinked files: they are
+        # durable only if the checkpoint into the database file saved them.
+        if (moved := self._moved(2)) and not self._lose(*moved):
+            raise self._lost
         return self._last
 
-    def _check_files(self) -> None:
-        """Raise :class:`StoreLost` (after saving what can be saved) if a file moved."""
-        for path, expected in zip(self._watched, self._ids):
+    def _moved(self, count: int) -> tuple[Path, str] | None:
+        """The first of the first *count* watched files that is gone or another file now."""
+        for path, expected in zip(self._watched[:count], self._ids):
             try:
                 st = os.stat(path)
             except FileNotFoundError:
-                self._fail_lost(path, "was removed")
+                return path, "was removed"
             if (st.st_dev, st.st_ino) != expected:
-                self._fail_lost(path, "was replaced by another file")
+                return path, "was replaced by another file"
+        return None
 
-    def _fail_lost(self, path: Path, what: str) -> None:
+    def _lose(self, path: Path, what: str) -> bool:
+        """Record the loss as :class:`StoreLost` (raised by every later call), after saving
+        the log into the database file if it is still in place; True if that worked."""
         why = ("another process could open the store beside this one" if path == self._watched[-1]
                else "what is committed now would not survive a restart")
         try:
             intact = _file_id(self.path) == self._ids[0]
         except OSError:
             intact = False
+        saved = False
         if intact:
             try:
-                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-                saved = f"every event committed so far was checkpointed into {self.path}"
+                busy, _, _ = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                saved = not busy
+                outcome = (f"every event committed so far was checkpointed into {self.path}" if saved else
+                           f"a reader kept part of the log from being checkpointed into {self.path}")
             except sqlite3.Error as exc:
-                saved = f"checkpointing the log into {self.path} failed too ({exc})"
+                outcome = f"checkpointing the log into {self.path} failed too ({exc})"
         else:
-            saved = f"{self.path} is no longer the file this store wrote to: its events are not in it"
+            outcome = f"{self.path} is no longer the file this store wrote to: its events are not in it"
         self._lost = StoreLost(f"store {self.path}: {path} {what} while the store was open, so {why}; stopping; "
-                               f"{saved}. Never remove or copy store files by hand")
-        raise self._lost
+                               f"{outcome}. Never remove or copy store files by hand")
+        return saved
 
     async def verify(self) -> None:
-        if self._conn is None or self._lost is not None:
+        if self._conn is None:
             return
-        if self._limiter.borrowed_tokens == 0:
-            self._check_files()
-        else:
-            await self._run(self._check_files)
+        if self._lost is None:
+            if self._limiter.borrowed_tokens == 0:
+                self._verify_sync()
+            else:
+                await self._run(self._verify_sync)
+        if self._lost is not None:
+            raise self._lost
+
+    def _verify_sync(self) -> None:
+        if moved := self._moved(len(self._watched)):
+            self._lose(*moved)
 
     async def read(self, after: int, *, limit: int) -> list[tuple[int, bytes]]:
         return await self._run(self._read_sync, after, limit)
