@@ -22,6 +22,7 @@ import trio
 from callsys.events import TicketCalled, to_row
 from callsys.log import (FileLog, LogError, StoreDamaged, StoreInUse, StoreLost, StoreRefused, open_journal,
                          open_store)
+from callsys.log import sqlite as sqlite_store
 from callsys.log.sqlite import APPLICATION_ID, SCHEMA_VERSION, lock_path, sidecars
 from conftest import hall_time
 from store_support import DEMO, callsys, fill, sql
@@ -265,6 +266,24 @@ async def test_a_removed_file_stops_the_store_before_the_commit_is_acknowledged(
         await store.append([b"c"])
     with pytest.raises(StoreLost):  # and every later one
         await store.append([b"d"])
+    await store.aclose()
+
+
+async def test_the_check_stats_only_the_directory_until_it_changes(tmp_path, monkeypatch):
+    monkeypatch.setattr(sqlite_store, "FRESH_DIR_NS", 0)  # trust the directory's timestamps at once
+    path = tmp_path / "hall.db"
+    store = await FileLog.open(path, "demo")
+    file_checks = []
+    moved_files = store._moved_files
+    store._moved_files = lambda: file_checks.append(1) or moved_files()
+    await store.append([b"a"])
+    checks_after_first = len(file_checks)
+    for _ in range(5):
+        await store.append([b"b"])
+    assert len(file_checks) == checks_after_first <= 1  # nothing changed: the files were not looked at
+    os.unlink(f"{path}-wal")  # changes the directory
+    with pytest.raises(StoreLost, match="-wal was removed"):
+        await store.append([b"c"])
     await store.aclose()
 
 
