@@ -162,9 +162,27 @@ async def _old_code_store(path, hall_id: str, records: list[bytes], extra: str =
     conn.close()
 
 
-async def test_a_store_of_the_code_before_format_marks_is_adopted(tmp_path):
+_OLD_CODE_CRASHED = """
+import os, sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("PRAGMA journal_mode=WAL")
+conn.executescript("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+                   "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, data BLOB NOT NULL);"
+                   "CREATE TABLE IF NOT EXISTS snapshots (seq INTEGER PRIMARY KEY, data BLOB NOT NULL);")
+conn.execute("INSERT INTO meta VALUES ('hall', 'demo')")
+conn.executemany("INSERT INTO events VALUES (?, ?)", [(1, b"a"), (2, b"b")])
+os.kill(os.getpid(), 9)  # before any checkpoint: the tables exist only in the -wal
+"""
+
+
+@pytest.mark.parametrize("crashed", [False, True], ids=["closed", "crashed"])
+async def test_a_store_of_the_code_before_format_marks_is_adopted(tmp_path, crashed):
     path = tmp_path / "hall.db"
-    await _old_code_store(path, "demo", [b"a", b"b"])
+    if crashed:
+        await trio.run_process([sys.executable, "-c", _OLD_CODE_CRASHED, str(path)], check=False)
+        assert sidecars(path)[0].stat().st_size > 0
+    else:
+        await _old_code_store(path, "demo", [b"a", b"b"])
     assert header(path) == (0, 0)
     store = await FileLog.open(path, "demo")
     assert await store.read(0, limit=10) == [(1, b"a"), (2, b"b")]

@@ -289,28 +289,32 @@ async def test_a_removed_database_stops_the_server_before_it_acknowledges_more(t
 
 
 @guard(90)
-async def test_backup_of_a_live_store_holds_every_ticket_acknowledged_before_it(tmp_path, demo_hall):
+async def test_backup_and_check_of_a_live_store(tmp_path, demo_hall):
+    """The backup holds every ticket acknowledged before it; the live store checks healthy."""
     store, copy = tmp_path / "hall.db", tmp_path / "copy.db"
     acked: list[dict] = []
     before_backup: list[dict] = []
-    backed_up = trio.Event()
+    enough, backed_up = trio.Event(), trio.Event()
 
     async def keep_taking(url: str) -> None:
         async with connect(url, role="kiosk", token=TOKENS["kiosk"]) as kiosk:
             while not backed_up.is_set() or len(acked) < len(before_backup) + 50:
                 acked.append(await kiosk.request("take_number", service="BIZ"))
+                if len(acked) >= 200:
+                    enough.set()
 
     async with trio.open_nursery() as nursery:
         served = await serve(nursery, store)
         async with trio.open_nursery() as kiosks:
             for _ in range(3):
                 kiosks.start_soon(keep_taking, served.url)
-            while len(acked) < 200:
-                await trio.sleep(0.01)
+            await enough.wait()
             before_backup = list(acked)
             done = await callsys("store", "backup", str(store), str(copy), "--json")  # the server keeps writing
+            live = await callsys("store", "check", str(store), "--config", DEMO, "--json")  # and still does
             backed_up.set()
         assert done.returncode == 0, done.stderr
+        assert live.returncode == 0 and json.loads(live.stdout)["last_seq"] >= len(before_backup), live.stdout
         served.process.send_signal(signal.SIGTERM)
     assert len(acked) > len(before_backup)  # writes went on during and after the backup
     checked = await callsys("store", "check", str(copy), "--config", DEMO, "--json")
