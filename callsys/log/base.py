@@ -24,10 +24,58 @@ class LogError(CallsysError):
     code = "log_error"
 
 
+class StoreInUse(LogError):
+    """Another process (or another open in this one) holds the store. The operator's to resolve.
+
+    Attributes:
+        pid: the holder's process id, or None when it could not be read.
+    """
+
+    code = "store_in_use"
+
+    def __init__(self, message: str, pid: int | None = None) -> None:
+        super().__init__(message)
+        self.pid = pid
+
+
+class StoreRefused(LogError):
+    """The file is not a store this process may use: empty, another application's, another
+    hall's, a newer schema version, or not writable. Nothing was written to it."""
+
+    code = "store_refused"
+
+
+class StoreDamaged(LogError):
+    """A record or the snapshot cannot be read back, or ``seq`` has a gap. The fault is the
+    disk's or whoever edited the file; ``callsys store check`` reports the whole damage.
+
+    Attributes:
+        seq: the seq of the damaged (or first missing) record, or of the damaged snapshot.
+    """
+
+    code = "store_damaged"
+
+    def __init__(self, message: str, seq: int) -> None:
+        super().__init__(message)
+        self.seq = seq
+
+
+class StoreLost(LogError):
+    """The store's files were removed or replaced while it was open: what is written now
+    would not survive a restart, so nothing more may be acknowledged."""
+
+    code = "store_lost"
+
+
 class EventLog(ABC):
     """Durable, ordered records of one hall plus its newest snapshot."""
 
     hall_id: str
+
+    @property
+    def name(self) -> str:
+        """How messages name this store (its path, its URL)."""
+        return type(self).__name__
 
     @abstractmethod
     async def append(self, records: Sequence[bytes]) -> int:
@@ -52,6 +100,12 @@ class EventLog(ABC):
     @abstractmethod
     async def load_snapshot(self) -> tuple[int, bytes] | None:
         """The newest ``(seq, data)`` snapshot, or None."""
+
+    async def verify(self) -> None:
+        """Raise :class:`StoreLost` if the store can no longer keep what it is given.
+
+        The journal calls it while idle (commits check by themselves); the default does nothing.
+        """
 
     @abstractmethod
     async def aclose(self) -> None:

@@ -19,7 +19,19 @@ day takes under a second (``python -m benchmarks.recovery``), so recovery stays 
 without loading the day with snapshot pauses.
 
 If a write fails the journal stops the server (fail-stop): memory is then ahead of the
-log, and only a restart, which recovers from the log, makes them agree again.
+log, and only a restart, which recovers from the log, makes them agree again. While no
+commit runs, the committer asks the store every ``verify_every_s`` whether it can still
+keep what it is given (:meth:`EventLog.verify`: the embedded store checks that its files
+are still in place), so a store lost while idle stops the server too, before it
+acknowledges anything more.
+
+Recovery trusts nothing it reads: every record must decode into a known event of the
+right shape and apply to the state, seqs must follow each other without a gap, and the
+snapshot must decode; anything else is :class:`StoreDamaged`, one line naming the seq
+(``callsys store check`` then reports the whole store). A recovery that replayed more
+than ``replay_snapshot_after`` events writes a snapshot at once, before the server
+listens, so the next restart does not replay them again (a crash leaves no closing
+snapshot, and without new events no backstop snapshot would ever come).
 """
 
 from __future__ import annotations
@@ -32,15 +44,18 @@ import msgpack
 import trio
 
 from ..engine import QueueEngine
-from ..events import DayReset, Event, from_row, to_row
+from ..events import EVENTS, DayReset, Event, from_row, to_row
 from ..hall import Hall
 from ..state import HallState
-from .base import EventLog, LogError
+from .base import EventLog, LogError, StoreDamaged
 
 SNAPSHOT_EVERY: Final = 200_000  # events between backstop snapshots (a busy day is ~120,000)
 READ_CHUNK: Final = 20_000  # records per read while replaying
+REPLAY_SNAPSHOT_AFTER: Final = 10_000  # events replayed at recovery past which a snapshot is written (~0.1 s)
+VERIFY_EVERY_S: Final = 1.0  # seconds without a commit after which the store's files are checked
 
 DurableHook = Callable[[list[tuple[int, Event]]], None]
+FailureHook = Callable[[BaseException], None]
 
 
 _packer = msgpack.Packer(use_bin_type=True)  # reused: packb builds a Packer per call (~0.6 us per event)
@@ -52,6 +67,81 @@ def encode(event: Event) -> bytes:
 
 def decode(data: bytes) -> Event:
     return from_row(msgpack.unpackb(data, raw=False))
+
+
+def _why(exc: BaseException) -> str:
+    text = " ".join(f"{type(exc).__name__}: {exc}".split()).rstrip(":")
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def decode_record(store: str, seq: int, data: bytes) -> Event:
+    """The event in record *seq* of *store*, checked as far as a record can be.
+
+    Raises:
+        StoreDamaged: the bytes are not msgpack, not a ``[kind, field...]`` row, name an
+            unknown event kind, or do not fit the kind's fields.
+    """
+    try:
+        row = msgpack.unpackb(data, raw=False)
+    except Exception as exc:
+        raise StoreDamaged(f"store {store} is damaged at seq {seq}: the record cannot be decoded ({_why(exc)})",
+                           seq) from None
+    if type(row) is not list or not row or type(row[0]) is not str:
+        raise StoreDamaged(f"store {store} is damaged at seq {seq}: the record has the wrong shape "
+                           f"(not [kind, field...] but {type(row).__name__})", seq)
+    if row[0] not in EVENTS:
+        raise StoreDamaged(f"store {store} is damaged at seq {seq}: unknown event kind {row[0][:40]!r}", seq)
+    try:
+        return from_row(row)
+    except Exception as exc:
+        raise StoreDamaged(f"store {store} is damaged at seq {seq}: the {row[0]} record has the wrong shape "
+                           f"({_why(exc)})", seq) from None
+
+
+def restore_state(store: str, hall: Hall, seq: int, data: bytes) -> HallState:
+    """The state saved in the snapshot at *seq*.
+
+    Raises:
+        StoreDamaged: it does not decode into a state of *hall*.
+    """
+    try:
+        return HallState.from_snapshot(hall, msgpack.unpackb(data, raw=False))
+    except Exception as exc:
+        raise StoreDamaged(f"store {store} is damaged at seq {seq}: the snapshot cannot be read back "
+                           f"({_why(exc)})", seq) from None
+
+
+def pack_state(engine: QueueEngine) -> bytes:
+    """The snapshot record of *engine*'s state."""
+    return msgpack.packb(engine.snapshot(), use_bin_type=True)
+
+
+async def replay(log: EventLog, engine: QueueEngine, after: int, *, upto: int | None = None) -> int:
+    """Apply the records after *after* (up to *upto*, default all) to *engine*; return the last seq.
+
+    Raises:
+        StoreDamaged: a record is missing (a gap in seq), cannot be decoded, or cannot be applied.
+    """
+    store = log.name
+    seq = after
+    while upto is None or seq < upto:
+        rows = await log.read(seq, limit=READ_CHUNK)
+        if not rows:
+            break
+        for row_seq, data in rows:
+            if upto is not None and row_seq > upto:
+                return seq
+            if row_seq != seq + 1:
+                raise StoreDamaged(f"store {store} is damaged at seq {seq + 1}: the record is missing "
+                                   f"(the log jumps from {seq} to {row_seq})", seq + 1)
+            event = decode_record(store, row_seq, data)
+            try:
+                engine.apply(event)
+            except Exception as exc:
+                raise StoreDamaged(f"store {store} is damaged at seq {row_seq}: the {event.kind} record does not "
+                                   f"apply to the state before it ({_why(exc)})", row_seq) from None
+            seq = row_seq
+    return seq
 
 
 class Pending:
@@ -83,15 +173,20 @@ class Journal:
     """The engine's durable side. Build it with :func:`open_journal`."""
 
     def __init__(self, log: EventLog, hall: Hall, *, snapshot_every: int = SNAPSHOT_EVERY,
-                 snapshot_on_close: bool = True) -> None:
+                 snapshot_on_close: bool = True, replay_snapshot_after: int = REPLAY_SNAPSHOT_AFTER,
+                 verify_every_s: float = VERIFY_EVERY_S) -> None:
         self.log = log
         self.hall = hall
         self.snapshot_every = snapshot_every
         self.snapshot_on_close = snapshot_on_close
+        self.replay_snapshot_after = replay_snapshot_after
+        self.verify_every_s = verify_every_s
         self.engine: QueueEngine | None = None
         self.on_durable: DurableHook | None = None
+        self.on_failure: FailureHook | None = None  # called once, before the committer raises
         self.durable_seq = 0  # newest seq known to be in the store
         self.snapshot_seq = 0
+        self.replayed = 0  # events the last recovery folded on top of its snapshot (statistics)
         self.batches = 0  # store writes so far (statistics)
         self._submitted_seq = 0
         self._send, self._receive = trio.open_memory_channel[Pending](math.inf)
@@ -103,26 +198,34 @@ class Journal:
     # ------------------------------------------------------------------ recovery
 
     async def recover(self) -> tuple[QueueEngine, int]:
-        """Rebuild the engine from the newest snapshot plus the records after it."""
+        """Rebuild the engine from the newest snapshot plus the records after it.
+
+        Writes a snapshot when it replayed more than ``replay_snapshot_after`` events.
+
+        Raises:
+            StoreDamaged: the snapshot or a record cannot be read back, or a record is missing.
+        """
+        store = self.log.name
         snap = await self.log.load_snapshot()
-        seq = 0
+        start = 0
         state = HallState(self.hall)
         if snap is not None:
-            seq, data = snap
-            state = HallState.from_snapshot(self.hall, msgpack.unpackb(data, raw=False))
-            state.seq = seq  # the fold's position is the log's (older snapshots did not record it)
+            start = snap[0]
+            state = restore_state(store, self.hall, start, snap[1])
+            state.seq = start  # the fold's position is the log's (older snapshots did not record it)
+        last = await self.log.last_seq()
+        if last < start:
+            raise StoreDamaged(f"store {store} is damaged at seq {start}: the snapshot is newer than the "
+                               f"last record ({last})", start)
         engine = QueueEngine(self.hall, state)
-        while True:
-            rows = await self.log.read(seq, limit=READ_CHUNK)
-            if not rows:
-                break
-            for row_seq, data in rows:
-                engine.apply(decode(data))
-            seq = rows[-1][0]
+        seq = await replay(self.log, engine, start)
         self.engine = engine
-        self.durable_seq = self._submitted_seq = self.snapshot_seq = seq
-        if snap is not None:
-            self.snapshot_seq = snap[0]
+        self.durable_seq = self._submitted_seq = seq
+        self.snapshot_seq = start
+        self.replayed = seq - start
+        if self.replayed > self.replay_snapshot_after:
+            await self.log.save_snapshot(seq, pack_state(engine))  # before serving: no client waits on it
+            self.snapshot_seq = seq
         return engine, seq
 
     # ------------------------------------------------------------------ hot path
@@ -166,28 +269,45 @@ class Journal:
 
         Shielded from cancellation: once submitted, events are written even while the
         server shuts down; the task ends when :func:`open_journal` closes the channel.
+        While idle it checks the store every ``verify_every_s``.
         """
         task_status.started()
         with trio.CancelScope(shield=True):
-            async for first in self._receive:
+            receive = self._receive
+            while True:
+                first = None
+                with trio.move_on_after(self.verify_every_s):
+                    try:
+                        first = await receive.receive()
+                    except trio.EndOfChannel:
+                        break
+                if first is None:
+                    await self._guarded(self.log.verify())
+                    continue
                 batch = [first]
                 while True:
                     try:
-                        batch.append(self._receive.receive_nowait())
+                        batch.append(receive.receive_nowait())
                     except (trio.WouldBlock, trio.EndOfChannel):
                         break
                 await self._write(batch)
             if self.snapshot_on_close and self.engine is not None and self.snapshot_seq < self.durable_seq:
                 await self._maybe_snapshot(force=True)
 
-    async def _write(self, batch: list[Pending]) -> None:
-        records = [r for p in batch for r in p.records]
+    async def _guarded(self, call):
+        """Await *call*; if it fails, stop the journal (fail-stop) and re-raise."""
         try:
-            self.durable_seq = await self.log.append(records)
+            return await call
         except BaseException as exc:
             self._failed = exc
             self._wake()
+            if self.on_failure is not None:
+                self.on_failure(exc)
             raise
+
+    async def _write(self, batch: list[Pending]) -> None:
+        records = [r for p in batch for r in p.records]
+        self.durable_seq = await self._guarded(self.log.append(records))
         self.batches += 1
         self._wake()
         if self.on_durable is not None:
@@ -203,11 +323,10 @@ class Journal:
         due = self._submitted_seq - self.snapshot_seq >= self.snapshot_every
         if self._snapshot is None and self.engine is not None and (due or force):
             # Captured synchronously: the engine holds exactly the submitted events now.
-            data = msgpack.packb(self.engine.snapshot(), use_bin_type=True)
-            self._snapshot = (self._submitted_seq, data)
+            self._snapshot = (self._submitted_seq, pack_state(self.engine))
         if self._snapshot is not None and self._snapshot[0] <= self.durable_seq:
             seq, data = self._snapshot
-            await self.log.save_snapshot(seq, data)
+            await self._guarded(self.log.save_snapshot(seq, data))
             self.snapshot_seq, self._snapshot = seq, None
 
     def close(self) -> None:
@@ -218,15 +337,18 @@ class Journal:
 
 @asynccontextmanager
 async def open_journal(url: str, hall: Hall, *, snapshot_every: int = SNAPSHOT_EVERY,
-                       snapshot_on_close: bool = True) -> AsyncIterator[Journal]:
+                       snapshot_on_close: bool = True, replay_snapshot_after: int = REPLAY_SNAPSHOT_AFTER,
+                       verify_every_s: float = VERIFY_EVERY_S) -> AsyncIterator[Journal]:
     """Open the store named by *url* for *hall* and run its committer.
 
     ``url`` is ``file:PATH`` (the embedded SQLite store). On exit, queued events are
     written, even when the body is cancelled, and (unless *snapshot_on_close* is false,
     as benchmarks and tests that keep a store as it was ask) a snapshot is taken.
+    The other arguments are the :class:`Journal`'s.
     """
     log = await open_store(url, hall.id)
-    journal = Journal(log, hall, snapshot_every=snapshot_every, snapshot_on_close=snapshot_on_close)
+    journal = Journal(log, hall, snapshot_every=snapshot_every, snapshot_on_close=snapshot_on_close,
+                      replay_snapshot_after=replay_snapshot_after, verify_every_s=verify_every_s)
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(journal.run)

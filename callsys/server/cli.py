@@ -129,8 +129,15 @@ def _raise_open_files(wanted: int) -> None:
 
 
 def _single(exc: BaseException) -> BaseException:
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
+    """The error to report out of what the nurseries raised: the first callsys error in
+    it (a failed store, say), else the lone exception inside single-member groups."""
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _single(inner)
+            if isinstance(found, CallsysError):
+                return found
+        if len(exc.exceptions) == 1:
+            return _single(exc.exceptions[0])
     return exc
 
 

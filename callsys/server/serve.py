@@ -256,10 +256,11 @@ class CallsysServer:
         self._stop.set()
 
     def fail(self, exc: BaseException) -> None:
-        """Stop at once after a failed commit (fail-stop)."""
+        """Stop at once after a failed commit (fail-stop): in-flight commands are answered
+        ``unavailable`` and every connection closes with 1011 (see :mod:`.session`)."""
         if self.failure is None:
             self.failure = exc
-            logging.getLogger("callsys.server").critical("event log failed, stopping: %r", exc)
+            log(logging.CRITICAL, "event_log_failed", error=_describe(exc), action="stopping without acknowledging more")
             for session in list(self.sessions):
                 session.kill(CloseCode.INTERNAL_ERROR, "event log failure")
         self.stopping = True
@@ -348,6 +349,7 @@ async def serve_callsys(hall: Hall, store: str, *, host: str = DEFAULT_HOST, por
                                secret=secret if secret is not None else os.urandom(32),
                                settings=settings or ServerSettings())
         journal.on_durable = server.on_durable
+        journal.on_failure = server.fail
         if server.settings.manage_gc:
             _gc.start()
         try:

@@ -19,7 +19,14 @@ Shutdown (:meth:`Session.drain`) stops reading only; commands already executed a
 still committed and answered before the close frame (1001) goes out. A clerk connection
 replaced by a newer sign-in to its window is drained the same way (close 4009), except
 that messages it has read but not yet executed are dropped unanswered: after the newer
-sign-in, nothing more from the older console reaches the engine.
+sign-in, nothing more from the older console reaches the engine. When the event log
+fails (fail-stop), every message of the turn in flight and every one read but not yet
+executed is answered ``unavailable`` (commands already durable get their ``ok``) before
+the close frame (1011); those answers are written even though the server is being
+cancelled, within ``CLOSE_TIMEOUT_S``.
+
+Every error reply carries the ``id`` of the message it answers, whichever layer raised
+the error (:meth:`Session._handle` fills it in).
 
 A ``hello`` answered with an error counts against the client's address, and a hello
 from an address with too many failures is not checked at all (``rate_limited``, close
@@ -37,7 +44,7 @@ import trio
 from ..errors import EngineError
 from ..log import LogError
 from ..protocol import (ROLE_MESSAGES, Codec, CloseCode, Hello, HelloThrottled, Internal, ProtocolError,
-                        RateLimited, error, parse, parse_hello, request_id)
+                        RateLimited, Unavailable, error, parse, parse_hello, request_id)
 from ..wire import take_ready
 from ._websocket import ConnectionClosed, WebSocket
 from .auth import Identity, authenticate, resolve_places
@@ -266,7 +273,8 @@ class Session:
             self.messages += 1
             return HANDLERS[kind](self, kind, rid, fields)
         except ProtocolError as exc:
-            return None, self._reject(exc.request_id, kind, exc.code, exc.message, exc.details)
+            rid = exc.request_id if exc.request_id is not None else rid  # raised below the message layer
+            return None, self._reject(rid, kind, exc.code, exc.message, exc.details)
         except EngineError as exc:
             return None, self._reject(rid, kind, exc.code, exc.message, exc.details)
         except Exception as exc:  # a bug: reported to the client, logged, the server keeps serving
@@ -298,7 +306,9 @@ class Session:
                 await journal.wait_durable(newest)
             except LogError as exc:
                 self.server.fail(exc)
-                return False
+        if self.server.failure is not None:
+            await self._answer_failed(replies)
+            return False
         encode = self.encode
         frames = []
         for pending, message in replies:
@@ -313,6 +323,30 @@ class Session:
             self._scope.cancel()
             return False
         return True
+
+    async def _answer_failed(self, replies: list[Reply]) -> None:
+        """The event log failed: durable commands get their ``ok``, rejections their error,
+        everything else — and the messages read but not yet executed — ``unavailable``
+        with its id. Written even while cancelled, within ``CLOSE_TIMEOUT_S``."""
+        failed = Unavailable("the server stopped: its event log failed; retry once it is back")
+        frames = []
+        for pending, message in replies:
+            if pending is not None and pending.durable:
+                message["result"]["seq"] = pending.last_seq
+            elif message["type"] != "error":
+                message = error(message.get("id"), failed.code, failed.message)
+            frames.append(self.encode(message))
+        while self._inbox:  # read, never executed: answered too, so no client waits in vain
+            try:
+                rid = request_id(self.codec.decode(self._inbox.popleft()))
+            except Exception:  # unreadable: nothing to answer
+                continue
+            frames.append(self.encode(error(rid, failed.code, failed.message)))
+        with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT_S):
+            try:
+                await self.ws.send(frames)
+            except ConnectionClosed:
+                pass
 
     async def _write_loop(self) -> None:
         """Send what is queued, as many frames per write as are waiting."""
