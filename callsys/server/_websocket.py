@@ -93,7 +93,7 @@ async def reject(stream: trio.abc.Stream, handshake: H11Handshake, status: int, 
     await _send_quietly(stream, data)
 
 
-async def accept(stream: trio.abc.Stream, handshake: H11Handshake, subprotocol: str, *,
+async def accept(stream: trio.abc.Stream, handshake: H11Handshake, subprotocol: str | None, *,
                  max_message: int) -> "WebSocket":
     """Accept the upgrade with *subprotocol*; return the open connection."""
     await stream.send_all(handshake.send(AcceptConnection(subprotocol=subprotocol)))
@@ -113,7 +113,7 @@ async def _send_quietly(stream: trio.abc.Stream, data: bytes) -> None:
 class WebSocket:
     """An open server-side WebSocket connection over *stream*."""
 
-    def __init__(self, stream: trio.abc.Stream, subprotocol: str, *, max_message: int,
+    def __init__(self, stream: trio.abc.Stream, subprotocol: str | None, *, max_message: int,
                  trailing: bytes = b"") -> None:
         self.stream = stream
         self.subprotocol = subprotocol
