@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Final
 
 import msgpack
 from wsproto.connection import Connection, ConnectionType
@@ -27,7 +28,7 @@ from callsys._wsframe import OP_BINARY, FrameReader, frame
 
 from ._report import parser, report, row
 
-SMALL_READS = 20_000  # reads of 4 small frames per small-frame run
+SMALL_READS: Final = 20_000  # reads of 4 small frames per small-frame run
 
 
 def large_frame(size: int, read: int) -> float:

@@ -165,6 +165,11 @@ _utf8_decoder = codecs.getincrementaldecoder("utf-8")
 class FrameReader:
     """Turns received bytes into messages and control events.
 
+    A frame complete in one :meth:`feed` is sliced out, unmasked and decoded at once; a
+    frame whose payload spans feeds is taken chunk by chunk as it arrives (unmasked with
+    the key turned to where the chunk starts, text fed to the message's incremental UTF-8
+    decoder) and joined once when its message ends.
+
     Args:
         max_message: the largest message accepted: bytes for binary messages, characters
             for text messages (as trio-websocket counts them). Larger ones raise
