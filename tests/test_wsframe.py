@@ -5,8 +5,10 @@ independent clients — trio-websocket, and wsproto for what trio-websocket neve
 
 from __future__ import annotations
 
+import itertools
 import socket
 import struct
+import tracemalloc
 
 import msgpack
 import pytest
@@ -23,14 +25,15 @@ from server_support import TOKENS, guard, server, start_server, still_served  # 
 KEY = b"\x01\x02\x03\x04"
 
 
-def client_frame(op: int, payload: bytes, *, fin: bool = True, masked: bool = True, rsv: int = 0) -> bytes:
+def client_frame(op: int, payload: bytes, *, fin: bool = True, masked: bool = True, rsv: int = 0,
+                 key: bytes = KEY) -> bytes:
     """A client frame built by hand, to say exactly what is on the wire."""
     n = len(payload)
     b0 = (0x80 if fin else 0) | rsv | op
     bit = 0x80 if masked else 0
     head = (bytes((b0, bit | n)) if n < 126 else struct.pack("!BBH", b0, bit | 126, n) if n < 65536
             else struct.pack("!BBQ", b0, bit | 127, n))
-    return head + (KEY + wf.mask(payload, KEY) if masked else payload)
+    return head + (key + wf.mask(payload, key) if masked else payload)
 
 
 def reader(max_message: int = 1000) -> wf.FrameReader:
@@ -78,6 +81,10 @@ VIOLATIONS = {
     "new message mid-message": (client_frame(wf.OP_TEXT, b"x", fin=False) + client_frame(wf.OP_TEXT, b"y"),
                                 wf.CLOSE_PROTOCOL_ERROR),
     "one-byte close": (client_frame(wf.OP_CLOSE, b"\x03"), wf.CLOSE_PROTOCOL_ERROR),
+    "close code 1005": (client_frame(wf.OP_CLOSE, struct.pack("!H", 1005)), wf.CLOSE_PROTOCOL_ERROR),
+    "close code 999": (client_frame(wf.OP_CLOSE, struct.pack("!H", 999) + b"x"), wf.CLOSE_PROTOCOL_ERROR),
+    "close code 5000": (client_frame(wf.OP_CLOSE, struct.pack("!H", 5000)), wf.CLOSE_PROTOCOL_ERROR),
+    "close reason not utf-8": (client_frame(wf.OP_CLOSE, struct.pack("!H", 1000) + b"\xff"), wf.CLOSE_INVALID_DATA),
     "text not utf-8": (client_frame(wf.OP_TEXT, b"\xff\xfe"), wf.CLOSE_INVALID_DATA),
     "too many characters": (client_frame(wf.OP_TEXT, b"x" * 1001), wf.CLOSE_TOO_BIG),
     "too many bytes": (client_frame(wf.OP_BINARY, b"x" * 1001), wf.CLOSE_TOO_BIG),
@@ -90,6 +97,70 @@ VIOLATIONS = {
 def test_protocol_violations_end_with_a_frame_error_after_the_valid_messages(data, code):
     out = reader().feed(client_frame(wf.OP_BINARY, b"ok") + data)
     assert out[0] == b"ok" and isinstance(out[-1], wf.FrameError) and out[-1].code == code
+
+
+def test_nothing_after_a_close_frame_or_a_violation_is_parsed():
+    r = reader()
+    out = r.feed(client_frame(wf.OP_CLOSE, b"") + client_frame(wf.OP_BINARY, b"late") + b"\x00garbage")
+    assert out == [wf.Close(wf.CLOSE_NO_STATUS, "", b"")]
+    assert r.feed(client_frame(wf.OP_BINARY, b"later")) == []  # the reader is spent
+    r = reader()
+    (error,) = r.feed(client_frame(wf.OP_BINARY, b"x", masked=False) + client_frame(wf.OP_PING, b"p"))
+    assert error.code == wf.CLOSE_PROTOCOL_ERROR
+    assert r.feed(client_frame(wf.OP_CLOSE, b"")) == []
+
+
+def test_invalid_utf8_fails_at_the_fragment_that_makes_it_invalid():
+    r = reader()
+    assert r.feed(client_frame(wf.OP_TEXT, "κόσμε".encode(), fin=False)) == []
+    assert r.feed(client_frame(wf.OP_CONTINUATION, b"\xf4", fin=False)) == []  # may still become valid
+    (error,) = r.feed(client_frame(wf.OP_CONTINUATION, b"\x90", fin=False))  # F4 90: never valid
+    assert error.code == wf.CLOSE_INVALID_DATA
+
+
+def test_a_surrogate_fails_at_its_second_byte():
+    r = reader()
+    assert r.feed(client_frame(wf.OP_TEXT, b"ok\xed", fin=False)) == []
+    (error,) = r.feed(client_frame(wf.OP_CONTINUATION, b"\xa0", fin=False))
+    assert error.code == wf.CLOSE_INVALID_DATA
+
+
+def test_invalid_utf8_fails_inside_a_frame_at_the_read_that_brings_it():
+    data = client_frame(wf.OP_TEXT, "κόσμε".encode() + b"\xf4\x90\x80\x80" + b"edited")
+    r = reader()
+    assert r.feed(data[:2 + 4 + 11]) == []  # header, key, the valid part
+    (error,) = r.feed(data[2 + 4 + 11:2 + 4 + 13])  # the frame is not complete yet
+    assert error.code == wf.CLOSE_INVALID_DATA
+
+
+def test_a_text_message_cut_inside_its_last_character_is_invalid():
+    (error,) = reader().feed(client_frame(wf.OP_TEXT, "社".encode(), fin=False)
+                             + client_frame(wf.OP_CONTINUATION, "保".encode()[:2]))
+    assert error.code == wf.CLOSE_INVALID_DATA
+
+
+def test_a_frame_over_many_reads_is_buffered_linearly():
+    """The bytes allocated while a 4 MiB frame arrives in 512 reads stay within a few times
+    its size. Re-joining the buffer on each read allocated ~256 times its size (the sum of
+    a growing copy per read): quadratic in the number of reads."""
+    size, read = 4 * 2**20, 8192
+    payload = bytes(range(256)) * (size // 256)
+    wire = client_frame(wf.OP_BINARY, payload, key=b"\x9a\x3c\x51\xe7")
+    reads = [wire[i:i + read] for i in range(0, len(wire), read)]
+    r = reader(size)
+    out = []
+    allocated = 0  # per read: the peak of traced memory above its level before the read
+    tracemalloc.start()
+    try:
+        for data in reads:
+            before = tracemalloc.get_traced_memory()[0]
+            tracemalloc.reset_peak()
+            out += r.feed(data)
+            allocated += tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    assert out == [payload]
+    assert allocated < 16 * size, f"{allocated / size:.0f} x the frame allocated"
 
 
 def test_an_oversize_frame_is_refused_from_its_header_alone():
@@ -248,9 +319,10 @@ async def test_trio_websocket_sees_the_servers_close_code(nursery, demo_hall, tm
 _message = st.one_of(st.binary(max_size=300), st.text(max_size=200))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(messages=st.lists(_message, max_size=8), data=st.data())
 def test_any_fragmentation_and_chunking_yields_the_messages_in_order(messages, data):
+    """Any message split into any frames, with any masking keys, cut into reads anywhere."""
     wire, expected = b"", []
     for m in messages:
         payload, op = (m, wf.OP_BINARY) if isinstance(m, bytes) else (m.encode(), wf.OP_TEXT)
@@ -258,13 +330,18 @@ def test_any_fragmentation_and_chunking_yields_the_messages_in_order(messages, d
         pieces = [payload[a:b] for a, b in zip([0, *cuts], [*cuts, len(payload)])]
         for i, piece in enumerate(pieces):
             last = i == len(pieces) - 1
-            wire += client_frame(op if i == 0 else wf.OP_CONTINUATION, piece, fin=last)
+            wire += client_frame(op if i == 0 else wf.OP_CONTINUATION, piece, fin=last,
+                                 key=data.draw(st.binary(min_size=4, max_size=4)))
             if last:
                 expected.append(m)
             if data.draw(st.booleans()):  # a ping between fragments (or messages)
                 wire += client_frame(wf.OP_PING, b"p")
                 expected.append(wf.Ping(b"p"))
     r = wf.FrameReader(max_message=1000)
-    chunk = data.draw(st.integers(1, 64))
-    out = [item for i in range(0, len(wire), chunk) for item in r.feed(wire[i:i + chunk])]
+    sizes = itertools.cycle(data.draw(st.lists(st.integers(1, 80), min_size=1, max_size=6)))
+    out, i = [], 0
+    while i < len(wire):
+        n = next(sizes)
+        out += r.feed(wire[i:i + n])
+        i += n
     assert out == expected

@@ -10,6 +10,21 @@ plain RFC 6455.
 
 One task reads (:meth:`WebSocket.receive`); any number of tasks may send (a lock orders
 their writes). Pings are answered by the reader.
+
+How a connection ends (RFC 6455 sections 7.1 and 7.2), tested frame by frame in
+``tests/test_websocket_conformance.py``:
+
+* Messages come first. Messages read before the client's close frame or before a frame
+  that breaks the protocol are returned by :meth:`WebSocket.receive` as usual; the close
+  or the failure is acted on at the next call, after the application answered them.
+* The client closes: its close frame is answered (its code echoed; no code -> an empty
+  close body) and the server drops the TCP connection at once (the server closes TCP
+  first, section 7.1.1).
+* The client breaks the protocol: the server sends a close frame with the violation's
+  code (1002, 1007 or 1009) and drops the TCP connection at once ("Fail the WebSocket
+  Connection", 7.1.7): it neither parses what follows nor waits for the client's close.
+* The server closes (:meth:`WebSocket.aclose`): it sends its close frame, waits for the
+  client's (the caller bounds the wait) while discarding data frames, then drops TCP.
 """
 
 from __future__ import annotations
@@ -23,8 +38,7 @@ from wsproto.events import AcceptConnection, RejectConnection, RejectData, Reque
 from wsproto.handshake import H11Handshake
 from wsproto.utilities import RemoteProtocolError
 
-from .._wsframe import (CLOSE_NO_STATUS, OP_PONG, Close, FrameError, FrameReader, Ping, close_frame, frame,
-                        message_frames)
+from .._wsframe import OP_PONG, Close, FrameError, FrameReader, Ping, Pong, close_frame, frame, message_frames
 
 RECEIVE_BYTES = 65536  # bytes asked of the socket per receive_some
 ABNORMAL_CLOSURE = 1006  # no close frame: the TCP connection broke
@@ -81,7 +95,7 @@ async def reject(stream: trio.abc.Stream, handshake: H11Handshake, status: int, 
     await _send_quietly(stream, data)
 
 
-async def accept(stream: trio.abc.Stream, handshake: H11Handshake, subprotocol: str, *,
+async def accept(stream: trio.abc.Stream, handshake: H11Handshake, subprotocol: str | None, *,
                  max_message: int) -> "WebSocket":
     """Accept the upgrade with *subprotocol*; return the open connection."""
     await stream.send_all(handshake.send(AcceptConnection(subprotocol=subprotocol)))
@@ -101,7 +115,7 @@ async def _send_quietly(stream: trio.abc.Stream, data: bytes) -> None:
 class WebSocket:
     """An open server-side WebSocket connection over *stream*."""
 
-    def __init__(self, stream: trio.abc.Stream, subprotocol: str, *, max_message: int,
+    def __init__(self, stream: trio.abc.Stream, subprotocol: str | None, *, max_message: int,
                  trailing: bytes = b"") -> None:
         self.stream = stream
         self.subprotocol = subprotocol
@@ -109,8 +123,9 @@ class WebSocket:
         self._reader = FrameReader(max_message=max_message)
         self._send_lock = trio.Lock()
         self._trailing = trailing
+        self._end: Close | FrameError | None = None  # the client's close or violation, not yet acted on
         self._close_sent = False
-        self._close_received = False
+        self._input_done = False  # nothing more to read: the client's close came, it failed, or the TCP broke
 
     async def receive(self) -> list[bytes | str]:
         """The next messages: every complete one received so far (at least one).
@@ -118,46 +133,54 @@ class WebSocket:
         Raises:
             ConnectionClosed: the client closed (its close frame is answered here), broke
                 the protocol (closed here with 1002/1007/1009), or the TCP connection broke.
+                In the first two cases the TCP connection is dropped before this is raised.
         """
-        if self.closed is not None:
-            raise ConnectionClosed(self.closed)
         while True:
-            if self._trailing:
-                data, self._trailing = self._trailing, b""
-            else:
-                try:
-                    data = await self.stream.receive_some(RECEIVE_BYTES)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    data = b""
-                if not data:
-                    self._set_closed(ABNORMAL_CLOSURE, "connection lost")
-                    raise ConnectionClosed(self.closed)
-            messages: list[bytes | str] = []
-            for item in self._reader.feed(data):
-                if type(item) is bytes or type(item) is str:
-                    messages.append(item)
-                elif not await self._control(item):
-                    break
-            if messages:
-                return messages
+            if self._end is not None:
+                await self._finish()
             if self.closed is not None:
                 raise ConnectionClosed(self.closed)
+            data = await self._read()
+            if not data:
+                continue  # the TCP connection broke: raised above
+            messages: list[bytes | str] = []
+            for item in self._reader.feed(data):
+                kind = type(item)
+                if kind is bytes or kind is str:
+                    messages.append(item)
+                elif kind is Ping:
+                    await self._write(frame(OP_PONG, item.payload))
+                elif kind is not Pong:  # a close frame or a violation: always the last item
+                    self._end = item
+            if messages:
+                return messages
 
-    async def _control(self, item: Ping | Close | FrameError | object) -> bool:
-        """Handle a control event; False once the connection is closing."""
-        if isinstance(item, Ping):
-            await self._write(frame(OP_PONG, item.payload))
-        elif isinstance(item, Close):
-            self._close_received = True
-            self._set_closed(item.code, item.reason)
-            if not self._close_sent:  # echo its code, as wsproto does
+    async def _read(self) -> bytes:
+        """The next bytes of the stream; b"" (and the connection counts as lost) at its end."""
+        if self._trailing:
+            data, self._trailing = self._trailing, b""
+            return data
+        try:
+            data = await self.stream.receive_some(RECEIVE_BYTES)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            data = b""
+        if not data:
+            self._input_done = True
+            self._set_closed(ABNORMAL_CLOSURE, "connection lost")
+        return data
+
+    async def _finish(self) -> None:
+        """Act on the client's close frame (answer it) or violation (fail), then drop the TCP connection."""
+        end, self._end = self._end, None
+        self._input_done = True
+        if type(end) is Close:
+            self._set_closed(end.code, end.reason)
+            if not self._close_sent:
                 self._close_sent = True
-                await self._write(close_frame(None if item.code == CLOSE_NO_STATUS else item.code, item.reason))
-            return False
-        elif isinstance(item, FrameError):
-            await self._send_close(item.code, item.reason)
-            return False
-        return True  # a pong
+                await self._write(close_frame(end.code, end.reason))  # echo its code (none -> empty body)
+        else:
+            await self._send_close(end.code, end.reason)
+        await trio.aclose_forcefully(self.stream)
 
     async def send(self, messages: Sequence[bytes | str]) -> None:
         """Send *messages* (bytes -> binary, str -> text frames) in one write.
@@ -176,23 +199,23 @@ class WebSocket:
     async def aclose(self, code: int, reason: str) -> None:
         """Close with *code*: send the close frame, wait for the client's, drop the TCP stream.
 
-        Call it when no other task is receiving; bound it with a timeout (a client may
-        never answer).
+        A close frame or violation of the client's already read is acted on instead (see
+        the module docstring). Call it when no other task is receiving; bound it with a
+        timeout (a client may never answer); the TCP stream is dropped however it ends.
         """
-        if not self._close_sent:
-            await self._send_close(code, reason)
-        while not self._close_received and (self.closed is None or self.closed.code != ABNORMAL_CLOSURE):
-            try:
-                data = await self.stream.receive_some(RECEIVE_BYTES)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                break
-            if not data:
-                break
-            for item in self._reader.feed(data):
-                if isinstance(item, (Close, FrameError)):
-                    self._close_received = True
-                    break
-        await trio.aclose_forcefully(self.stream)
+        try:
+            if self._end is not None:
+                await self._finish()
+                return
+            if not self._close_sent:
+                await self._send_close(code, reason)
+            while not self._input_done:  # data frames are discarded; the close frame ends it
+                data = await self._read()
+                for item in self._reader.feed(data):
+                    if type(item) is Close or type(item) is FrameError:
+                        self._input_done = True
+        finally:
+            await trio.aclose_forcefully(self.stream)
 
     async def _send_close(self, code: int, reason: str) -> None:
         self._close_sent = True
@@ -210,6 +233,6 @@ class WebSocket:
                 await self.stream.send_all(data)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 self._set_closed(ABNORMAL_CLOSURE, "connection lost")
-                self._close_received = True  # nothing more will come
+                self._input_done = True  # nothing more will come
                 return False
         return True
