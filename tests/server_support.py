@@ -8,10 +8,12 @@ Import the fixtures into a test module to use them.
 from __future__ import annotations
 
 import functools
+import logging
+from contextlib import contextmanager
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pytest
 import trio
@@ -87,3 +89,20 @@ async def server(nursery: trio.Nursery, demo_hall: Hall, tmp_path: Path):
     srv = await start_server(nursery, demo_hall, tmp_path / "hall.db")
     yield srv
     srv.shutdown()
+
+
+@contextmanager
+def captured_log(level: int, name: str = "callsys.server") -> Iterator[list[logging.LogRecord]]:
+    """The records of logger *name* at *level* and up while the block runs."""
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(level)
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger(name)
+    before = logger.level
+    logger.setLevel(level)
+    logger.addHandler(handler)
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(before)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator, Callable, Iterator
 
 import msgpack
 import pytest
@@ -27,7 +27,7 @@ from callsys.server.limits import Admission, RefusalLog, address_key, parse_netw
 from callsys.server.settings import (HELLO_FAILURE_WINDOW_S, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_ADDRESS,
                                      REFUSAL_LOG_INTERVAL_S, RETRY_AFTER_S, TRUSTED_PROXIES, ServerSettings)
 from conftest import CONFIG
-from server_support import (HANG_GUARD_S, TOKENS, client, fmt, guard, server, start_server,  # noqa: F401
+from server_support import (HANG_GUARD_S, TOKENS, captured_log, client, fmt, guard, server, start_server,  # noqa: F401
                             still_served)
 
 OTHER = "127.0.0.2"  # a second client address: Linux routes all of 127/8 to loopback
@@ -106,18 +106,10 @@ async def bad_hello(server, source: str = "127.0.0.1") -> None:
 
 
 @pytest.fixture
-def server_log() -> AsyncIterator[list[logging.LogRecord]]:
+def server_log() -> Iterator[list[logging.LogRecord]]:
     """The records of the ``callsys.server`` logger, INFO and up, during the test."""
-    records: list[logging.LogRecord] = []
-    handler = logging.Handler(logging.INFO)
-    handler.emit = records.append  # type: ignore[method-assign]
-    logger = logging.getLogger("callsys.server")
-    level = logger.level
-    logger.setLevel(logging.INFO)
-    logger.addHandler(handler)
-    yield records
-    logger.removeHandler(handler)
-    logger.setLevel(level)
+    with captured_log(logging.INFO) as records:
+        yield records
 
 
 def events(records: list[logging.LogRecord], name: str) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ from callsys.cli import main
 from callsys.hall import ROLES, load_hall
 from callsys.tokens import SAMPLE_TOKENS, TokenFileError, rewrite_tokens, sample_token_roles
 from conftest import CONFIG
-from server_support import guard, start_server
+from server_support import captured_log, guard, start_server
 
 SHIPPED = sorted(path.name for path in CONFIG.glob("*.toml"))  # every hall file shipped in config/
 
@@ -48,16 +48,8 @@ def test_sample_token_roles(demo_hall, qingdao_hall, make_hall):
 
 @pytest.fixture
 def warnings_logged():
-    records: list[logging.LogRecord] = []
-    handler = logging.Handler(logging.WARNING)
-    handler.emit = records.append  # type: ignore[method-assign]
-    logger = logging.getLogger("callsys.server")
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    logger.addHandler(handler)
-    yield records
-    logger.removeHandler(handler)
-    logger.setLevel(level)
+    with captured_log(logging.WARNING) as records:
+        yield records
 
 
 @pytest.mark.parametrize("tokens, roles", [
