@@ -53,7 +53,7 @@ def guard(seconds: float = HANG_GUARD_S) -> Callable:
     def decorate(fn: Callable) -> Callable:
         @functools.wraps(fn)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with _watchdog(seconds):
+            with hang_guard(seconds):
                 return await fn(*args, **kwargs)
         return wrapper
 
@@ -61,8 +61,9 @@ def guard(seconds: float = HANG_GUARD_S) -> Callable:
 
 
 @contextmanager
-def _watchdog(seconds: float) -> Iterator[None]:
-    """Cancel the body after *seconds* of real time and raise :exc:`trio.TooSlowError`."""
+def hang_guard(seconds: float = HANG_GUARD_S) -> Iterator[None]:
+    """Cancel the body after *seconds* of real time and raise :exc:`trio.TooSlowError`
+    (what :func:`guard` does for a whole test)."""
     token = trio.lowlevel.current_trio_token()
     with trio.CancelScope() as scope:
 
