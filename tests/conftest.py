@@ -2,6 +2,9 @@
 
 Kept to generic hall and time fixtures; helpers that drive the engine live in
 ``engine_support.py``.
+
+Hypothesis runs without its per-example deadline and without the too-slow health check:
+both measure wall time, so on a busy machine they fail tests that are correct.
 """
 
 from __future__ import annotations
@@ -13,12 +16,16 @@ from typing import Any, Callable, Mapping
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from callsys.hall import Hall, hall_from_mapping, load_hall
 
 CONFIG = Path(__file__).resolve().parent.parent / "config"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 MONDAY = datetime(2026, 11, 23, tzinfo=SHANGHAI)  # a Monday; no holiday logic exists anyway
+
+settings.register_profile("callsys", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("callsys")
 
 # A small hall for precise tests: three services, four windows, Mon-Fri 9-12 and 14-17,
 # Saturday morning, closed on Sunday. Windows start closed, so each test opens what it needs.

@@ -3,12 +3,25 @@
 The server runs in the test's nursery on the demo hall with its store in ``tmp_path`` and a
 clock that starts on Monday 2026-11-23 09:30 Shanghai time (the hall is open then).
 Import the fixtures into a test module to use them.
+
+No outcome may depend on how fast the machine is (the suite must pass with every core
+busy), so nothing here waits for time to pass:
+
+* the periodic phone refresh is off unless a test asks for it (``start_server(...,
+  phone_refresh_s=...)``), so a phone's next push is always the one its ticket's events make;
+* a test about timeouts takes pytest-trio's ``mock_clock`` fixture: trio's clock then stands
+  still while the test talks to the server, and moves only when the test jumps it or lets it
+  run with :func:`time_flies`;
+* :func:`guard` fails a hung test after a generous span of *real* time, so it also works on a
+  mock clock that never moves on its own.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import math
+import threading
 from contextlib import contextmanager
 from datetime import datetime
 from functools import partial
@@ -17,6 +30,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 import trio
+from trio.testing import MockClock
 
 from callsys.client import Client, connect
 from callsys.clock import ScaledClock
@@ -28,24 +42,70 @@ START = datetime(2026, 11, 23, 9, 30, tzinfo=SHANGHAI)  # a Monday morning: the 
 SECRET = b"test-secret"
 TOKENS = {"kiosk": "demo-kiosk", "clerk": "demo-clerk", "display": "demo-display", "speaker": "demo-speaker",
           "manager": "demo-manager"}
-HANG_GUARD_S = 30  # trio-clock guard against a hung test, not a performance limit
+HANG_GUARD_S = 30  # real seconds before a hung test fails: a deadlock guard, not a performance limit
 
 
 def guard(seconds: float = HANG_GUARD_S) -> Callable:
-    """Fail a test that hangs (a deadlock), measured on trio's clock."""
+    """Fail a test that hangs (a deadlock) after *seconds* of real time.
+
+    Real time, not trio's: a test on a mock clock must not hang for ever either.
+    """
 
     def decorate(fn: Callable) -> Callable:
         @functools.wraps(fn)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with trio.fail_after(seconds):
+            with hang_guard(seconds):
                 return await fn(*args, **kwargs)
         return wrapper
 
     return decorate
 
 
+@contextmanager
+def hang_guard(seconds: float = HANG_GUARD_S) -> Iterator[None]:
+    """Cancel the body after *seconds* of real time and raise :exc:`trio.TooSlowError`
+    (what :func:`guard` does for a whole test)."""
+    token = trio.lowlevel.current_trio_token()
+    with trio.CancelScope() as scope:
+
+        def expire() -> None:
+            try:
+                token.run_sync_soon(scope.cancel)
+            except trio.RunFinishedError:
+                pass
+
+        timer = threading.Timer(seconds, expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        finally:
+            timer.cancel()
+    if scope.cancelled_caught:
+        raise trio.TooSlowError(f"the test hung: still running after {seconds:g} s")
+
+
+@contextmanager
+def time_flies(clock: MockClock) -> Iterator[None]:
+    """Within: *clock* jumps to the next deadline whenever every task waits, so timeouts fire
+    at once instead of after real seconds; outside it the mock clock stands still.
+
+    A jump may come while bytes are still between two sockets, so use it only to wait for a
+    timeout whose outcome is the same whenever it fires (a connection closed as idle).
+    """
+    clock.autojump_threshold = 0
+    try:
+        yield
+    finally:
+        clock.autojump_threshold = math.inf
+
+
 async def start_server(nursery: trio.Nursery, hall: Hall, store: Path, **settings: Any) -> CallsysServer:
-    """A server for *hall* on a free port with its events in *store*."""
+    """A server for *hall* on a free port with its events in *store*.
+
+    *settings* are :class:`ServerSettings` fields; the periodic phone refresh is off unless given.
+    """
+    settings.setdefault("phone_refresh_s", math.inf)
     return await nursery.start(partial(serve_callsys, hall, f"file:{store}", port=0, clock=ScaledClock(START),
                                        secret=SECRET, settings=ServerSettings(**settings)))
 

@@ -3,6 +3,7 @@ unchanged, and other clients are still served."""
 
 from __future__ import annotations
 
+import math
 import socket
 import struct
 from contextlib import asynccontextmanager
@@ -11,13 +12,14 @@ from typing import Any, AsyncIterator
 import msgpack
 import pytest
 import trio
+from trio.testing import wait_all_tasks_blocked
 from trio_websocket import (ConnectionClosed, ConnectionRejected, WebSocketConnection, open_websocket_url,
                             wrap_client_stream)
 
-from callsys.client import FORMATS, ConnectionLost, RequestFailed
+from callsys.client import FORMATS, Client, ClientError, ConnectionLost, RequestFailed
 from callsys.protocol import CODECS, CloseCode, Codec
 from server_support import (TOKENS, client, fmt, guard, push_of, server, start_server,  # noqa: F401
-                            state_of, still_served)
+                            state_of, still_served, time_flies)
 
 
 @asynccontextmanager
@@ -192,21 +194,55 @@ async def test_flood_past_the_rate_limit_is_not_executed(nursery, demo_hall, tmp
 
 
 @guard()
-async def test_idle_connections_are_closed_but_keepalive_holds(nursery, demo_hall, tmp_path, fmt):
+async def test_idle_connections_are_closed(nursery, demo_hall, tmp_path, fmt, mock_clock):
+    # trio's clock stands still while the test talks, and runs only inside time_flies
     server = await start_server(nursery, demo_hall, tmp_path / "hall.db", idle_timeout_s=1.5, hello_timeout_s=1.0)
     async with raw(server.url, fmt) as (ws, codec):
-        with pytest.raises(ConnectionClosed) as silent:
+        with time_flies(mock_clock), pytest.raises(ConnectionClosed) as silent:
             await ws.get_message()  # never says hello
-    assert silent.value.reason.code == CloseCode.IDLE_TIMEOUT
+    assert silent.value.reason.code == CloseCode.IDLE_TIMEOUT and "no hello" in silent.value.reason.reason
     async with raw(server.url, fmt) as (ws, codec):
         await ws.send_message(codec.encode({"type": "hello", "token": TOKENS["kiosk"], "role": "kiosk"}))
         assert codec.decode(await ws.get_message())["type"] == "welcome"
-        with pytest.raises(ConnectionClosed) as idle:
+        with time_flies(mock_clock), pytest.raises(ConnectionClosed) as idle:
             await ws.get_message()
-    assert idle.value.reason.code == CloseCode.IDLE_TIMEOUT
-    async with client(server, "kiosk", fmt) as kept:  # pings every third of the idle timeout
-        await trio.sleep(3.5)
+    assert idle.value.reason.code == CloseCode.IDLE_TIMEOUT and "no message" in idle.value.reason.reason
+
+
+@guard()
+async def test_keepalive_pings_hold_a_quiet_connection_open(nursery, demo_hall, tmp_path, fmt, mock_clock):
+    idle = 1.5
+    server = await start_server(nursery, demo_hall, tmp_path / "hall.db", idle_timeout_s=idle)
+    async with client(server, "kiosk", fmt) as kept:
+        pings = answered_pings(kept)
+        await wait_all_tasks_blocked()  # the keepalive has started: its first ping is due in idle / 3
+        for _ in range(7):  # 3.5 s of the server's clock without a command: over twice the idle timeout
+            mock_clock.jump(idle / 3)  # the client's next ping is due ...
+            await pings.receive()  # ... and answered; only then does the clock move on
         assert (await kept.request("take_number", service="SOC"))["number"] == "C001"
+
+
+def answered_pings(c: Client) -> trio.MemoryReceiveChannel:
+    """Spy on *c*'s keepalive: each of its pings arrives here once the server answered it.
+
+    Delivered just before the keepalive goes back to sleep, with no checkpoint between: when
+    the test sees a ping, the next one is already due one interval after the current time.
+    """
+    send, receive = trio.open_memory_channel[Any](math.inf)
+    request = c.request
+
+    async def spying(kind: str, **fields: Any) -> Any:
+        try:
+            result = await request(kind, **fields)
+        except ClientError:
+            send.close()  # the connection is gone: the test's wait for a ping fails at once
+            raise
+        if kind == "ping":
+            send.send_nowait(result)
+        return result
+
+    c.request = spying  # type: ignore[method-assign]
+    return receive
 
 
 @asynccontextmanager
@@ -223,7 +259,9 @@ async def stalled_display(server, nursery: trio.Nursery) -> AsyncIterator[WebSoc
 
 
 @guard(60)
-async def test_slow_display_is_disconnected_without_holding_up_others(nursery, demo_hall, tmp_path):
+async def test_slow_display_is_disconnected_without_holding_up_others(nursery, demo_hall, tmp_path, mock_clock):
+    # trio's clock stands still: nothing here waits for time, and the server's close timeout
+    # cannot cut the slow display's last frame short however long the test takes to read it
     server = await start_server(nursery, demo_hall, tmp_path / "hall.db", outbox_frames=8, rate_per_s=1e6,
                                 rate_burst=10**6)
     async with client(server, "display", subscribe={"windows": [1]}) as healthy, \

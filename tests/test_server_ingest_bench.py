@@ -15,4 +15,5 @@ async def test_ingest_benchmark_reports_every_row():
                             "p99_ms_saturated", "events_per_commit", "server_cpu", "loadgen_cpu",
                             "server_cpu_per_ticket", "loadgen_cpu_per_ticket", "rejected"]
     assert values["tickets_per_s"] > 0 and values["p99_ms_at_1000"] >= values["p50_ms_at_1000"] > 0
-    assert values["events_per_commit"] >= 1 and values["server_cpu"] > 0
+    # CPU time comes in 10 ms ticks: a 0.3 s phase on a busy machine may see none
+    assert values["events_per_commit"] >= 1 and values["server_cpu"] >= 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from trio.testing import wait_all_tasks_blocked
 
 from callsys.client import RequestFailed
 from callsys.server import phone_secret
@@ -96,14 +97,28 @@ async def test_a_phone_sees_only_its_own_ticket(server, fmt):
 
 
 @guard()
-async def test_phones_get_position_refreshes(nursery, demo_hall, tmp_path, fmt):
-    server = await start_server(nursery, demo_hall, tmp_path / "hall.db", phone_refresh_s=0.05)
+async def test_phones_get_position_refreshes(nursery, demo_hall, tmp_path, fmt, mock_clock):
+    # trio's clock stands still, so the refresh timer fires exactly when the test jumps it
+    period = 5.0
+    server = await start_server(nursery, demo_hall, tmp_path / "hall.db", phone_refresh_s=period)
     async with client(server, "kiosk", fmt) as kiosk, client(server, "clerk", fmt, window=7) as clerk:
         await kiosk.request("take_number", service="SOC")
         mine = await kiosk.request("take_number", service="SOC")
         async with client(server, "phone", fmt, ticket=mine["ticket"], secret=mine["secret"]) as phone:
-            assert (await phone.next_push())["ahead"] == 1
+            hello = await phone.next_push()
+            assert (hello["ahead"], hello["estimated_wait_s"]) == (1, None)  # no window serves it yet
             await clerk.request("open_window")
-            await clerk.request("call_next")
+            mock_clock.jump(period)
+            estimate = await phone.next_push()  # same place, but now it has an estimate
+            assert (estimate["event"], estimate["status"], estimate["ahead"]) == ("position", "waiting", 1)
+            assert estimate["estimated_wait_s"] > 0
+            await clerk.request("call_next")  # calls C001: this phone's ticket moves up
+            mock_clock.jump(period)
             moved = await phone.next_push()
             assert (moved["event"], moved["status"], moved["ahead"]) == ("position", "waiting", 0)
+            mock_clock.jump(period)
+            await wait_all_tasks_blocked()  # the refresh has run: nothing moved, nothing pushed
+            for kind in ("start", "finish", "call_next"):
+                await clerk.request(kind)
+            called = await phone.next_push()
+            assert (called["event"], called["status"], called["window"]) == ("ticket_called", "called", 7)

