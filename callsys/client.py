@@ -45,6 +45,7 @@ FORMATS: Final = {"msgpack": MSGPACK, "json": JSON}
 RETRY_FOR_S: Final = 60.0  # how long a Device keeps retrying one request across reconnects
 BACKOFF_FIRST_S: Final = 0.25  # a Device's first reconnect delay (then doubled, with jitter)
 BACKOFF_MAX_S: Final = 10.0  # its longest reconnect delay
+CLOSE_TIMEOUT_S: Final = 2.0  # how long a closing Device waits for the server's close frame
 # Closes after which reconnecting cannot help: the server refused who the device says it is,
 # or another console took the clerk's window over (reconnecting would take it back, forever).
 FINAL_CLOSES: Final = frozenset({CloseCode.HANDSHAKE_FAILED, CloseCode.UNAUTHORIZED, CloseCode.REPLACED})
@@ -312,6 +313,7 @@ class Device:
         self.failure: ClientError | None = None
         self.welcome: dict[str, Any] = {}
         self._client: Client | None = None
+        self._closing = False
         self._changed = trio.Event()  # set (and replaced) whenever the connection changes
         self._prefix = secrets.token_hex(8)  # keys: 16 random hex characters, '-', a counter
         self._keys = itertools.count(1)
@@ -375,6 +377,14 @@ class Device:
         async for push in self._push_recv:
             yield push
 
+    async def aclose(self) -> None:
+        """Close the current connection with 1000 and stop reconnecting."""
+        self._closing = True
+        client = self._client
+        if client is not None:
+            with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT_S):
+                await client.ws.aclose()
+
     def _set(self, client: Client | None) -> None:
         self._client = client
         if client is not None:
@@ -404,6 +414,8 @@ class Device:
                         raise  # the first connection: the caller learns at once
                     lost = exc
                 self._set(None)
+                if self._closing:
+                    return
                 if _final(lost):
                     self.failure = lost
                     return
@@ -440,4 +452,5 @@ async def connect_device(url: str = DEFAULT_URL, *, role: str, token: str | None
         try:
             yield device
         finally:
+            await device.aclose()  # a clean close handshake, not a dropped connection
             nursery.cancel_scope.cancel()

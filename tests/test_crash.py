@@ -30,8 +30,11 @@ KILL_AFTER = 300  # acknowledged tickets before the SIGKILL
 
 async def start_server(nursery: trio.Nursery, store: Path) -> tuple[trio.Process, str]:
     """``python -m callsys serve`` on a free port; returns the process and its URL."""
+    # --rate/--burst: the retries after the restart (~400 requests on one connection) would
+    # otherwise meet the per-connection rate limit on a fast machine
     server = await spawn_server(nursery, ["--config", str(CONFIG / "demo.toml"), "--store", f"file:{store}",
-                                          "--port", "0", "--clock", "2026-11-23T09:30"])
+                                          "--port", "0", "--clock", "2026-11-23T09:30",
+                                          "--rate", "1e9", "--burst", str(10**9)])
     return server.process, server.url
 
 

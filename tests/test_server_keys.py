@@ -8,6 +8,7 @@ whose answer was lost with its key: one ticket, never two.
 
 from __future__ import annotations
 
+import logging
 from functools import partial
 
 import pytest
@@ -18,7 +19,7 @@ from callsys.clock import ScaledClock
 from callsys.protocol import CloseCode
 from callsys.server import ServerSettings, serve_callsys
 
-from server_support import SECRET, START, TOKENS, client, fmt, guard, server  # noqa: F401
+from server_support import SECRET, START, TOKENS, captured_log, client, fmt, guard, server  # noqa: F401
 
 
 @guard()
@@ -171,3 +172,14 @@ async def test_a_replaced_clerk_device_stops_for_good(server):
         with pytest.raises(ConnectionLost):
             await older.request("window")
         assert older.connects == 1  # it did not take the window back
+
+
+@guard()
+async def test_a_device_closes_with_a_clean_handshake(server):
+    with captured_log(logging.INFO) as records:
+        async with connect_device(server.url, role="kiosk", token=TOKENS["kiosk"]) as kiosk:
+            await kiosk.request("ping")
+        while not any(r.msg == "conn_close" for r in records):
+            await trio.sleep(0.001)  # the server's bookkeeping catching up with the socket
+    (closed,) = [r for r in records if r.msg == "conn_close"]
+    assert closed.fields["client_close"] == "1000"
