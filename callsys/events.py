@@ -9,6 +9,7 @@ never decides anything.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from operator import attrgetter
 from typing import Any, ClassVar
 
 
@@ -210,6 +211,7 @@ EVENTS: dict[str, type[Event]] = {
     )
 }
 _FIELDS = {kind: tuple(f.name for f in fields(cls)) for kind, cls in EVENTS.items()}
+_VALUES = {kind: attrgetter(*names) for kind, names in _FIELDS.items()}  # every event has >= 2 fields: a tuple
 
 
 def to_record(event: Event) -> dict[str, Any]:
@@ -222,7 +224,7 @@ def to_record(event: Event) -> dict[str, Any]:
 
 def to_row(event: Event) -> list[Any]:
     """``event`` as a compact list ``[kind, field, ...]`` (what the event log stores)."""
-    return [event.kind, *[getattr(event, name) for name in _FIELDS[event.kind]]]
+    return [event.kind, *_VALUES[event.kind](event)]
 
 
 def from_row(row: list[Any]) -> Event:

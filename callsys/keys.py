@@ -23,7 +23,10 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING
+from operator import attrgetter
+from typing import TYPE_CHECKING, Callable
+
+import msgpack
 
 if TYPE_CHECKING:
     from .commands import Command
@@ -52,14 +55,22 @@ class KeyEntry:
 def digest(command: "Command") -> str:
     """A stable fingerprint of *command*'s kind and fields except ``at`` and ``key``.
 
-    Stable across processes (unlike ``hash``), so it can live in the event log.
+    Stable across processes (unlike ``hash``), so it can live in the event log: a
+    BLAKE2b-64 of the msgpack encoding of the kind and the field values.
     """
+    values = _values(command)
+    return hashlib.blake2b(_packer.pack((command.kind, values(command))), digest_size=8).hexdigest()
+
+
+def _values(command: "Command") -> Callable[["Command"], tuple]:
+    """The (cached) getter of the fields a command class's digest covers."""
     cls = type(command)
-    names = _NAMES.get(cls)
-    if names is None:
-        names = _NAMES[cls] = tuple(f.name for f in fields(cls) if f.name not in ("at", "key"))
-    values = tuple([getattr(command, name) for name in names])
-    return hashlib.blake2b(f"{command.kind}{values!r}".encode(), digest_size=8).hexdigest()
+    getter = _GETTERS.get(cls)
+    if getter is None:
+        names = [f.name for f in fields(cls) if f.name not in ("at", "key")]
+        getter = _GETTERS[cls] = (attrgetter(*names, names[0]) if names else lambda c: ())  # always a tuple
+    return getter
 
 
-_NAMES: dict[type, tuple[str, ...]] = {}  # command class -> the fields its digest covers
+_GETTERS: dict[type, Callable[["Command"], tuple]] = {}
+_packer = msgpack.Packer(use_bin_type=True)

@@ -103,11 +103,10 @@ class CallsysServer:
         """
         if self.stopping:
             raise Unavailable("the server is shutting down")
-        if command.key is not None:
-            original = self.engine.repeat_of(command)
-            if original is not None:
-                return original.events, self.journal.pending_at(original.seq)
         events = self.engine.decide(command)
+        if not events and command.key is not None:  # a repeated key: decide wrote nothing
+            original = self.engine.state.keys[command.key]
+            return original.events, self.journal.pending_at(original.seq)
         try:
             self.engine.apply_all(events)
             pending = self.journal.submit(events)
