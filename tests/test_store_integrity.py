@@ -498,6 +498,19 @@ async def test_store_check_compares_the_snapshot_with_the_replay(tmp_path, demo_
     assert "snapshot differs from the replay" in report["damage"]
 
 
+async def test_store_check_accepts_a_snapshot_from_before_idempotency_keys(tmp_path, demo_hall):
+    path = tmp_path / "hall.db"
+    await fill(path, demo_hall, 10, snapshot=True)
+    store = await open_store(f"file:{path}", "demo")
+    _, data = await store.load_snapshot()
+    await store.aclose()
+    state = msgpack.unpackb(data, raw=False)
+    del state["seq"], state["keys"]  # what the code before idempotency keys wrote
+    sql(path, "UPDATE snapshots SET data = ?", msgpack.packb(state, use_bin_type=True))
+    done = await callsys("store", "check", str(path), "--config", DEMO, "--json")
+    assert done.returncode == 0, done.stdout
+
+
 async def test_store_check_refuses_what_is_not_a_store(tmp_path):
     (tmp_path / "notes.db").write_text("not a database at all, just words\n" * 5)
     done = await callsys("store", "check", str(tmp_path / "notes.db"), "--config", DEMO)

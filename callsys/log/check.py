@@ -24,7 +24,7 @@ import msgpack
 from ..engine import QueueEngine
 from ..hall import Hall
 from .base import StoreDamaged
-from .journal import pack_state, replay, restore_state
+from .journal import replay, restore_state
 from .sqlite import FileLog
 
 
@@ -78,16 +78,25 @@ async def check_store(path: str | Path, hall: Hall) -> CheckReport:
 
 
 async def _check_snapshot(log: FileLog, engine: QueueEngine, hall: Hall, seq: int, data: bytes) -> int:
-    """Replay *engine* up to the snapshot at *seq* and compare; returns *seq*."""
-    restore_state(log.name, hall, seq, data)  # decodes into a state at all
+    """Replay *engine* up to the snapshot at *seq* and compare the two states; returns *seq*.
+
+    The saved state is compared as recovery would restore it (older snapshots lack fields
+    that restoring fills in), not byte for byte.
+    """
+    restored = restore_state(log.name, hall, seq, data)
+    restored.seq = seq  # as recovery sets it
     reached = await replay(log, engine, 0, upto=seq)
     if reached < seq:
         raise StoreDamaged(f"store {log.name} is damaged at seq {seq}: the snapshot is newer than the "
                            f"last record ({reached})", seq)
-    replayed = msgpack.unpackb(pack_state(engine), raw=False)
-    saved = msgpack.unpackb(data, raw=False)
+    replayed, saved = _plain(engine.snapshot()), _plain(restored.snapshot())
     if replayed != saved:
         parts = sorted(k for k in set(replayed) | set(saved) if replayed.get(k) != saved.get(k))
         raise StoreDamaged(f"store {log.name} is damaged at seq {seq}: the snapshot differs from the replay "
                            f"of the log up to it (in {', '.join(map(str, parts))})", seq)
     return seq
+
+
+def _plain(state: dict[str, Any]) -> dict[str, Any]:
+    """*state* as msgpack gives it back (tuples become lists), so two states compare by value."""
+    return msgpack.unpackb(msgpack.packb(state, use_bin_type=True), raw=False)
