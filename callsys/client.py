@@ -97,7 +97,33 @@ class _Waiter:
         self.reply: dict[str, Any] | None = None
 
 
-class Client:
+class _Pushes:
+    """Pushes (and id-less replies) as they arrive, for :class:`Client` and :class:`Device`."""
+
+    _push_recv: trio.MemoryReceiveChannel[dict[str, Any]]
+
+    def _ended(self) -> ClientError | None:
+        """Why no more pushes come (the close, or the failure), if known."""
+        raise NotImplementedError
+
+    async def next_push(self) -> dict[str, Any]:
+        """The next push.
+
+        Raises:
+            ConnectionLost: the connection (a device: for good) closed and no push is left.
+        """
+        try:
+            return await self._push_recv.receive()
+        except trio.EndOfChannel:
+            raise self._ended() or ConnectionLost(None, "closed") from None
+
+    async def pushes(self) -> AsyncIterator[dict[str, Any]]:
+        """Every push until the connection (a device: for good) closes."""
+        async for push in self._push_recv:
+            yield push
+
+
+class Client(_Pushes):
     """An authenticated connection; build it with :func:`connect`."""
 
     def __init__(self, ws: WebSocketConnection, codec: Codec) -> None:
@@ -113,6 +139,9 @@ class Client:
     @property
     def role(self) -> str:
         return self.welcome["role"]
+
+    def _ended(self) -> ClientError | None:
+        return self.closed
 
     # ------------------------------------------------------------------ requests
 
@@ -153,24 +182,6 @@ class Client:
             raise self.closed
         self._out_send.send_nowait(frame)
         await trio.lowlevel.checkpoint()
-
-    # ------------------------------------------------------------------ pushes
-
-    async def next_push(self) -> dict[str, Any]:
-        """The next push (or id-less reply).
-
-        Raises:
-            ConnectionLost: the connection closed and no push is left.
-        """
-        try:
-            return await self._push_recv.receive()
-        except trio.EndOfChannel:
-            raise self.closed or ConnectionLost(None, "closed") from None
-
-    async def pushes(self) -> AsyncIterator[dict[str, Any]]:
-        """Every push until the connection closes."""
-        async for push in self._push_recv:
-            yield push
 
     # ------------------------------------------------------------------ background
 
@@ -278,7 +289,7 @@ def _retry_after(headers: Any) -> float | None:
     return None
 
 
-class Device:
+class Device(_Pushes):
     """A device that stays connected; build it with :func:`connect_device`.
 
     It has :class:`Client`'s ``request``, ``next_push``, ``pushes`` and ``welcome``; what
@@ -323,6 +334,9 @@ class Device:
     def role(self) -> str:
         return self.welcome["role"]
 
+    def _ended(self) -> ClientError | None:
+        return self.failure
+
     def new_key(self) -> str:
         """A fresh idempotency key, unique to this device (well under the 64-character limit)."""
         return f"{self._prefix}-{next(self._keys)}"
@@ -360,22 +374,6 @@ class Device:
                 await self._changed.wait()
                 continue
             raise ConnectionLost(None, f"no connection to {self.url} for {self.retry_for_s:g} s")
-
-    async def next_push(self) -> dict[str, Any]:
-        """The next push, from whichever connection is current.
-
-        Raises:
-            ConnectionLost: the device stopped for good and no push is left.
-        """
-        try:
-            return await self._push_recv.receive()
-        except trio.EndOfChannel:
-            raise self.failure or ConnectionLost(None, "closed") from None
-
-    async def pushes(self) -> AsyncIterator[dict[str, Any]]:
-        """Every push until the device stops."""
-        async for push in self._push_recv:
-            yield push
 
     async def aclose(self) -> None:
         """Close the current connection with 1000 and stop reconnecting."""

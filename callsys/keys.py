@@ -58,19 +58,16 @@ def digest(command: "Command") -> str:
     Stable across processes (unlike ``hash``), so it can live in the event log: a
     BLAKE2b-64 of the msgpack encoding of the kind and the field values.
     """
-    values = _values(command)
-    return hashlib.blake2b(_packer.pack((command.kind, values(command))), digest_size=8).hexdigest()
+    getter = _GETTERS.get(type(command)) or _getter(type(command))
+    return hashlib.blake2b(_packer.pack((command.kind, getter(command))), digest_size=8).hexdigest()
 
 
-def _values(command: "Command") -> Callable[["Command"], tuple]:
-    """The (cached) getter of the fields a command class's digest covers."""
-    cls = type(command)
-    getter = _GETTERS.get(cls)
-    if getter is None:
-        names = [f.name for f in fields(cls) if f.name not in ("at", "key")]
-        getter = _GETTERS[cls] = (attrgetter(*names, names[0]) if names else lambda c: ())  # always a tuple
+def _getter(cls: type) -> Callable[["Command"], object]:
+    """Reads the fields *cls*'s digest covers (one value, or a tuple of several); cached."""
+    names = [f.name for f in fields(cls) if f.name not in ("at", "key")]
+    getter = _GETTERS[cls] = attrgetter(*names) if names else (lambda command: ())
     return getter
 
 
-_GETTERS: dict[type, Callable[["Command"], tuple]] = {}
+_GETTERS: dict[type, Callable[["Command"], object]] = {}
 _packer = msgpack.Packer(use_bin_type=True)

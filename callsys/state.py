@@ -152,8 +152,7 @@ class HallState:
         self.totals: Counter[str] = Counter()  # issued, called, served, no_show, ...
         self.seq = 0  # events folded in so far: the log seq of the newest (the log numbers from 1)
         self.keys: dict[str, KeyEntry] = {}  # today's idempotency keys (see callsys.keys)
-        self.keying: KeyEntry | None = None  # the keyed command whose events are being folded
-        self.keying_left = 0  # how many of its events are still to come
+        self.keying: KeyEntry | None = None  # the keyed command whose events are being folded (until its seq)
 
     # ------------------------------------------------------------------ time
 
@@ -270,22 +269,17 @@ def apply(state: HallState, event: ev.Event) -> None:
     """Fold one event into *state*."""
     state.advance(event.at)
     state.seq += 1
-    if state.keying_left:
-        _keyed_event(state, event)
+    keying = state.keying
+    if keying is not None:
+        keying.events.append(event)
+        if state.seq == keying.seq:  # its last event
+            state.keying = None
     _APPLY[event.kind](state, event)
 
 
 def _command_keyed(state: HallState, e: ev.CommandKeyed) -> None:
-    entry = KeyEntry(e.key, e.command, e.digest, state.seq + e.events)
-    state.keys[e.key] = entry
-    state.keying, state.keying_left = (entry, e.events) if e.events else (None, 0)
-
-
-def _keyed_event(state: HallState, event: ev.Event) -> None:
-    state.keying.events.append(event)
-    state.keying_left -= 1
-    if not state.keying_left:
-        state.keying = None
+    entry = state.keys[e.key] = KeyEntry(e.key, e.command, e.digest, state.seq + e.events)
+    state.keying = entry if e.events else None
 
 
 def _issue(state: HallState, ticket: Ticket, number: str, day: int, seq: int) -> None:

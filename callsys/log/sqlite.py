@@ -559,11 +559,7 @@ def _create(path: Path, hall_id: str) -> None:
     finally:
         conn.close()  # the last connection: the log is checkpointed into the file and removed
     try:
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _fsync(tmp)
         try:
             os.link(tmp, path)
         except FileExistsError:
@@ -574,11 +570,12 @@ def _create(path: Path, hall_id: str) -> None:
             os.rename(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
+    _fsync(path.parent)
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
+def _fsync(path: Path) -> None:
+    """Flush a file, or a directory's entries, to disk."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
@@ -657,16 +654,12 @@ def backup(source: Path, dest: Path, *, force: bool = False) -> BackupInfo:
             records, last = copy.execute("SELECT COUNT(*), COALESCE(MAX(seq), 0) FROM events").fetchone()
         finally:
             copy.close()  # the last connection: a -wal of the copy is checkpointed into it and removed
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _fsync(tmp)
         if lock_fd is not None:
             for stale in sidecars(dest):  # the replaced store's log must not be replayed onto the copy
                 stale.unlink(missing_ok=True)
         os.replace(tmp, dest)
-        _fsync_dir(dest.parent)
+        _fsync(dest.parent)
     except sqlite3.Error as exc:
         raise LogError(f"cannot back up store {source} to {dest}: {exc}") from None
     finally:

@@ -87,18 +87,14 @@ def parse_networks(specs: Iterable[str]) -> tuple[IPNetwork, ...]:
 
 def address_key(host: str) -> str:
     """The key *host* is counted under: the IPv4 address, an IPv6 /64, or *host* itself."""
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
+    ip = _ip(host)
+    if ip is None:
         return host
-    if ip.version == 6:
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.IPv6Network((ip, 64), strict=False))
-    return str(ip)
+    return str(ipaddress.IPv6Network((ip, 64), strict=False)) if ip.version == 6 else str(ip)
 
 
 def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The IP address *host* names (an IPv4-mapped IPv6 one as IPv4), or None."""
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
