@@ -1,0 +1,86 @@
+"""The TV board and the LED strip in headless Chromium: a clerk calls through the client
+library and both pages show the number (read from their DOM), again after the server
+restarted under the open pages (same store, same port). The board's screenshot is kept as
+``tests/artifacts/board.png``."""
+
+from __future__ import annotations
+
+import json
+
+import trio
+
+from browser_support import ARTIFACTS, file_pages, needs_chromium, open_browser, page_url, serve_hall
+from server_support import TOKENS, client, guard
+
+pytestmark = needs_chromium
+
+WINDOW = 7  # a window of the demo hall's "social" zone, serving SOC and MED
+
+
+def current_call(number: str, window: int) -> str:
+    """JS: the board's newest call is *number* at *window*."""
+    return (f"(() => {{ const c = document.querySelector('#calls .call.current'); "
+            f"return !!c && c.dataset.number === {json.dumps(number)} && c.dataset.window === '{window}'; }})()")
+
+
+def led_shows(number: str) -> str:
+    return f"document.querySelector('.line1 .number')?.textContent === {json.dumps(number)}"
+
+
+async def call_next(server, window: int) -> str:
+    """A kiosk takes a SOC number and the clerk of *window* calls next: the number called."""
+    async with client(server, "kiosk") as kiosk:
+        await kiosk.request("take_number", service="SOC")
+    async with client(server, "clerk", window=window) as clerk:
+        if (await clerk.request("window"))["status"] == "closed":
+            await clerk.request("open_window")
+        if (await clerk.request("window"))["current"] is not None:
+            await clerk.request("finish")
+        result = await clerk.request("call_next")
+    (called,) = [e for e in result["events"] if e["kind"] == "ticket_called"]
+    assert called["window"] == window
+    return called["number"]
+
+
+@guard(180)
+async def test_board_and_led_show_the_call_and_follow_a_server_restart(nursery, demo_hall, tmp_path):
+    store = tmp_path / "hall.db"
+    server, stopped = await serve_hall(nursery, demo_hall, store)
+    base, ws = file_pages(tmp_path), server.url
+    async with open_browser(tmp_path) as browser:
+        board = await browser.new_page(page_url(base, "board", zone="social", token=TOKENS["display"], ws=ws),
+                                       width=1920, height=1080)
+        led = await browser.new_page(page_url(base, "led", window=WINDOW, token=TOKENS["display"], ws=ws))
+        for page in (board, led):
+            await page.wait_for("document.body.dataset.connects === '1'")
+
+        first = await call_next(server, WINDOW)
+        await board.wait_for(current_call(first, WINDOW))
+        await led.wait_for(led_shows(first))
+        assert "Window 7" in await board.text("#calls .call.current")
+        assert await board.evaluate("document.querySelector('#calls .call.current').classList.contains('blink')")
+        assert "演示政务服务大厅" in await board.text("#hall-name")
+        await board.wait_for("/\\d\\d:\\d\\d:\\d\\d/.test(document.getElementById('clock').textContent)")
+        print("board clock:", await board.text("#clock"))
+
+        server.shutdown()  # the pages stay open while the server restarts on the same port
+        await stopped.wait()
+        for page in (board, led):
+            await page.wait_for("document.getElementById('conn').dataset.state !== 'connected'")
+        server, stopped = await serve_hall(nursery, demo_hall, store, port=server.port)
+        for page in (board, led):
+            await page.wait_for("document.body.dataset.connects === '2'")
+        await board.wait_for(current_call(first, WINDOW))  # re-synced from the fresh board
+        await led.wait_for(led_shows(first))
+
+        second = await call_next(server, WINDOW)
+        assert second != first
+        await board.wait_for(current_call(second, WINDOW))
+        await led.wait_for(led_shows(second))
+        assert await board.evaluate(
+            f"document.querySelectorAll('#calls .call')[1]?.dataset.number === {json.dumps(first)}")
+        shot = await board.screenshot(ARTIFACTS / "board.png")
+        print(f"TV board screenshot: {shot}")
+        assert shot.read_bytes().startswith(b"\x89PNG")
+        assert board.errors == [] and led.errors == []
+    server.shutdown()
