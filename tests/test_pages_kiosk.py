@@ -1,0 +1,39 @@
+"""The kiosk page driven through headless Chromium: services grouped and bilingual, a touch on
+one takes a number (ticket on screen, the engine has it), back to the start afterwards."""
+
+from __future__ import annotations
+
+from browser_support import file_pages, needs_chromium, open_browser, page_url, serve_hall
+from server_support import TOKENS, guard
+
+pytestmark = needs_chromium
+
+
+@guard(120)
+async def test_kiosk_takes_a_number(nursery, demo_hall, tmp_path):
+    server, _ = await serve_hall(nursery, demo_hall, tmp_path / "hall.db")
+    engine = server.engine
+    async with open_browser(tmp_path) as browser:
+        page = await browser.new_page(page_url(file_pages(tmp_path), "kiosk", token=TOKENS["kiosk"], ws=server.url))
+        await page.wait_for("document.querySelectorAll('.tile').length === 5")
+        assert await page.evaluate("document.querySelectorAll('.group').length") == 3  # by the services' groups
+        soc = await page.text(".tile[data-code=SOC]")
+        assert "社保业务" in soc and "Social security" in soc
+
+        await page.click(".tile[data-code=SOC]")
+        await page.wait_for("document.body.classList.contains('show-ticket')")
+        number = await page.text("#ticket-number")
+        assert await page.text("#ticket-ahead") == "0"
+        (ticket,) = engine.state.tickets.values()
+        assert (ticket.number, ticket.service, ticket.status, ticket.channel) == (number, "SOC", "waiting", "kiosk")
+        assert number.startswith("C")
+
+        await page.click("#ticket-done")
+        await page.wait_for("!document.body.classList.contains('show-ticket') && "
+                            "document.querySelector('.tile[data-code=SOC] .queue').textContent.includes('1 waiting')")
+        await page.click(".tile[data-code=SOC]")
+        await page.wait_for("document.body.classList.contains('show-ticket') && "
+                            "document.getElementById('ticket-ahead').textContent === '1'")
+        assert len(engine.state.tickets) == 2  # one ticket per touch
+        assert page.errors == []
+    server.shutdown()
