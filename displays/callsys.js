@@ -135,6 +135,8 @@ const Callsys = (() => {
       this.failures = 0;
       this.stopped = false;
       this.pingTimer = null;
+      this.welcomed = false;      // the current socket got its welcome
+      this.helloError = null;     // the error that answered our hello, if any
     }
 
     start() {
@@ -153,8 +155,7 @@ const Callsys = (() => {
     }
 
     get connected() {
-      return this.socket !== null && this.socket.readyState === WebSocket.OPEN && this.welcome !== null
-        && this.welcomed;
+      return this.welcomed && this.socket !== null && this.socket.readyState === WebSocket.OPEN;
     }
 
     /**
@@ -189,6 +190,7 @@ const Callsys = (() => {
 
     _open() {
       this.welcomed = false;
+      this.helloError = null;
       this._status(this.connects ? "reconnecting" : "connecting");
       let socket;
       try {
