@@ -226,6 +226,7 @@ const Callsys = (() => {
         clearInterval(this.pingTimer);
         this.pingTimer = setInterval(() => { if (this.connected) this._send({ type: "ping" }); }, pingS * 1000);
         if (this.options.onWelcome) this.options.onWelcome(message);
+        document.dispatchEvent(new CustomEvent("callsys-welcome", { detail: message }));
         this._status("connected");
         for (const entry of this.pending.values()) this._send(entry.message);  // resend after reconnecting
         return;
@@ -338,6 +339,7 @@ const Callsys = (() => {
       }
     };
     tick();
+    document.addEventListener("callsys-welcome", tick);
     setInterval(tick, 500);
   }
 

@@ -57,6 +57,7 @@ async def test_board_and_led_show_the_call_and_follow_a_server_restart(nursery, 
         first = await call_next(server, WINDOW)
         await board.wait_for(current_call(first, WINDOW))
         await led.wait_for(led_shows(first))
+        assert f"请{first}号到7号窗口" in await led.evaluate("document.getElementById('scroll').dataset.text")
         assert "Window 7" in await board.text("#calls .call.current")
         assert await board.evaluate("document.querySelector('#calls .call.current').classList.contains('blink')")
         assert "演示政务服务大厅" in await board.text("#hall-name")
@@ -79,6 +80,7 @@ async def test_board_and_led_show_the_call_and_follow_a_server_restart(nursery, 
         await led.wait_for(led_shows(second))
         assert await board.evaluate(
             f"document.querySelectorAll('#calls .call')[1]?.dataset.number === {json.dumps(first)}")
+        await led.screenshot(ARTIFACTS / "led.png")
         shot = await board.screenshot(ARTIFACTS / "board.png")
         print(f"TV board screenshot: {shot}")
         assert shot.read_bytes().startswith(b"\x89PNG")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from browser_support import file_pages, needs_chromium, open_browser, page_url, serve_hall
+from browser_support import ARTIFACTS, file_pages, needs_chromium, open_browser, page_url, serve_hall
 from server_support import TOKENS, client, guard
 
 pytestmark = needs_chromium
@@ -57,6 +57,7 @@ async def test_clerk_console_runs_the_window(nursery, demo_hall, tmp_path):
 
         await page.press("n")
         await page.wait_for(shows("#current-number", second["number"]))
+        await page.screenshot(ARTIFACTS / "clerk.png")
         await page.click("button[data-action=transfer]")  # transfer asks for the target
         await page.wait_for("document.getElementById('transfer-form').classList.contains('open')")
         await page.evaluate("document.getElementById('transfer-target').value = '8'; "

@@ -3,7 +3,7 @@ one takes a number (ticket on screen, the engine has it), back to the start afte
 
 from __future__ import annotations
 
-from browser_support import file_pages, needs_chromium, open_browser, page_url, serve_hall
+from browser_support import ARTIFACTS, file_pages, needs_chromium, open_browser, page_url, serve_hall
 from server_support import TOKENS, guard
 
 pytestmark = needs_chromium
@@ -16,6 +16,7 @@ async def test_kiosk_takes_a_number(nursery, demo_hall, tmp_path):
     async with open_browser(tmp_path) as browser:
         page = await browser.new_page(page_url(file_pages(tmp_path), "kiosk", token=TOKENS["kiosk"], ws=server.url))
         await page.wait_for("document.querySelectorAll('.tile').length === 5")
+        await page.screenshot(ARTIFACTS / "kiosk.png")
         assert await page.evaluate("document.querySelectorAll('.group').length") == 3  # by the services' groups
         soc = await page.text(".tile[data-code=SOC]")
         assert "社保业务" in soc and "Social security" in soc
@@ -27,6 +28,7 @@ async def test_kiosk_takes_a_number(nursery, demo_hall, tmp_path):
         (ticket,) = engine.state.tickets.values()
         assert (ticket.number, ticket.service, ticket.status, ticket.channel) == (number, "SOC", "waiting", "kiosk")
         assert number.startswith("C")
+        await page.screenshot(ARTIFACTS / "kiosk-ticket.png")
 
         await page.click("#ticket-done")
         await page.wait_for("!document.body.classList.contains('show-ticket') && "
@@ -36,4 +38,26 @@ async def test_kiosk_takes_a_number(nursery, demo_hall, tmp_path):
                             "document.getElementById('ticket-ahead').textContent === '1'")
         assert len(engine.state.tickets) == 2  # one ticket per touch
         assert page.errors == []
+    server.shutdown()
+
+
+@guard(120)
+async def test_kiosk_touch_while_the_server_restarts_gives_one_ticket(nursery, demo_hall, tmp_path):
+    """A touch while the server is down waits; the take_number goes out with its idempotency
+    key once the page has reconnected to the restarted server: one ticket, shown."""
+    store = tmp_path / "hall.db"
+    server, stopped = await serve_hall(nursery, demo_hall, store)
+    async with open_browser(tmp_path) as browser:
+        page = await browser.new_page(page_url(file_pages(tmp_path), "kiosk", token=TOKENS["kiosk"], ws=server.url))
+        await page.wait_for("document.querySelectorAll('.tile').length === 5")
+        server.shutdown()
+        await stopped.wait()
+        await page.wait_for("document.getElementById('conn').dataset.state !== 'connected'")
+        await page.click(".tile[data-code=BIZ]")
+        assert await page.evaluate("document.querySelector('.tile[data-code=BIZ]').disabled")  # taking: no double touch
+        server, _ = await serve_hall(nursery, demo_hall, store, port=server.port)
+        await page.wait_for("document.body.classList.contains('show-ticket')")
+        (ticket,) = server.engine.state.tickets.values()
+        assert (await page.text("#ticket-number"), ticket.service) == (ticket.number, "BIZ")
+        assert len(server.engine.state.keys) == 1  # the command carried its key
     server.shutdown()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from urllib.parse import urljoin
 
-from browser_support import file_pages, needs_chromium, open_browser, page_url, serve_hall
+from browser_support import ARTIFACTS, file_pages, needs_chromium, open_browser, page_url, serve_hall
 from server_support import TOKENS, client, guard, push_of
 
 pytestmark = needs_chromium
@@ -49,6 +49,7 @@ async def test_speaker_queues_merges_and_plays_in_order(nursery, demo_hall, tmp_
         await page.wait_for("document.body.dataset.sound === 'on'")
         await page.wait_for(f"document.getElementById('now').dataset.number === {first['number']!r}")
         assert "7号窗口" in await page.text("#now-number")
+        await page.screenshot(ARTIFACTS / "speaker.png")
         played = "Array.from(document.querySelectorAll('#played li'), li => li.dataset.number).join(',')"
         await page.wait_for(f"{played} === {second['number'] + ',' + first['number']!r}")  # newest first
         assert await page.evaluate("document.querySelectorAll('#queue li').length") == 0
