@@ -56,6 +56,10 @@ class BrowserError(Exception):
     """A DevTools command failed, or the page threw."""
 
 
+class NavigatingError(BrowserError):
+    """The page's document went away under a command (it navigated)."""
+
+
 class Browser:
     """One DevTools connection to a headless Chromium; commands are matched to replies by id."""
 
@@ -76,6 +80,8 @@ class Browser:
         await self.ws.send_message(json.dumps(message))
         reply = await receive.receive()
         if "error" in reply:
+            if "context" in reply["error"].get("message", "").lower():
+                raise NavigatingError(f"{method}: {reply['error'].get('message')}")
             raise BrowserError(f"{method}: {reply['error'].get('message')} {reply['error'].get('data', '')}")
         return reply.get("result", {})
 
@@ -157,9 +163,13 @@ class Page:
         """
         try:
             with hang_guard(guard_s):
-                while not (value := await self.evaluate(condition)):
+                while True:
+                    try:
+                        if value := await self.evaluate(condition):
+                            return value
+                    except NavigatingError:  # the page is loading another document: ask the new one
+                        pass
                     await trio.sleep(POLL_S)
-                return value
         except trio.TooSlowError:
             text = await self.evaluate("document.body ? document.body.innerText : ''")
             raise trio.TooSlowError(f"waited in vain for {condition!r}; the page shows:\n{text}\n"

@@ -14,8 +14,13 @@ async def test_kiosk_takes_a_number(nursery, demo_hall, tmp_path):
     server, _ = await serve_hall(nursery, demo_hall, tmp_path / "hall.db")
     engine = server.engine
     async with open_browser(tmp_path) as browser:
-        page = await browser.new_page(page_url(file_pages(tmp_path), "kiosk", token=TOKENS["kiosk"], ws=server.url))
+        page = await browser.new_page(page_url(file_pages(tmp_path), "kiosk", ws=server.url))
+        await page.wait_for("!!document.querySelector('.token-form')")  # no token given or remembered: asks
+        await page.evaluate("document.querySelector('.token-form input').value = 'demo-kiosk'; "
+                            "document.querySelector('.token-form').requestSubmit()")
         await page.wait_for("document.querySelectorAll('.tile').length === 5")
+        assert "token=demo-kiosk" in await page.evaluate("location.search")
+        assert await page.evaluate("localStorage.getItem('callsys.token.kiosk')") == TOKENS["kiosk"]
         await page.screenshot(ARTIFACTS / "kiosk.png")
         assert await page.evaluate("document.querySelectorAll('.group').length") == 3  # by the services' groups
         soc = await page.text(".tile[data-code=SOC]")
