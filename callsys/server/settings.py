@@ -1,4 +1,4 @@
-"""Server settings: every limit and timeout of the WebSocket server, with its unit.
+"""Server settings: every limit and timeout of the server (WebSocket and HTTP), with its unit.
 
 The connection limits are sized for the flagship hall: 400 windows (a clerk console, an
 LED strip and their share of TVs and speakers: ~1,000 devices) and ~10,000 phones
@@ -37,6 +37,7 @@ RETRY_AFTER_S: Final = 30  # seconds a refused client is told to wait (Retry-Aft
 HELLO_FAILURES: Final = 10  # failed hellos from one address within HELLO_FAILURE_WINDOW_S before it is refused
 HELLO_FAILURE_WINDOW_S: Final = 60.0  # seconds a failed hello counts against its address
 REFUSAL_LOG_INTERVAL_S: Final = 60.0  # seconds between two log lines about refusals of one address
+HTTP_KEEP_ALIVE_S: Final = 5.0  # seconds an idle HTTP (not WebSocket) connection is kept open for its next request
 REFUSAL_READ_S: Final = 2.0  # seconds a refused connection gets to send its request before it is dropped
 
 
@@ -61,6 +62,7 @@ class ServerSettings:
     hello_failures: int = HELLO_FAILURES
     hello_failure_window_s: float = HELLO_FAILURE_WINDOW_S
     refusal_log_interval_s: float = REFUSAL_LOG_INTERVAL_S
+    http_keep_alive_s: float = HTTP_KEEP_ALIVE_S
     manage_gc: bool = False  # tune the process's garbage collector for serving (see server/_gc.py)
 
     def limits(self) -> dict[str, float]:
