@@ -43,7 +43,6 @@ from server_support import SECRET, START, hang_guard
 
 CHROMIUM: Final = shutil.which("chromium")
 ARTIFACTS: Final = Path(__file__).parent / "artifacts"  # screenshots (gitignored)
-DISPLAYS: Final = Path(__file__).parent.parent / "displays"
 WAIT_GUARD_S: Final = 30.0  # real seconds before a wait_for that never holds fails: a hang guard, not a limit
 POLL_S: Final = 0.02  # seconds between two evaluations of a wait_for condition
 START_GUARD_S: Final = 60.0  # real seconds for chromium to start and write its DevTools port
@@ -80,7 +79,7 @@ class Browser:
         await self.ws.send_message(json.dumps(message))
         reply = await receive.receive()
         if "error" in reply:
-            if "context" in reply["error"].get("message", "").lower():
+            if any(word in reply["error"].get("message", "").lower() for word in ("context", "navigated")):
                 raise NavigatingError(f"{method}: {reply['error'].get('message')}")
             raise BrowserError(f"{method}: {reply['error'].get('message')} {reply['error'].get('data', '')}")
         return reply.get("result", {})
@@ -187,6 +186,16 @@ class Page:
         if not clicked:
             raise BrowserError(f"nothing to click: {selector!r}")
 
+    async def submit(self, form: str, **values: str) -> None:
+        """Fill the inputs of the form matching *form* by name and submit it (it may navigate)."""
+        try:
+            await self.evaluate(
+                f"(() => {{ const f = document.querySelector({json.dumps(form)}); "
+                f"for (const [k, v] of Object.entries({json.dumps(values)})) f.elements[k].value = v; "
+                f"f.requestSubmit(); }})()", gesture=True)
+        except NavigatingError:  # the submit navigated before the answer came back
+            pass
+
     async def press(self, key: str) -> None:
         """Type one printable *key* (keydown, char, keyup) into the focused page."""
         await self.send("Input.dispatchKeyEvent", type="keyDown", key=key, text=key)
@@ -250,21 +259,9 @@ async def open_browser(tmp_path: Path) -> AsyncIterator[Browser]:
         log.close()
 
 
-def page_url(base: str, page: str, **query: Any) -> str:
-    """The URL of *page* (``board``, ``led``...) under *base* with *query* parameters."""
-    suffix = ".html" if base.startswith("file:") else ""
-    return f"{base}/{page}{suffix}?{urlencode(query)}"
-
-
-def file_pages(tmp_path: Path) -> str:
-    """A ``file://`` base that serves the pages as the HTTP routes do (``/board`` is board.html,
-    assets under ``static/``) — for pages opened without the HTTP server."""
-    root = tmp_path / "pages"
-    root.mkdir()
-    (root / "static").symlink_to(DISPLAYS.resolve())
-    for html in DISPLAYS.glob("*.html"):
-        (root / html.name).symlink_to(html.resolve())
-    return root.as_uri()
+def page_url(server: CallsysServer, page: str, **query: Any) -> str:
+    """The URL of *page* (``board``, ``led``...) on *server*'s own HTTP port with *query* parameters."""
+    return f"http://{server.host}:{server.port}/{page}?{urlencode(query)}"
 
 
 async def serve_hall(nursery: trio.Nursery, hall: Hall, store: Path, port: int = 0) -> tuple[CallsysServer, trio.Event]:

@@ -9,7 +9,7 @@ import json
 
 import trio
 
-from browser_support import ARTIFACTS, file_pages, needs_chromium, open_browser, page_url, serve_hall
+from browser_support import ARTIFACTS, needs_chromium, open_browser, page_url, serve_hall
 from server_support import TOKENS, client, guard
 
 pytestmark = needs_chromium
@@ -46,11 +46,10 @@ async def call_next(server, window: int) -> str:
 async def test_board_and_led_show_the_call_and_follow_a_server_restart(nursery, demo_hall, tmp_path):
     store = tmp_path / "hall.db"
     server, stopped = await serve_hall(nursery, demo_hall, store)
-    base, ws = file_pages(tmp_path), server.url
     async with open_browser(tmp_path) as browser:
-        board = await browser.new_page(page_url(base, "board", zone="social", token=TOKENS["display"], ws=ws),
+        board = await browser.new_page(page_url(server, "board", zone="social", token=TOKENS["display"]),
                                        width=1920, height=1080)
-        led = await browser.new_page(page_url(base, "led", window=WINDOW, token=TOKENS["display"], ws=ws))
+        led = await browser.new_page(page_url(server, "led", window=WINDOW, token=TOKENS["display"]))
         for page in (board, led):
             await page.wait_for("document.body.dataset.connects === '1'")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from browser_support import ARTIFACTS, file_pages, needs_chromium, open_browser, page_url, serve_hall
+from browser_support import ARTIFACTS, needs_chromium, open_browser, page_url, serve_hall
 from server_support import TOKENS, client, guard
 
 pytestmark = needs_chromium
@@ -25,8 +25,7 @@ async def test_clerk_console_runs_the_window(nursery, demo_hall, tmp_path):
         first = await kiosk.request("take_number", service="SOC")
         second = await kiosk.request("take_number", service="MED")
     async with open_browser(tmp_path) as browser:
-        page = await browser.new_page(page_url(file_pages(tmp_path), "clerk", window=WINDOW, token=TOKENS["clerk"],
-                                               ws=server.url))
+        page = await browser.new_page(page_url(server, "clerk", window=WINDOW, token=TOKENS["clerk"]))
         await page.wait_for("document.getElementById('status').dataset.status === 'closed'")
         assert "7号窗口" in await page.text("#title")
         assert await page.evaluate("document.querySelector('[data-action=call_next]').disabled") is False
@@ -60,8 +59,7 @@ async def test_clerk_console_runs_the_window(nursery, demo_hall, tmp_path):
         await page.screenshot(ARTIFACTS / "clerk.png")
         await page.click("button[data-action=transfer]")  # transfer asks for the target
         await page.wait_for("document.getElementById('transfer-form').classList.contains('open')")
-        await page.evaluate("document.getElementById('transfer-target').value = '8'; "
-                            "document.getElementById('transfer-form').requestSubmit()")
+        await page.submit("#transfer-form", target="8")
         await page.wait_for(shows("#current-number", "—"))
         moved = engine.state.tickets[second["ticket"]]
         assert moved.status == "waiting" and moved.transfers == 1

@@ -3,7 +3,7 @@ one takes a number (ticket on screen, the engine has it), back to the start afte
 
 from __future__ import annotations
 
-from browser_support import ARTIFACTS, file_pages, needs_chromium, open_browser, page_url, serve_hall
+from browser_support import ARTIFACTS, needs_chromium, open_browser, page_url, serve_hall
 from server_support import TOKENS, guard
 
 pytestmark = needs_chromium
@@ -14,10 +14,9 @@ async def test_kiosk_takes_a_number(nursery, demo_hall, tmp_path):
     server, _ = await serve_hall(nursery, demo_hall, tmp_path / "hall.db")
     engine = server.engine
     async with open_browser(tmp_path) as browser:
-        page = await browser.new_page(page_url(file_pages(tmp_path), "kiosk", ws=server.url))
+        page = await browser.new_page(page_url(server, "kiosk"))
         await page.wait_for("!!document.querySelector('.token-form')")  # no token given or remembered: asks
-        await page.evaluate("document.querySelector('.token-form input').value = 'demo-kiosk'; "
-                            "document.querySelector('.token-form').requestSubmit()")
+        await page.submit(".token-form", token=TOKENS["kiosk"])
         await page.wait_for("document.querySelectorAll('.tile').length === 5")
         assert "token=demo-kiosk" in await page.evaluate("location.search")
         assert await page.evaluate("localStorage.getItem('callsys.token.kiosk')") == TOKENS["kiosk"]
@@ -53,7 +52,7 @@ async def test_kiosk_touch_while_the_server_restarts_gives_one_ticket(nursery, d
     store = tmp_path / "hall.db"
     server, stopped = await serve_hall(nursery, demo_hall, store)
     async with open_browser(tmp_path) as browser:
-        page = await browser.new_page(page_url(file_pages(tmp_path), "kiosk", token=TOKENS["kiosk"], ws=server.url))
+        page = await browser.new_page(page_url(server, "kiosk", token=TOKENS["kiosk"]))
         await page.wait_for("document.querySelectorAll('.tile').length === 5")
         server.shutdown()
         await stopped.wait()

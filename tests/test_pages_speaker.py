@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from urllib.parse import urljoin
 
-from browser_support import ARTIFACTS, file_pages, needs_chromium, open_browser, page_url, serve_hall
+from browser_support import ARTIFACTS, needs_chromium, open_browser, page_url, serve_hall
 from server_support import TOKENS, client, guard, push_of
 
 pytestmark = needs_chromium
@@ -26,8 +26,8 @@ async def test_speaker_queues_merges_and_plays_in_order(nursery, demo_hall, tmp_
     async with open_browser(tmp_path) as browser, \
             client(server, "speaker", subscribe={"zones": ["social"]}) as speaker, \
             client(server, "clerk", window=7) as seven, client(server, "clerk", window=8) as eight:
-        page = await browser.new_page(page_url(file_pages(tmp_path), "speaker", zone="social",
-                                               token=TOKENS["speaker"], ws=server.url))
+        page = await browser.new_page(page_url(server, "speaker", zone="social",
+                                               token=TOKENS["speaker"]))
         await page.wait_for("document.body.dataset.connects === '1'")
         assert await page.evaluate("document.body.dataset.sound") == "off"  # waits for the click
         for clerk in (seven, eight):
