@@ -19,6 +19,7 @@ from ..clock import parse_clock
 from ..errors import CallsysError
 from ..hall import load_hall
 from . import logs
+from .http import page_urls
 from .limits import parse_networks
 from .serve import serve_callsys
 from .settings import (DEFAULT_HOST, DEFAULT_PORT, HANDSHAKE_TIMEOUT_S, HELLO_FAILURE_WINDOW_S, HELLO_FAILURES,
@@ -29,7 +30,7 @@ SECRET_ENV = "CALLSYS_SECRET"
 SPARE_FILES = 64  # file descriptors beyond the connections: the store, its WAL, the listeners, logs
 
 
-@command("serve", help="run the real-time WebSocket server")
+@command("serve", help="run the server: WebSocket /ws and the HTTP pages on one port")
 def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default="config/qingdao.toml", help="hall file (default: %(default)s)")
     p.add_argument("--store", default="file:var/callsys.db", help="event store URL (default: %(default)s)")
@@ -146,10 +147,21 @@ async def _run_until_signal(serve: partial) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             server = await nursery.start(serve)
+            print(pages_block(server), flush=True)
             async for signum in signals:
                 logs.log(logging.INFO, "signal", signal=signal.Signals(signum).name)
                 server.shutdown()
                 break
+
+
+def pages_block(server: Any) -> str:
+    """The URL of every page kind with a token of its role from the hall file: printed at
+    start (on the operator's own terminal; copy them into a browser)."""
+    urls = page_urls(server)
+    width = max(map(len, urls))
+    lines = [f"pages of {server.hall.name.en} (tokens from {server.hall.source or 'the hall file'}):"]
+    lines += [f"  {name.ljust(width)}  {url}" for name, url in urls.items()]
+    return "\n".join(lines)
 
 
 def load_secret(store: str, path: str | None) -> bytes:
