@@ -123,11 +123,11 @@ async def test_demo_runs_the_server_and_a_live_crowd_and_ctrl_c_stops_both(tmp_p
     process = await trio.lowlevel.open_process(command, cwd=ROOT, stdout=subprocess.PIPE)
     try:
         output = b""
-        while (index := re.search(rb"index\s+http://127\.0\.0\.1:(\d+)/", output)) is None:
+        while re.search(rb"speaker\s+http://\S+\n", output) is None:  # the last line of the pages
             chunk = await process.stdout.receive_some(65536)
             assert chunk, output.decode()
             output += chunk
-        port = int(index.group(1))
+        port = int(re.search(rb"index\s+http://127\.0\.0\.1:(\d+)/", output).group(1))
         assert b"/board?zone=universal&token=demo-display" in output
         first = await _ready(port)
         assert first["ready"]

@@ -37,7 +37,7 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default=DEFAULT_HOST, help="interface to listen on (default: %(default)s)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help="TCP port, 0 = any free (default: %(default)s)")
     p.add_argument("--clock", default="real",
-                   help="'real', or a virtual start time in the hall's zone, e.g. 2026-11-23T08:55")
+                   help="'real', or a virtual start time in the hall's zone, e.g. 2026-11-23T09:05")
     p.add_argument("--speed", type=float, default=1.0, help="virtual seconds per real second (with --clock TIME)")
     p.add_argument("--secret-file", help="key for phone secrets (default: STORE_PATH.secret, created if missing; "
                                          f"${SECRET_ENV} overrides)")
@@ -46,7 +46,8 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--burst", type=int, default=RATE_BURST, help="burst per connection (default: %(default)s)")
     p.add_argument("--idle-timeout", type=float, default=IDLE_TIMEOUT_S, help="seconds (default: %(default)s)")
     p.add_argument("--handshake-timeout", type=_positive(float), default=HANDSHAKE_TIMEOUT_S,
-                   help="seconds from TCP accept to a complete WebSocket upgrade request (default: %(default)s)")
+                   help="seconds from TCP accept to the head of the first request, WebSocket upgrade or HTTP "
+                        "(default: %(default)s)")
     p.add_argument("--max-connections", type=_positive(int), default=MAX_CONNECTIONS,
                    help="open connections at most; more are refused with HTTP 503 (default: %(default)s)")
     p.add_argument("--max-connections-per-address", type=_positive(int), default=MAX_CONNECTIONS_PER_ADDRESS,
