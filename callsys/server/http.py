@@ -257,13 +257,23 @@ def build_app(server: CallsysServer, routes: Sequence[BaseRoute] = (), *,
     return Starlette(routes=[
         Route("/", index, name="index"),
         *(page(name) for name in PAGES),
-        Mount("/static", StaticFiles(directory=displays, check_dir=False), name="static"),
+        Mount("/static", _Static(directory=displays, check_dir=False), name="static"),
         Route("/api/hall", api_hall, name="hall"),
         Route("/healthz", healthz, name="healthz"),
         Route("/readyz", readyz, name="readyz"),
         *routes,
         WebSocketRoute("/{path:path}", websocket_elsewhere),
     ])
+
+
+class _Static(StaticFiles):
+    """Starlette's static files, revalidated on every load (``no-cache``: a 304 when unchanged),
+    so a page never runs yesterday's script against today's server."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers.setdefault("cache-control", "no-cache")
+        return response
 
 
 def _not_ready(server: CallsysServer) -> str | None:
