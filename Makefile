@@ -10,8 +10,9 @@ PORT   ?= 8700
 # faster, e.g. `make run CLOCK=2026-11-23T09:05 SPEED=60` (a Monday, just after opening).
 CLOCK  ?= real
 SPEED  ?= 1
-# Debian packages the tests and the voice need (installed when missing).
-APT_PACKAGES := redis-server espeak-ng chromium
+# Debian packages the tests and the voice need (installed when missing); fonts-noto-cjk:
+# Chinese text in Chromium's page screenshots (without it, every character is a box).
+APT_PACKAGES := redis-server espeak-ng chromium fonts-noto-cjk
 
 # `make demo`: the flagship hall just before opening on a virtual clock, a weekday crowd
 # playing live against it (callsys/tools/demo.py); DEMO_SPEED virtual seconds per real second.

@@ -348,7 +348,7 @@ def index_html(hall: Hall) -> str:
             f"<ul>{''.join(zones)}</ul></section>")
     options = "".join(f'<option value="{w.id}">{html.escape(w.display)} · '
                       f'{html.escape(hall.zones_by_id[w.zone].name.zh)}</option>' for w in hall.windows)
-    first = hall.windows[0].id
+    first = _first_window(hall)
     return f"""<!doctype html>
 <html lang="zh-CN"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -387,8 +387,7 @@ def page_urls(server: CallsysServer, host: str | None = None) -> dict[str, str]:
     with a token of the hall file for its role — what ``callsys serve`` prints for the operator."""
     hall = server.hall
     base = f"http://{host or _public_host(server.host)}:{server.port}"
-    zone, floor = hall.zones[0].id, hall.floors[0].number
-    window = min(w.id for w in hall.windows if w.zone == zone)
+    zone, floor, window = hall.zones[0].id, hall.floors[0].number, _first_window(hall)
     where = {"board": {"zone": zone}, "board_floor": {"floor": floor}, "led": {"window": window},
              "clerk": {"window": window}, "kiosk": {}, "speaker": {"zone": zone}}
     urls = {"index": base + "/"}
@@ -399,6 +398,11 @@ def page_urls(server: CallsysServer, host: str | None = None) -> dict[str, str]:
             query = {**query, "token": tokens[0]}
         urls[name] = f"{base}/{page}?{urlencode(query)}" if query else f"{base}/{page}"
     return urls
+
+
+def _first_window(hall: Hall) -> int:
+    """The lowest-numbered window of the hall's first zone: the example window."""
+    return min(w.id for w in hall.windows if w.zone == hall.zones[0].id)
 
 
 def _public_host(host: str) -> str:
