@@ -175,7 +175,10 @@ async def test_index_links_every_page_of_every_floor_and_zone_and_carries_no_tok
 async def test_static_files_are_served_with_their_content_type_and_never_outside_displays(server):
     icon = await get(server, "/static/favicon.svg")
     assert icon.status == 200 and icon.headers["content-type"] == "image/svg+xml"
-    assert icon.body == FAVICON.read_bytes()
+    assert icon.body == FAVICON.read_bytes() and icon.headers["cache-control"] == "no-cache"
+    async with http_connection(server) as conn:  # revalidation: unchanged -> 304, no body
+        again = await conn.get("/static/favicon.svg", [("if-none-match", icon.headers["etag"])])
+    assert again.status == 304 and again.body == b""
     assert (await get(server, "/static/../pyproject.toml")).status == 404
     assert (await get(server, "/static/%2e%2e/pyproject.toml")).status == 404
     assert (await get(server, "/static/nothing.css")).status == 404

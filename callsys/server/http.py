@@ -257,13 +257,23 @@ def build_app(server: CallsysServer, routes: Sequence[BaseRoute] = (), *,
     return Starlette(routes=[
         Route("/", index, name="index"),
         *(page(name) for name in PAGES),
-        Mount("/static", StaticFiles(directory=displays, check_dir=False), name="static"),
+        Mount("/static", _Static(directory=displays, check_dir=False), name="static"),
         Route("/api/hall", api_hall, name="hall"),
         Route("/healthz", healthz, name="healthz"),
         Route("/readyz", readyz, name="readyz"),
         *routes,
         WebSocketRoute("/{path:path}", websocket_elsewhere),
     ])
+
+
+class _Static(StaticFiles):
+    """Starlette's static files, revalidated on every load (``no-cache``: a 304 when unchanged),
+    so a page never runs yesterday's script against today's server."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers.setdefault("cache-control", "no-cache")
+        return response
 
 
 def _not_ready(server: CallsysServer) -> str | None:
@@ -338,7 +348,7 @@ def index_html(hall: Hall) -> str:
             f"<ul>{''.join(zones)}</ul></section>")
     options = "".join(f'<option value="{w.id}">{html.escape(w.display)} · '
                       f'{html.escape(hall.zones_by_id[w.zone].name.zh)}</option>' for w in hall.windows)
-    first = hall.windows[0].id
+    first = _first_window(hall)
     return f"""<!doctype html>
 <html lang="zh-CN"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -377,8 +387,7 @@ def page_urls(server: CallsysServer, host: str | None = None) -> dict[str, str]:
     with a token of the hall file for its role — what ``callsys serve`` prints for the operator."""
     hall = server.hall
     base = f"http://{host or _public_host(server.host)}:{server.port}"
-    zone, floor = hall.zones[0].id, hall.floors[0].number
-    window = min(w.id for w in hall.windows if w.zone == zone)
+    zone, floor, window = hall.zones[0].id, hall.floors[0].number, _first_window(hall)
     where = {"board": {"zone": zone}, "board_floor": {"floor": floor}, "led": {"window": window},
              "clerk": {"window": window}, "kiosk": {}, "speaker": {"zone": zone}}
     urls = {"index": base + "/"}
@@ -389,6 +398,11 @@ def page_urls(server: CallsysServer, host: str | None = None) -> dict[str, str]:
             query = {**query, "token": tokens[0]}
         urls[name] = f"{base}/{page}?{urlencode(query)}" if query else f"{base}/{page}"
     return urls
+
+
+def _first_window(hall: Hall) -> int:
+    """The lowest-numbered window of the hall's first zone: the example window."""
+    return min(w.id for w in hall.windows if w.zone == hall.zones[0].id)
 
 
 def _public_host(host: str) -> str:
