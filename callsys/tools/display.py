@@ -257,8 +257,8 @@ def header(model: DisplayModel, target: Target, now: float) -> Panel:
     grid.add_column()
     grid.add_column(justify="right")
     at = model.hall_time(now)
-    clock = f"{at:%Y-%m-%d} 周{_WEEKDAYS[at.weekday()]} {at:%a}  [bold]{at:%H:%M:%S}[/]" if at else ""
-    grid.add_row(f"[bold]{name.get('zh', '')}[/] {name.get('en', '')}  ·  {target.place}", clock)
+    grid.add_row(f"[bold]{name.get('zh', '')}[/] {name.get('en', '')}", f"[bold]{at:%H:%M:%S}[/]" if at else "")
+    grid.add_row(target.place, f"{at:%Y-%m-%d} 周{_WEEKDAYS[at.weekday()]} {at:%a}" if at else "")
     return Panel(grid, style="bold white on blue")
 
 
