@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 from dataclasses import dataclass
-from typing import Any, Callable, Final
+from typing import Any, AsyncIterable, Callable, Final
 
 import trio
 from rich.console import Console, Group, RenderableType
@@ -97,8 +98,10 @@ def _display(args: argparse.Namespace) -> int:
     frames = 1 if args.once else args.frames
 
     async def main() -> int:
-        await run_display(args.url, target, token=token, console=console, fmt=args.fmt, frames=frames,
-                          as_json=args.json, max_calls=args.calls)
+        # Ctrl-C, or SIGTERM from a service manager, closes the connection cleanly and exits
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            await run_display(args.url, target, token=token, console=console, fmt=args.fmt, frames=frames,
+                              as_json=args.json, max_calls=args.calls, stop_on=signals)
         return 0
 
     return run_tool(main, console)
@@ -171,8 +174,9 @@ class Screen:
 
 async def run_display(url: str, target: Target, *, token: str, console: Console, fmt: str = "msgpack",
                       frames: int | None = None, as_json: bool = False, max_calls: int = MAX_CALLS,
+                      stop_on: AsyncIterable[Any] | None = None,
                       task_status: trio.TaskStatus[Screen] = trio.TASK_STATUS_IGNORED) -> None:
-    """Show *target* on *console* until cancelled, or until *frames* frames were printed.
+    """Show *target* on *console* until *frames* frames were printed, *stop_on* yields, or cancelled.
 
     On a terminal (and without *frames* or *as_json*) it redraws in place; otherwise it prints
     a frame (JSON with *as_json*) whenever the view changes, the first after the first board.
@@ -186,19 +190,35 @@ async def run_display(url: str, target: Target, *, token: str, console: Console,
         frames: stop after printing this many frames (None: never).
         as_json: print each frame as one JSON line of the view model's snapshot.
         max_calls: rows of the call list.
+        stop_on: when it yields (e.g. a signal receiver), close the connection and return.
         task_status: started with the :class:`Screen` once the first connection is up.
 
     Raises:
         ConnectionLost: the server could not be reached the first time.
         RequestFailed: it refused the hello (a wrong token, an unknown zone, floor or window).
+        ClientError: the server closed the connection for good later (e.g. the token was revoked).
     """
     async with connect_device(url, role="display", token=token, subscribe=target.subscribe(), fmt=fmt) as device:
         screen = Screen(target, DisplayModel(max_calls=max_calls))
         task_status.started(screen)
-        if frames is None and not as_json and console.is_terminal:
-            await _live(screen, device, console)
-        else:
-            await _print(screen, device, console, frames, as_json)
+        async with trio.open_nursery() as nursery:
+            if stop_on is not None:
+                nursery.start_soon(_close_on, stop_on, device, nursery.cancel_scope)
+            if frames is None and not as_json and console.is_terminal:
+                await _live(screen, device, console)
+            else:
+                await _print(screen, device, console, frames, as_json)
+            nursery.cancel_scope.cancel()
+    if device.failure is not None:
+        raise device.failure
+
+
+async def _close_on(stop_on: AsyncIterable[Any], device: Device, scope: trio.CancelScope) -> None:
+    """When *stop_on* yields: close *device* with a clean handshake, then cancel *scope*."""
+    async for _ in stop_on:
+        await device.aclose()  # before cancelling: the close handshake needs the connection's tasks
+        scope.cancel()
+        return
 
 
 async def _print(screen: Screen, device: Device, console: Console, frames: int | None, as_json: bool) -> None:
@@ -218,16 +238,18 @@ async def _print(screen: Screen, device: Device, console: Console, frames: int |
 async def _live(screen: Screen, device: Device, console: Console) -> None:
     with Live(console=console, screen=True, auto_refresh=False) as live:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_follow, screen, device)
-            while True:
-                live.update(screen.render(console.width), refresh=True)
-                with trio.move_on_after(REFRESH_S):
-                    await screen.changed()
+            nursery.start_soon(_redraw, screen, live, console)
+            async for push in device.pushes():
+                if screen.feed(push, device.welcome):
+                    live.update(screen.render(console.width), refresh=True)
+            nursery.cancel_scope.cancel()
 
 
-async def _follow(screen: Screen, device: Device) -> None:
-    async for push in device.pushes():
-        screen.feed(push, device.welcome)
+async def _redraw(screen: Screen, live: Live, console: Console) -> None:
+    """Redraw every REFRESH_S: the hall clock ticks and the newest call blinks."""
+    while True:
+        live.update(screen.render(console.width), refresh=True)
+        await trio.sleep(REFRESH_S)
 
 
 # ---------------------------------------------------------------------- drawing

@@ -120,7 +120,7 @@ class DisplayModel:
     windows: dict[int, Message] = field(default_factory=dict)  # window id -> latest window view
     calls: list[Call] = field(default_factory=list)  # newest first
     services: dict[str, Message] = field(default_factory=dict)  # code -> latest service summary
-    synced: bool = False  # a board has arrived
+    syncs: int = 0  # boards received (1 + resyncs after reconnects)
     day: date | None = None  # the hall day the call list belongs to
 
     # ------------------------------------------------------------------ input
@@ -153,7 +153,7 @@ class DisplayModel:
                   if w.get("stage") is not None and w.get("number") and w["number"] not in known]
         self.calls[:0] = missed
         del self.calls[self.max_calls:]
-        self.synced = True
+        self.syncs += 1
         return True
 
     def _window_update(self, push: Message, now: float) -> bool:
@@ -177,6 +177,11 @@ class DisplayModel:
         return bool(push.get("services"))
 
     # ------------------------------------------------------------------ output
+
+    @property
+    def synced(self) -> bool:
+        """True once a board has arrived."""
+        return self.syncs > 0
 
     def highlighted(self, now: float) -> Call | None:
         """The newest call while it is fresh (live and younger than ``highlight_s``), else None."""
