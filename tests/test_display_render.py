@@ -8,7 +8,8 @@ import math
 import pytest
 from rich.console import Console
 
-from callsys.tools.display import SIDE_BY_SIDE_COLUMNS, Target, board_view, led_panel
+from callsys.tools.display import (BLINK_S, CLOCK_REFRESH_S, SIDE_BY_SIDE_COLUMNS, Screen, Target, board_view,
+                                  led_panel)
 from callsys.tools.display_model import DisplayModel
 from callsys.tools.ledfont import HEIGHT, WIDTH, _GLYPHS, big_lines, dots, width_of
 from test_display_model import board, called, summary, update, view, welcome
@@ -44,6 +45,14 @@ def test_the_board_shows_hall_clock_calls_services_and_windows(width):
     assert "社保 Social" in out and "~12 min" in out and "医保 Medical" in out
     assert "暂停 paused" in out and "关闭 closed" in out
     assert "107" not in out and "108" not in out  # never a ticket id
+
+
+def test_the_board_shows_the_newest_call_big_across_the_hall():
+    out = draw(board_view(fed(), ZONE, 3.0, 100), 100)
+    assert "正在呼叫 Now calling" in out
+    rows = out.splitlines()
+    for number, window in zip(big_lines("C002"), big_lines("8")):  # side by side: the number, then its window
+        assert any(number in row and window.strip() in row[row.index(number) + len(number):] for row in rows)
 
 
 def test_the_board_before_its_first_board_says_it_is_connecting():
@@ -105,3 +114,43 @@ def test_the_half_blocks_draw_the_dots():
 def test_lower_case_is_drawn_as_capitals_and_unknown_characters_as_blanks():
     assert big_lines("a023") == big_lines("A023")
     assert big_lines("号") == big_lines(" ")
+
+
+# ---------------------------------------------------------------------- when a terminal redraws
+
+
+def test_a_quiet_screen_redraws_at_the_hall_clocks_next_second():
+    model = DisplayModel()
+    model.welcome(welcome(server_time=1_795_397_400.25), 10.0)
+    model.apply(board(view(7)), 10.0)
+    screen = Screen(ZONE, model, now=lambda: 10.5)
+    assert screen.redraw_in() == pytest.approx(0.25)
+
+
+def test_a_screen_on_a_fast_virtual_clock_redraws_every_clock_refresh():
+    model = DisplayModel()
+    model.welcome(welcome(clock_speed=60.0), 0.0)
+    model.apply(board(view(7)), 0.0)
+    assert Screen(ZONE, model, now=lambda: 0.3).redraw_in() == CLOCK_REFRESH_S
+
+
+@pytest.mark.parametrize("target", [ZONE, Target("window", 7)])
+def test_a_blinking_screen_redraws_at_the_next_blink_phase_then_rests(target):
+    model = DisplayModel(highlight_s=5.0)
+    model.welcome(welcome(clock_speed=60.0), 0.0)
+    model.apply(board(view(7)), 0.0)
+    model.apply(called(7, "C001"), 0.0)
+    assert Screen(target, model, now=lambda: 1.2).redraw_in() == pytest.approx(BLINK_S - 1.2 % BLINK_S)
+    assert Screen(target, model, now=lambda: 6.0).redraw_in() == CLOCK_REFRESH_S  # the blinking is over
+
+
+def test_feeding_a_new_connections_pushes_takes_its_welcome_first():
+    t = [0.0]
+    screen = Screen(ZONE, DisplayModel(), now=lambda: t[0])
+    first = welcome()
+    assert screen.feed(board(view(7)), first) and screen.version == 1
+    assert screen.model.hall_time(0.0).strftime("%H:%M") == "09:30"
+    t[0] = 5.0
+    assert not screen.feed({"type": "announce"}, first) and screen.version == 1
+    screen.feed(board(view(7)), welcome(server_time=first["server_time"] + 3600))  # reconnected
+    assert screen.model.hall_time(5.0).strftime("%H:%M") == "10:30" and screen.model.syncs == 2

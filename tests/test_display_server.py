@@ -86,7 +86,7 @@ async def test_display_once_prints_one_frame_of_the_zone(server):
     assert code == 0
     assert "演示政务服务大厅" in out and "社会事务区 Social affairs" in out  # names from the hall file
     assert "C001" in out and "10 号窗口 Window 10" in out
-    assert out.count("叫号 Now calling") == 1
+    assert out.count("最近叫号 Recent calls") == 1
 
 
 async def test_display_json_frames_of_a_floor(server):

@@ -9,7 +9,9 @@
 The screen is a display connection (:func:`callsys.client.connect_device`): it reconnects by
 itself and redraws from the fresh ``board`` after a server restart. What it shows is decided
 by the pure :class:`~callsys.tools.display_model.DisplayModel`; this module only draws it.
-On a terminal it draws in place (rich ``Live``, ``REFRESH_S``); otherwise (a pipe, a log, a
+On a terminal it draws in place (rich ``Live``) on every change (at most one frame per
+``MIN_FRAME_S``, as a floor board of 150 windows takes ~30 ms to draw), at each blink phase
+and at each second of the hall clock; otherwise (a pipe, a log, a
 test) it prints a frame whenever what it shows changes. ``--once`` prints the first frame and
 exits, ``--frames N`` the first N, ``--json`` prints frames as JSON lines.
 """
@@ -37,7 +39,8 @@ from .common import add_connection_args, minutes, run_tool, token_for
 from .display_model import MAX_CALLS, DisplayModel, LedView
 from .ledfont import big_lines, width_of
 
-REFRESH_S: Final = 0.25  # seconds between redraws on a terminal (the clock and the blinking)
+MIN_FRAME_S: Final = 0.1  # seconds between two redraws at least, however fast pushes come (<= 10 frames/s)
+CLOCK_REFRESH_S: Final = 1.0  # seconds between redraws of a quiet screen (its hall clock's seconds)
 BLINK_S: Final = 0.5  # seconds per blink phase
 MAX_LED_SCALE: Final = 4  # the LED font grows with the terminal up to this many cells per dot
 SIDE_BY_SIDE_COLUMNS: Final = 120  # from this console width, calls and services stand side by side
@@ -140,6 +143,7 @@ class Screen:
         self.target = target
         self.model = model
         self.now = now
+        self.version = 0  # views changed so far
         self._welcome: dict[str, Any] | None = None
         self._changed = trio.Event()
 
@@ -151,6 +155,7 @@ class Screen:
             self.model.welcome(welcome, now)
         changed = self.model.apply(push, now)
         if changed:
+            self.version += 1
             self._changed.set()
             self._changed = trio.Event()
         return changed
@@ -163,6 +168,22 @@ class Screen:
         """Wait until *predicate* holds for the model."""
         while not predicate(self.model):
             await self.changed()
+
+    def redraw_in(self) -> float:
+        """Seconds until the view changes without a push: the next blink phase while something
+        blinks, else the hall clock's next second (at most ``CLOCK_REFRESH_S``)."""
+        now = self.now()
+        model = self.model
+        if self.target.kind == "window":
+            led = model.led(int(self.target.value), now)
+            blinking = led is not None and led.blink
+        else:
+            blinking = model.highlighted(now) is not None
+        if blinking:
+            return BLINK_S - now % BLINK_S
+        if model.clock is None or model.clock.clock_speed != 1.0:
+            return CLOCK_REFRESH_S
+        return 1.0 - model.clock.at(now) % 1.0
 
     def render(self, width: int) -> RenderableType:
         """The frame at this moment, for a console *width* columns wide."""
@@ -240,16 +261,21 @@ async def _live(screen: Screen, device: Device, console: Console) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_redraw, screen, live, console)
             async for push in device.pushes():
-                if screen.feed(push, device.welcome):
-                    live.update(screen.render(console.width), refresh=True)
+                screen.feed(push, device.welcome)
             nursery.cancel_scope.cancel()
 
 
 async def _redraw(screen: Screen, live: Live, console: Console) -> None:
-    """Redraw every REFRESH_S: the hall clock ticks and the newest call blinks."""
+    """Redraw on every change (at most one frame per MIN_FRAME_S), each blink phase and
+    each second of the hall clock."""
     while True:
+        drawn = screen.version
         live.update(screen.render(console.width), refresh=True)
-        await trio.sleep(REFRESH_S)
+        due = trio.current_time() + max(MIN_FRAME_S, screen.redraw_in())
+        await trio.sleep(MIN_FRAME_S)
+        if screen.version == drawn:
+            with trio.move_on_at(due):
+                await screen.changed()
 
 
 # ---------------------------------------------------------------------- drawing
@@ -263,14 +289,28 @@ def board_view(model: DisplayModel, target: Target, now: float, width: int) -> R
     """The zone/floor board: header, calls and services (side by side on a wide screen), windows."""
     if not model.synced:
         return Panel("连接中… Connecting…", title=target.place)
+    top = [header(model, target, now), *([calling_banner(model, now)] if model.calls else [])]
     calls, services = calls_table(model, now), services_table(model)
     if width < SIDE_BY_SIDE_COLUMNS:
-        return Group(header(model, target, now), calls, services, windows_panel(model))
+        return Group(*top, calls, services, windows_panel(model))
     body = Table.grid(expand=True, padding=(0, 1))
     body.add_column(ratio=3)
     body.add_column(ratio=2)
     body.add_row(calls, services)
-    return Group(header(model, target, now), body, windows_panel(model))
+    return Group(*top, body, windows_panel(model))
+
+
+def calling_banner(model: DisplayModel, now: float) -> Panel:
+    """The newest call in the LED font, readable across the hall: ``A023 → 15``."""
+    call = model.calls[0]
+    fresh = model.highlighted(now) is call
+    colour = ("bright_yellow" if _blink_on(now) else "bright_red") if fresh else "red"
+    grid = Table.grid(padding=(0, 3))
+    grid.add_row(Text("\n".join(big_lines(call.number)), style=f"bold {colour}", no_wrap=True),
+                 Text("\n请到\nplease go to", justify="center"),
+                 Text("\n".join(big_lines(call.display)), style=f"bold {colour}", no_wrap=True),
+                 Text("\n号窗口\nwindow"))
+    return Panel(grid, title="正在呼叫 Now calling", title_align="left", style="on black")
 
 
 def header(model: DisplayModel, target: Target, now: float) -> Panel:
@@ -285,7 +325,7 @@ def header(model: DisplayModel, target: Target, now: float) -> Panel:
 
 
 def calls_table(model: DisplayModel, now: float) -> Table:
-    table = Table(title="叫号 Now calling", expand=True, title_style="bold")
+    table = Table(title="最近叫号 Recent calls", expand=True, title_style="bold")
     table.add_column("号码 Number", style="bold")
     table.add_column("窗口 Window")
     table.add_column("", justify="right")
