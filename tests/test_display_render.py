@@ -55,6 +55,14 @@ def test_the_board_shows_the_newest_call_big_across_the_hall():
         assert any(number in row and window.strip() in row[row.index(number) + len(number):] for row in rows)
 
 
+def test_names_from_the_server_are_shown_as_text_not_markup():
+    model = fed()
+    model.hall_name = {"zh": "[red]大厅", "en": "[/]Hall"}
+    model.services["SOC"]["name"] = {"zh": "[b]社保", "en": "Social"}
+    out = draw(board_view(model, Target("zone", "z", "[x] zone"), 3.0, 100), 100)
+    assert "[red]大厅 [/]Hall" in out and "[x] zone" in out and "[b]社保" in out
+
+
 def test_the_board_before_its_first_board_says_it_is_connecting():
     model = DisplayModel()
     assert "Connecting" in draw(board_view(model, ZONE, 0.0, 100), 100)

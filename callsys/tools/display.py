@@ -11,9 +11,9 @@ itself and redraws from the fresh ``board`` after a server restart. What it show
 by the pure :class:`~callsys.tools.display_model.DisplayModel`; this module only draws it.
 On a terminal it draws in place (rich ``Live``) on every change (at most one frame per
 ``MIN_FRAME_S``, as a floor board of 150 windows takes ~30 ms to draw), at each blink phase
-and at each second of the hall clock; otherwise (a pipe, a log, a
-test) it prints a frame whenever what it shows changes. ``--once`` prints the first frame and
-exits, ``--frames N`` the first N, ``--json`` prints frames as JSON lines.
+and at each second of the hall clock. Otherwise (a pipe, a log, a test) it prints a frame
+whenever what it shows changes. ``--once`` prints the first frame and exits, ``--frames N``
+the first N; ``--json`` prints frames as JSON lines.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from typing import Any, AsyncIterable, Callable, Final
 import trio
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -74,8 +75,9 @@ def _display_args(p: argparse.ArgumentParser) -> None:
         "Show a hall screen in the terminal. --zone Z or --floor F: a full-screen board with the hall "
         "clock, the last calls (newest first, blinking), waiting and estimated wait per service and the "
         "windows' status. --window N: the window's two-line LED strip. It reconnects by itself and "
-        "resyncs after a server restart. The hall file (--config) supplies the default display token "
-        "and the zone and floor names.")
+        "resyncs after a server restart; Ctrl-C or SIGTERM closes it. The hall file (--config) supplies "
+        "the default display token and the zone and floor names. Not on a terminal (or with --once, "
+        "--frames N), it prints a frame on every change; --json prints each frame as one JSON line.")
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--zone", help="show the board of this zone (a zone id of the hall file)")
     target.add_argument("--floor", type=int, help="show the board of every window on this floor")
@@ -288,7 +290,7 @@ def _blink_on(now: float) -> bool:
 def board_view(model: DisplayModel, target: Target, now: float, width: int) -> RenderableType:
     """The zone/floor board: header, calls and services (side by side on a wide screen), windows."""
     if not model.synced:
-        return Panel("连接中… Connecting…", title=target.place)
+        return Panel("连接中… Connecting…", title=escape(target.place))
     top = [header(model, target, now), *([calling_banner(model, now)] if model.calls else [])]
     calls, services = calls_table(model, now), services_table(model)
     if width < SIDE_BY_SIDE_COLUMNS:
@@ -314,17 +316,19 @@ def calling_banner(model: DisplayModel, now: float) -> Panel:
 
 
 def header(model: DisplayModel, target: Target, now: float) -> Panel:
-    name = model.hall_name
+    """Hall name and place on the left, the hall clock and date on the right."""
+    name = {k: escape(v) for k, v in model.hall_name.items()}
     grid = Table.grid(expand=True)
     grid.add_column()
     grid.add_column(justify="right")
     at = model.hall_time(now)
     grid.add_row(f"[bold]{name.get('zh', '')}[/] {name.get('en', '')}", f"[bold]{at:%H:%M:%S}[/]" if at else "")
-    grid.add_row(target.place, f"{at:%Y-%m-%d} 周{_WEEKDAYS[at.weekday()]} {at:%a}" if at else "")
+    grid.add_row(escape(target.place), f"{at:%Y-%m-%d} 周{_WEEKDAYS[at.weekday()]} {at:%a}" if at else "")
     return Panel(grid, style="bold white on blue")
 
 
 def calls_table(model: DisplayModel, now: float) -> Table:
+    """The last calls, newest first (blinking while fresh), with their stage at the window."""
     table = Table(title="最近叫号 Recent calls", expand=True, title_style="bold")
     table.add_column("号码 Number", style="bold")
     table.add_column("窗口 Window")
@@ -333,7 +337,7 @@ def calls_table(model: DisplayModel, now: float) -> Table:
     for call in model.calls:
         recall = f"  第{call.recalls + 1}次 call {call.recalls + 1}" if call.recalls else ""
         style = ("bold black on yellow" if _blink_on(now) else "bold yellow") if call is top else None
-        table.add_row(Text(call.number, style="bold"), f"{call.display} 号窗口 Window {call.display}",
+        table.add_row(Text(call.number, style="bold"), Text(f"{call.display} 号窗口 Window {call.display}"),
                       _STAGES[model.stage_of(call)] + recall, style=style)
     if not model.calls:
         table.add_row("[dim]—[/]", "[dim]暂无叫号 No calls yet[/]", "")
@@ -341,13 +345,14 @@ def calls_table(model: DisplayModel, now: float) -> Table:
 
 
 def services_table(model: DisplayModel) -> Table:
+    """Waiting and estimated wait per service of the screen's windows."""
     table = Table(title="等候 Waiting", expand=True, title_style="bold")
     table.add_column("业务 Service")
     table.add_column("等候 Waiting", justify="right")
     table.add_column("预计 Est. wait", justify="right")
     for s in model.service_rows():
         name = s.get("name", {})
-        table.add_row(f"{name.get('zh', s['code'])} {name.get('en', '')}", str(s.get("waiting", "-")),
+        table.add_row(Text(f"{name.get('zh', s['code'])} {name.get('en', '')}"), str(s.get("waiting", "-")),
                       minutes(s.get("estimated_wait_s")))
     if not model.services:
         table.add_row("[dim]暂无 Not available[/]", "", "")
@@ -355,21 +360,22 @@ def services_table(model: DisplayModel) -> Table:
 
 
 def windows_panel(model: DisplayModel) -> Panel:
+    """Every window in one compact line: its number and its citizen, idle, paused or closed."""
     cells = []
     for w in model.window_rows():
         text, colour = _STATUS.get(w["status"], (w["status"], "white"))
         if w.get("number") and w["status"] != "closed":
             text = w["number"]
-        cells.append(f"[{colour}]{w['display']}[/] [{colour}]{text}[/]")
+        cells.append(f"[{colour}]{escape(str(w['display']))} {escape(text)}[/]")
     return Panel("   ".join(cells) or "—", title="窗口 Windows", title_align="left")
 
 
 def led_panel(led: LedView | None, target: Target, width: int, now: float) -> Panel:
     """The window's two-line LED strip: big red dots above, the short text below."""
     if led is None:
-        return Panel("连接中… Connecting…", title=target.place)
+        return Panel("连接中… Connecting…", title=escape(target.place))
+    title = escape(f"{led.display} 号窗口 Window {led.display}")
     scale = max(1, min(MAX_LED_SCALE, (width - 4) // max(1, width_of(led.line1))))
     colour = ("bright_yellow" if _blink_on(now) else "bright_red") if led.blink else "bright_red"
     big = Text("\n".join(big_lines(led.line1, scale)), style=f"bold {colour}", no_wrap=True, overflow="crop")
-    return Panel(Group(big, Text(led.line2, style=f"bold {colour}")), title=target.place, style="on black",
-                 expand=False)
+    return Panel(Group(big, Text(led.line2, style=f"bold {colour}")), title=title, style="on black", expand=False)
