@@ -6,8 +6,9 @@
  *     role's `window` / `subscribe`);
  *   - requests carry an `id`; the reply (`ok` / `error`) is matched by it;
  *   - every command carries an idempotency `key` (a random device prefix and a counter), and a
- *     request whose answer was lost is sent again with the same key after reconnecting, for
- *     up to RETRY_FOR_S — so a kiosk gets one ticket, never two;
+ *     request whose answer was lost (or answered `unavailable`: the server was stopping) is
+ *     sent again with the same key after reconnecting, for up to RETRY_FOR_S — so a kiosk
+ *     gets one ticket, never two;
  *   - it reconnects by itself with jittered exponential backoff (0.25 s doubling to 10 s,
  *     ±50 %), except after close 4000/4001/4009 (a bad hello, a bad token, another console
  *     took the window over): reconnecting cannot help there;
@@ -232,6 +233,9 @@ const Callsys = (() => {
         return;
       }
       if ((message.type === "ok" || message.type === "error") && message.id !== undefined && this.pending.has(message.id)) {
+        // `unavailable`: the server is stopping and did not execute it: sent again (same key)
+        // once reconnected, like a request whose answer was lost
+        if (message.type === "error" && message.code === "unavailable") return;
         const entry = this.pending.get(message.id);
         this.pending.delete(message.id);
         if (message.type === "ok") entry.resolve(message.result);
