@@ -7,23 +7,37 @@ holds up the engine or the other displays.
 
 Subscriptions are indexed by window: a display that follows a zone or a floor is entered
 under each window of it, so routing an event costs one dict lookup.
+
+**Service summaries** (``queue_update``) are coalesced, not pushed per event: a burst of
+tickets would otherwise send every screen one push per ticket. A durable batch only marks
+the summaries stale; :meth:`Hub.push_summaries` (a task of the server) then recomputes
+every service's summary (a handful of counters), and pushes each display, manager and
+clerk connection the summaries of *its* services (its windows' current skills) that
+differ from the ones it last got — then sleeps ``queue_push_interval_s`` before the next
+round, so a connection gets at most one ``queue_update`` per interval and the first one
+after a quiet spell goes out at once. Connections with the same changed services get the
+same message, encoded once.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Protocol
+from typing import Any, Callable, Iterable, Protocol
+
+import trio
 
 from .. import events as ev
 from ..engine import QueueEngine
 from ..errors import UnknownTicket
 from ..hall import Hall
-from .projections import TICKET_STATUS, Board, Message, ticket_window
+from .projections import TICKET_STATUS, Board, Message, service_summaries, ticket_window
 
 _ANNOUNCED = (ev.TicketCalled.kind, ev.TicketRecalled.kind)
 
 
 class Subscriber(Protocol):
     binary: bool
+    windows: frozenset[int]  # the windows it follows
+    services_seen: dict[str, Message]  # the service summaries it last got, by code (kept by the hub)
 
     def push(self, frame: Any) -> None:
         """Queue *frame* without blocking."""
@@ -49,6 +63,9 @@ class Hub:
         self.phones: dict[int, set[Subscriber]] = {}
         self._phone_last: dict[int, tuple[Any, ...]] = {}
         self.pushes = 0  # frames queued to subscribers so far
+        self.summaries: dict[str, Message] = service_summaries(engine)  # as of the last round
+        self._summaries_stale = trio.Event()  # set by a durable batch, cleared by a round
+        self._recheck: set[Subscriber] = set()  # their services changed (skills reassigned)
 
     # ------------------------------------------------------------------ subscriptions
 
@@ -77,6 +94,23 @@ class Hub:
         """The current view of *windows* (the ``board`` a display gets when it subscribes)."""
         return [self.board.windows[w].to_message() for w in sorted(windows)]
 
+    def services_of(self, sub: Subscriber) -> list[Message]:
+        """The current summaries of the services *sub*'s windows serve, sorted by code; from
+        now on *sub* gets ``queue_update`` pushes relative to them."""
+        fresh = service_summaries(self.engine)
+        codes = sorted(self._codes(sub.windows, self.engine.state.windows))
+        sub.services_seen = {code: fresh[code] for code in codes}
+        if any(fresh[code] != self.summaries[code] for code in codes):
+            self._recheck.add(sub)  # the next round compares it against what it got here
+        return list(sub.services_seen.values())
+
+    @staticmethod
+    def _codes(windows: Iterable[int], state_windows: dict[int, Any]) -> set[str]:
+        codes: set[str] = set()
+        for wid in windows:
+            codes.update(state_windows[wid].skills)
+        return codes
+
     # ------------------------------------------------------------------ fan-out
 
     def on_durable(self, batch: list[tuple[int, ev.Event]]) -> None:
@@ -93,6 +127,9 @@ class Hub:
                     self.publish(subs, board.announce(event, seq))
             if self.phones:
                 self._ticket_event(seq, event)
+            if type(event) is ev.SkillsReassigned:
+                self._recheck.update(self.displays[event.window])
+        self._summaries_stale.set()
 
     def publish(self, subs: Iterable[Subscriber], message: Message) -> None:
         """Queue *message* to *subs*, encoding it once per format."""
@@ -106,6 +143,47 @@ class Hub:
             sub.push(frame)
             count += 1
         self.pushes += count
+
+    # ------------------------------------------------------------------ service summaries
+
+    async def push_summaries(self, interval: float, now: Callable[[], float]) -> None:
+        """Run the ``queue_update`` rounds for ever: one as soon as a durable batch made the
+        summaries stale, then none for *interval* seconds (see the module docstring).
+        *now* stamps the pushes (``at``, the server clock)."""
+        while True:
+            await self._summaries_stale.wait()
+            self._summaries_stale = trio.Event()
+            self.push_summary_round(now())
+            await trio.sleep(interval)
+
+    def push_summary_round(self, at: float) -> None:
+        """Push every display/manager/clerk connection the summaries of its services that
+        changed since it last got them."""
+        fresh = service_summaries(self.engine)
+        changed = {code for code, summary in fresh.items() if summary != self.summaries[code]}
+        self.summaries = fresh
+        audience, self._recheck = self._recheck, set()
+        if not changed and not audience:
+            return
+        state_windows = self.engine.state.windows
+        if changed:
+            for wid, window in state_windows.items():
+                subs = self.displays[wid]
+                if subs and not changed.isdisjoint(window.skills):
+                    audience.update(subs)
+        groups: dict[tuple[str, ...], list[Subscriber]] = {}
+        for sub in audience:
+            if not sub.windows:
+                continue  # unsubscribed meanwhile
+            seen = sub.services_seen
+            codes = tuple(sorted(code for code in self._codes(sub.windows, state_windows)
+                                 if seen.get(code) != fresh[code]))
+            if codes:
+                for code in codes:
+                    seen[code] = fresh[code]
+                groups.setdefault(codes, []).append(sub)
+        for codes, subs in groups.items():
+            self.publish(subs, {"type": "queue_update", "services": [fresh[code] for code in codes], "at": at})
 
     # ------------------------------------------------------------------ phones
 

@@ -7,7 +7,12 @@ once they are durable: a display never shows a call that a crash could undo.
 * :class:`Board` — every window's status and current citizen (``window_update`` pushes,
   the ``board`` snapshot a display gets when it subscribes);
 * speaker ``announce`` texts for calls and recalls;
-* the status of each ticket for phones (``ticket_update``).
+* the status of each ticket for phones (``ticket_update``);
+* service summaries (waiting count, open windows, estimated wait of a new ticket) for the
+  ``services`` query, the ``board`` and the coalesced ``queue_update`` push. These are
+  read from the live engine when they are sent (see :mod:`~callsys.server.hub`), like
+  every query: they are counts, not calls, and are at most a few milliseconds ahead of
+  the log.
 """
 
 from __future__ import annotations
@@ -165,6 +170,21 @@ _BOARD: dict[str, Callable[[Board, Any], list[int]]] = {
     ev.SkillsReassigned.kind: _reassigned,
     ev.DayReset.kind: _day_reset,
 }
+
+
+def service_summaries(engine: QueueEngine) -> dict[str, Message]:
+    """Every service's summary by code, in the hall's order: its queue length, the windows
+    open for it and the estimated wait of a new ticket (None when no open window serves it)."""
+    state = engine.state
+    book, servers = state.book, state.servers
+    out = {}
+    for s in engine.hall.services:
+        waiting = book.waiting(s.code)
+        open_ = servers[s.code]
+        wait = (waiting + 1) * s.minutes * 60 / open_ if open_ > 0 else None
+        out[s.code] = {"code": s.code, "prefix": s.prefix, "name": {"zh": s.name.zh, "en": s.name.en},
+                       "group": s.group, "waiting": waiting, "windows_open": open_, "estimated_wait_s": wait}
+    return out
 
 
 def ticket_window(event: ev.Event) -> int | None:

@@ -71,6 +71,7 @@ class Session:
         self.host = host
         self.identity: Identity | None = None
         self.windows: frozenset[int] = frozenset()
+        self.services_seen: dict[str, Any] = {}  # service summaries last sent (kept by the hub)
         self.messages = self.rejected = self.rate_limited = 0
         self._table: dict[str, Any] = {}
         self._bucket = TokenBucket(settings.rate_per_s, settings.rate_burst)
@@ -193,7 +194,8 @@ class Session:
         if windows:
             self.subscribe(windows)
             if self.identity.role != "speaker":  # speakers only announce
-                self.push(self.encode({"type": "board", "windows": hub.board_of(windows)}))
+                self.push(self.encode({"type": "board", "windows": hub.board_of(windows),
+                                       "services": hub.services_of(self)}))
         if self.identity.role == "phone":
             self.server.watch_phone(self)
 
