@@ -1,9 +1,26 @@
 """The fan-out hub: durable events in, pushes out to the subscribers that asked for them.
 
-Each push is encoded at most once per format (msgpack, JSON) and the same frame object is
-queued to every subscriber of that format. Queuing never blocks: a subscriber whose send
-queue is full is closed as a slow consumer (close code 4008), so one slow display never
-holds up the engine or the other displays.
+The call path, and why it is shaped so (``docs/performance.md`` has the measurements):
+
+* **The clerk's ``ok`` never waits behind the fan-out.** The journal's commit task wakes
+  the connections waiting for the commit, then calls :meth:`Hub.on_durable`, which only
+  folds the events into the read models and builds each push message once — work that
+  grows with the events, not with the subscribers — and queues ``(subscribers,
+  message)`` deliveries. The hub's own task (:meth:`Hub.deliver`) writes them, yielding
+  to the other tasks after every ``fanout_slice`` subscribers, so a clerk's reply goes
+  out within one slice however many screens listen.
+* **Encode once.** Each push is encoded and framed (the WebSocket frame bytes) at most
+  once per format (msgpack, JSON); the same bytes go to every subscriber of that format.
+* **Cheap pushes.** A subscriber whose socket has room and nothing queued gets the bytes
+  written straight from the hub's task (:meth:`Session.push`): no task of its own wakes
+  up. Only a connection that is behind queues, and its writer task sends the queue.
+* **Slow subscribers slow nobody.** Queuing never blocks: a subscriber whose send queue
+  is full is closed as a slow consumer (close code 4008), so one slow display never
+  holds up the engine, the clerks or the other displays.
+* **Order.** One task delivers, in log order; a subscriber's pushes leave in that order
+  and never interleave with its replies inside a frame. The subscribers of a delivery
+  are taken when the event is folded: a display subscribing later gets the ``board``
+  that already includes the event, not the push.
 
 Subscriptions are indexed by window: a display that follows a zone or a floor is entered
 under each window of it, so routing an event costs one dict lookup.
@@ -21,6 +38,7 @@ same message, encoded once.
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any, Callable, Iterable, Protocol
 
 import trio
@@ -28,6 +46,7 @@ import trio
 from .. import events as ev
 from ..engine import QueueEngine
 from ..errors import UnknownTicket
+from .._wsframe import message_frames
 from ..hall import Hall
 from .projections import TICKET_STATUS, Board, Message, service_summaries, ticket_window
 
@@ -39,11 +58,11 @@ class Subscriber(Protocol):
     windows: frozenset[int]  # the windows it follows
     services_seen: dict[str, Message]  # the service summaries it last got, by code (kept by the hub)
 
-    def push(self, frame: Any) -> None:
-        """Queue *frame* without blocking."""
+    def push(self, data: bytes) -> None:
+        """Send *data* (WebSocket frame bytes) without blocking."""
 
-    def encode(self, message: Message) -> Any:
-        """*message* as a frame of this subscriber's format."""
+    def encode(self, message: Message) -> bytes | str:
+        """*message* as a payload of this subscriber's format."""
 
 
 class Hub:
@@ -62,7 +81,9 @@ class Hub:
         self.speakers: dict[int, set[Subscriber]] = {wid: set() for wid in hall.windows_by_id}
         self.phones: dict[int, set[Subscriber]] = {}
         self._phone_last: dict[int, tuple[Any, ...]] = {}
-        self.pushes = 0  # frames queued to subscribers so far
+        self.pushes = 0  # push messages handed to subscribers so far (a message to N subscribers: N)
+        self._deliveries: deque[tuple[tuple[Subscriber, ...], Message]] = deque()
+        self._delivery_due = trio.Event()  # set when deliveries are queued
         self.summaries: dict[str, Message] = service_summaries(engine)  # as of the last round
         self._summaries_stale = trio.Event()  # set by a durable batch, cleared by a round
         self._recheck: set[Subscriber] = set()  # their services changed (skills reassigned)
@@ -132,17 +153,34 @@ class Hub:
         self._summaries_stale.set()
 
     def publish(self, subs: Iterable[Subscriber], message: Message) -> None:
-        """Queue *message* to *subs*, encoding it once per format."""
-        frames: list[Any] = [None, None]
-        count = 0
-        for sub in subs:
-            fmt = sub.binary
-            frame = frames[fmt]
-            if frame is None:
-                frame = frames[fmt] = sub.encode(message)
-            sub.push(frame)
-            count += 1
-        self.pushes += count
+        """Queue *message* for delivery to *subs* (as they are now), after what is queued already."""
+        targets = tuple(subs)
+        if targets:
+            self._deliveries.append((targets, message))
+            self._delivery_due.set()
+
+    async def deliver(self, slice_size: int) -> None:
+        """The fan-out task: write the queued deliveries in order, each message encoded and
+        framed once per format; yield to the other tasks after every *slice_size* pushes."""
+        deliveries = self._deliveries
+        budget = slice_size
+        while True:
+            await self._delivery_due.wait()
+            self._delivery_due = trio.Event()
+            while deliveries:
+                targets, message = deliveries.popleft()
+                frames: list[bytes | None] = [None, None]
+                for sub in targets:
+                    fmt = sub.binary
+                    data = frames[fmt]
+                    if data is None:
+                        data = frames[fmt] = message_frames((sub.encode(message),))
+                    sub.push(data)
+                    budget -= 1
+                    if not budget:
+                        budget = slice_size
+                        await trio.lowlevel.checkpoint()
+                self.pushes += len(targets)
 
     # ------------------------------------------------------------------ service summaries
 

@@ -27,6 +27,7 @@ HELLO_TIMEOUT_S: Final = 10.0  # seconds to send hello after the WebSocket hands
 OUTBOX_FRAMES: Final = 4096  # frames queued to one client before it counts as a slow consumer
 MAX_IN_FLIGHT: Final = 64  # commands of one connection awaiting durability at once
 PHONE_REFRESH_S: Final = 5.0  # seconds between position refreshes pushed to phones
+FANOUT_SLICE: Final = 128  # pushes the fan-out writes before letting other tasks (a clerk's reply) run
 QUEUE_PUSH_INTERVAL_S: Final = 1.0  # seconds between two queue_update pushes to one connection, at least
 SHUTDOWN_GRACE_S: Final = 5.0  # seconds connections get to drain on shutdown
 CLOSE_TIMEOUT_S: Final = 2.0  # seconds to wait for a client to answer a close frame
@@ -54,6 +55,7 @@ class ServerSettings:
     max_in_flight: int = MAX_IN_FLIGHT
     phone_refresh_s: float = PHONE_REFRESH_S
     queue_push_interval_s: float = QUEUE_PUSH_INTERVAL_S
+    fanout_slice: int = FANOUT_SLICE
     shutdown_grace_s: float = SHUTDOWN_GRACE_S
     handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S
     max_connections: int = MAX_CONNECTIONS
