@@ -20,7 +20,8 @@ Two kinds of connection:
 * a **clerk** opens its window and then calls in cycles: every *interval* seconds
   (jittered, phase-shifted per window) it writes ``start``, ``finish`` and ``call_next``
   in one write (only ``call_next`` when nobody is at the window) and records
-  ``(window, number, sent, acked)`` when the ``call_next`` is answered; with
+  ``(window, number, sent, acked, commands)`` when the ``call_next`` is answered
+  (*commands*: 3 with ``start`` and ``finish``, else 1 — each makes one ``window_update``); with
   ``calls`` set it stops after that many calls (the fan-out benchmark's single clerk).
 """
 
@@ -68,7 +69,7 @@ class _Conn:
     reader: FrameReader
     busy: bool = False  # clerk: someone at the window
     next_at: float = 0.0  # clerk: when to call next
-    waiting: dict[int, float] = field(default_factory=dict)  # clerk: call_next id -> sent
+    waiting: dict[int, tuple[float, int]] = field(default_factory=dict)  # clerk: call_next id -> (sent, commands)
     calls: int = 0
     rid: int = 0
 
@@ -171,7 +172,7 @@ def _work(url: str, specs: list[Spec], pipe: Any, seed: int) -> None:
                 messages = [{"type": "start", "id": -2}, {"type": "finish", "id": -3}] if c.busy else []
                 c.rid += 1
                 messages.append({"type": "call_next", "id": c.rid})
-                c.waiting[c.rid] = time.monotonic()
+                c.waiting[c.rid] = (time.monotonic(), len(messages))  # each command: one window_update
                 _send(c, messages, packer)
                 c.calls += 1
                 c.next_at = now + c.spec.interval * (0.5 + rng.random())
@@ -198,6 +199,9 @@ def _send(c: _Conn, messages: list[dict[str, Any]], packer: msgpack.Packer | Non
 
 def _on_message(c: _Conn, m: dict[str, Any], t: float, records: list, calls: list, errors: dict) -> None:
     kind = m.get("type")
+    clerk = c.spec.label == "clerk"
+    if clerk and kind not in ("ok", "error"):
+        return  # a clerk's own window_update and queue_update pushes
     if kind == "window_update":
         if m["event"] == "called":
             records.append((c.spec.label, "window_update", m["window"], m["number"], t))
@@ -207,7 +211,7 @@ def _on_message(c: _Conn, m: dict[str, Any], t: float, records: list, calls: lis
     elif kind == "ticket_update":
         if m["status"] == "called" and m["event"] == "ticket_called":
             records.append((c.spec.label, "ticket_update", m["window"], m["number"], t))
-    elif kind in ("ok", "error") and c.spec.label == "clerk":
+    elif clerk:
         rid = m.get("id")
         if kind == "error" and rid != -1 and m["code"] != "window_busy":  # -1: open_window of an open window
             errors[m["code"]] = errors.get(m["code"], 0) + 1
@@ -215,7 +219,7 @@ def _on_message(c: _Conn, m: dict[str, Any], t: float, records: list, calls: lis
             sent = c.waiting.pop(rid, None)
             if kind == "ok" and sent is not None:
                 called = next(e for e in m["result"]["events"] if e["kind"] == "ticket_called")
-                calls.append((c.spec.hello["window"], called["number"], sent, t))
+                calls.append((c.spec.hello["window"], called["number"], sent[0], t, sent[1]))
                 c.busy = True
             elif kind == "error" and m["code"] == "window_busy":  # a call of an earlier clerk: finish it first
                 c.busy, c.next_at = True, t

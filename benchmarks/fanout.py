@@ -7,11 +7,17 @@ clerk at a window of that zone, in its own process, calls ``--calls`` times, one
 every ``--interval`` seconds. The subscribers grow 100 -> 1,000 -> 3,000 (``--sizes``)
 on the same server.
 
-* ``messages_per_s``: N / (last display's receipt of the ``window_update`` - the clerk's
-  send), the median over the calls, at the largest N — how fast one process pushes;
+* ``messages_per_s``: the ``window_update`` pushes of one call (N, or 3N when the clerk's
+  write also started and finished the citizen before: three window events, each pushed
+  to every display, the ``called`` one last) / (the last display's receipt of the
+  ``called`` update - the clerk's send), the median over the calls, at the largest N —
+  how fast one process pushes;
 * ``clerk_ack_ms_at_N``: the clerk's ``call_next`` from send to ``ok`` (median), while
   its own call fans out to N connections;
-* ``fanout_ms_at_N``: send to the last display's receipt (median).
+* ``fanout_ms_at_N``: send to the last display's receipt (median);
+* ``server_cpu_us_per_push_at_N``: the server's CPU time over the calls (their commits,
+  queue_updates and all) per push delivered — the figure that does not depend on how
+  busy the machine's other processes keep the cores.
 
     python -m benchmarks.fanout [--json] [--sizes 100,1000,3000] [--calls 7]
 """
@@ -29,7 +35,7 @@ from callsys.hall import load_hall
 
 from . import _hall_load as load
 from ._report import Row, parser, report, row
-from ._server import spawn_server
+from ._server import cpu_seconds, spawn_server
 
 START = "2026-11-23T09:00"  # a Monday morning: the flagship hall is open
 ZONE = "f1-tax"
@@ -59,11 +65,16 @@ async def run(config: str, *, sizes: list[int], calls: int, interval: float, pro
                 clerk_hello = {"type": "hello", "role": "clerk", "token": tokens["clerk"], "window": window.id}
                 clerk = await trio.to_thread.run_sync(
                     load.spawn, server.url, [[load.Spec("clerk", clerk_hello, interval=interval, calls=calls)]])
+                await trio.sleep(1.0)  # the connections' board and first queue_update are out
+                cpu = cpu_seconds(server.pid)
                 load.start(subscribers + clerk)
                 await trio.sleep(interval * 1.5 * calls + 1.0)
+                cpu = cpu_seconds(server.pid) - cpu
                 clerk_result = await trio.to_thread.run_sync(load.collect, clerk)
                 subs_result = await trio.to_thread.run_sync(load.collect, subscribers)
                 rows += _rows(size, clerk_result, subs_result, size == sizes[-1])
+                pushed = size * sum(call[4] for call in clerk_result["calls"])
+                rows.append(row(f"server_cpu_us_per_push_at_{size}", cpu * 1e6 / max(1, pushed), "us", None))
                 # the subscribers' processes are done; reconnect them for the next size
                 subscribers = []
                 have = 0
@@ -76,14 +87,14 @@ def _rows(size: int, clerk: dict, subs: dict, last: bool) -> list[Row]:
     for _label, _kind, _window, number, t in subs["records"]:
         received.setdefault(number, []).append(t)
     rates, acks, spans = [], [], []
-    for _window, number, sent, acked in clerk["calls"]:
+    for _window, number, sent, acked, updates in clerk["calls"]:
         times = received.get(number, [])
         acks.append((acked - sent) * 1000)
         if len(times) == size:  # every display got it
             span = max(times) - sent
             spans.append(span * 1000)
-            rates.append(size / span)
-    missing = sum(1 for _w, number, _s, _a in clerk["calls"] if len(received.get(number, [])) != size)
+            rates.append(updates * size / span)
+    missing = sum(1 for _w, number, *_ in clerk["calls"] if len(received.get(number, [])) != size)
     rows = [
         row(f"messages_per_s_at_{size}", median(rates) if rates else 0.0, "messages/s", None),
         row(f"fanout_ms_at_{size}", median(spans) if spans else float("nan"), "ms", None),
@@ -110,7 +121,8 @@ def main() -> None:
                                 processes=args.processes))
     notes = [f"displays subscribed to zone {ZONE} from {args.processes} load processes (epoll, msgpack); one clerk "
              "in its own process; the server in a child process; all on this machine's cores",
-             "medians over the calls; messages_per_s = N / (send -> last display's receipt)",
+             "medians over the calls; messages_per_s = window_updates of the call's write (N or 3N) / (send -> last "
+             "display's receipt of the called update)",
              f"machine load average (1 min) before / after the run: {load_before:.2f} / {os.getloadavg()[0]:.2f}"]
     report("benchmarks.fanout — one call to N displays", rows, args.json, notes=notes)
 

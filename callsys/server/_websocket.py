@@ -68,6 +68,9 @@ class ConnectionClosed(Exception):
         self.reason = reason
 
 
+_write = os.write
+
+
 def send_nowait(stream: trio.abc.Stream, data: bytes | memoryview) -> int | None:
     """Write what the kernel takes of *data* to *stream*'s socket now, without blocking.
 
@@ -87,7 +90,7 @@ def send_nowait(stream: trio.abc.Stream, data: bytes | memoryview) -> int | None
     if sock is None:
         return None
     try:
-        return os.write(sock.fileno(), data)  # fileno() is -1 once closed: EBADF, never another socket
+        return _write(sock.fileno(), data)  # fileno() is -1 once closed: EBADF, never another socket
     except BlockingIOError:
         return 0
     except OSError:

@@ -11,6 +11,8 @@ The call path, and why it is shaped so (``docs/performance.md`` has the measurem
   out within one slice however many screens listen.
 * **Encode once.** Each push is encoded and framed (the WebSocket frame bytes) at most
   once per format (msgpack, JSON); the same bytes go to every subscriber of that format.
+  Consecutive deliveries to the same subscribers (a window's ``finished`` then
+  ``called``, committed together) go out as one write per subscriber.
 * **Cheap pushes.** A subscriber whose socket has room and nothing queued gets the bytes
   written straight from the hub's task (:meth:`Session.push`): no task of its own wakes
   up. Only a connection that is behind queues, and its writer task sends the queue.
@@ -169,18 +171,22 @@ class Hub:
             self._delivery_due = trio.Event()
             while deliveries:
                 targets, message = deliveries.popleft()
+                messages = [message]
+                while deliveries and deliveries[0][0] == targets:  # e.g. "finished" then "called": one write each
+                    messages.append(deliveries.popleft()[1])
                 frames: list[bytes | None] = [None, None]
                 for sub in targets:
                     fmt = sub.binary
                     data = frames[fmt]
                     if data is None:
-                        data = frames[fmt] = message_frames((sub.encode(message),))
+                        encode = sub.encode
+                        data = frames[fmt] = message_frames([encode(m) for m in messages])
                     sub.push(data)
                     budget -= 1
                     if not budget:
                         budget = slice_size
                         await trio.lowlevel.checkpoint()
-                self.pushes += len(targets)
+                self.pushes += len(targets) * len(messages)
 
     # ------------------------------------------------------------------ service summaries
 
@@ -210,12 +216,16 @@ class Hub:
                 if subs and not changed.isdisjoint(window.skills):
                     audience.update(subs)
         groups: dict[tuple[str, ...], list[Subscriber]] = {}
+        served: dict[frozenset[int], list[str]] = {}  # the displays of a zone share one set of windows
         for sub in audience:
-            if not sub.windows:
+            windows = sub.windows
+            if not windows:
                 continue  # unsubscribed meanwhile
+            codes_of = served.get(windows)
+            if codes_of is None:
+                codes_of = served[windows] = sorted(self._codes(windows, state_windows))
             seen = sub.services_seen
-            codes = tuple(sorted(code for code in self._codes(sub.windows, state_windows)
-                                 if seen.get(code) != fresh[code]))
+            codes = tuple(code for code in codes_of if seen.get(code) != fresh[code])
             if codes:
                 for code in codes:
                     seen[code] = fresh[code]
