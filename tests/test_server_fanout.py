@@ -8,6 +8,7 @@ queue overflows (4008) is pinned by ``test_server_errors.py``.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from typing import Any
@@ -23,7 +24,7 @@ from wsproto.handshake import H11Handshake
 from callsys._wsframe import FrameReader, message_frames
 from callsys.protocol import MSGPACK
 from callsys.server._websocket import WebSocket, Written, send_nowait
-from server_support import TOKENS, client, guard, push_of, start_server
+from server_support import TOKENS, client, guard, push_of, server, start_server  # noqa: F401
 
 BIG = 60_000  # bytes of filler per stuffed push: a few fill any socket buffer
 
@@ -188,20 +189,38 @@ async def test_replies_and_direct_pushes_keep_their_order_on_one_connection(nurs
 class Recorder:
     """A subscriber that records each push it gets in a shared log (and writes nothing anywhere)."""
 
-    binary = True
-
-    def __init__(self, log: list[Any], window: int) -> None:
+    def __init__(self, log: list[Any], window: int, binary: bool = True) -> None:
         self.log = log
+        self.binary = binary
         self.windows = frozenset({window})
         self.services_seen: dict[str, Any] = {}
+        self.writes: list[list[Any]] = []  # the messages of each push call
+        self.encoded = 0
         self._reader = FrameReader(max_message=1 << 20, client_frames=False)
 
-    def encode(self, message: dict[str, Any]) -> bytes:
-        return msgpack.packb(message)
+    def encode(self, message: dict[str, Any]) -> bytes | str:
+        self.encoded += 1
+        return msgpack.packb(message) if self.binary else json.dumps(message)
 
     def push(self, data: bytes) -> None:
-        for message in frames_of(self._reader, data):
+        messages = [msgpack.unpackb(m) if type(m) is bytes else json.loads(m) for m in self._reader.feed(data)]
+        self.writes.append(messages)
+        for message in messages:
             self.log.append(("push", message.get("seq")))
+
+
+@guard()
+async def test_a_message_is_framed_once_per_format_and_consecutive_ones_share_a_write(server):
+    log: list[Any] = []
+    subs = [Recorder(log, 7, binary=i % 2 == 0) for i in range(6)]
+    server.hub.publish(subs, {"type": "x", "seq": 1})
+    server.hub.publish(subs, {"type": "x", "seq": 2})  # the same subscribers, right behind
+    server.hub.publish(subs[:1], {"type": "x", "seq": 3})  # others: a write of its own
+    await trio.testing.wait_all_tasks_blocked()
+    assert sum(s.encoded for s in subs) == 2 * 2 + 1  # the shared two x two formats, then the third once
+    assert [[m["seq"] for m in w] for w in subs[0].writes] == [[1, 2], [3]]
+    assert all([[m["seq"] for m in w] for w in s.writes] == [[1, 2]] for s in subs[1:])
+    assert server.hub.pushes == 13
 
 
 @guard()
