@@ -247,3 +247,21 @@ async def test_the_clerks_reply_goes_out_within_one_slice_of_a_long_fan_out(nurs
         i = log.index(("reply",))
         before = sum(1 for e in log[:i] if e == ("push", called["seq"]))
         assert before <= slice_size  # the reply did not wait for the 400 pushes of its own call
+
+
+@guard()
+async def test_pushes_of_the_last_commits_still_go_out_at_shutdown(demo_hall, tmp_path):
+    log: list[Any] = []
+    async with trio.open_nursery() as nursery:
+        server = await start_server(nursery, demo_hall, tmp_path / "hall.db")
+        async with client(server, "display", subscribe={"windows": [7]}) as display, \
+                client(server, "clerk", window=7) as clerk:
+            await push_of(display, "board")
+            server.hub.watch(Recorder(log, 7), [7])
+            await clerk.request("open_window")
+            await trio.testing.wait_all_tasks_blocked()
+            server.shutdown()
+            await trio.testing.wait_all_tasks_blocked()  # the fan-out task is gone now
+            server.hub.publish(server.hub.displays[7], {"type": "window_update", "seq": 99})  # a late commit's push
+            assert ("push", 99) in log  # written at once, not left for a task that no longer runs
+            assert (await push_of(display, "window_update"))["event"] == "opened"

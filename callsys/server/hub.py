@@ -23,6 +23,9 @@ The call path, and why it is shaped so (``docs/performance.md`` has the measurem
   and never interleave with its replies inside a frame. The subscribers of a delivery
   are taken when the event is folded: a display subscribing later gets the ``board``
   that already includes the event, not the push.
+* **Shutdown.** The fan-out task stops with the server's services; what is still queued
+  then, and whatever the last commits publish while the connections drain, is written
+  at once (:meth:`Hub.deliver_now`), before the connections close with 1001.
 
 Subscriptions are indexed by window: a display that follows a zone or a floor is entered
 under each window of it, so routing an event costs one dict lookup.
@@ -41,7 +44,7 @@ same message, encoded once.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 import trio
 
@@ -86,6 +89,8 @@ class Hub:
         self.pushes = 0  # push messages handed to subscribers so far (a message to N subscribers: N)
         self._deliveries: deque[tuple[tuple[Subscriber, ...], Message]] = deque()
         self._delivery_due = trio.Event()  # set when deliveries are queued
+        self._writing: Iterator[None] | None = None  # the deliver task's writing, paused between slices
+        self._inline = False  # True once the server stops: deliveries are written as published
         self.summaries: dict[str, Message] = service_summaries(engine)  # as of the last round
         self._summaries_stale = trio.Event()  # set by a durable batch, cleared by a round
         self._recheck: set[Subscriber] = set()  # their services changed (skills reassigned)
@@ -159,34 +164,54 @@ class Hub:
         targets = tuple(subs)
         if targets:
             self._deliveries.append((targets, message))
-            self._delivery_due.set()
+            if self._inline:
+                self.deliver_now()
+            else:
+                self._delivery_due.set()
 
     async def deliver(self, slice_size: int) -> None:
         """The fan-out task: write the queued deliveries in order, each message encoded and
         framed once per format; yield to the other tasks after every *slice_size* pushes."""
-        deliveries = self._deliveries
-        budget = slice_size
         while True:
             await self._delivery_due.wait()
             self._delivery_due = trio.Event()
-            while deliveries:
-                targets, message = deliveries.popleft()
-                messages = [message]
-                while deliveries and deliveries[0][0] == targets:  # e.g. "finished" then "called": one write each
-                    messages.append(deliveries.popleft()[1])
-                frames: list[bytes | None] = [None, None]
-                for sub in targets:
-                    fmt = sub.binary
-                    data = frames[fmt]
-                    if data is None:
-                        encode = sub.encode
-                        data = frames[fmt] = message_frames([encode(m) for m in messages])
-                    sub.push(data)
-                    budget -= 1
-                    if not budget:
-                        budget = slice_size
-                        await trio.lowlevel.checkpoint()
-                self.pushes += len(targets) * len(messages)
+            self._writing = self._write_deliveries(slice_size)
+            for _ in self._writing:
+                await trio.lowlevel.checkpoint()
+
+    def deliver_now(self) -> None:
+        """Write every queued delivery at once, and from now on each as it is published: the
+        server is shutting down and :meth:`deliver` no longer runs, but the commands it still
+        commits push their events before the connections close."""
+        self._inline = True
+        if self._writing is not None:  # finish the delivery the task was in the middle of
+            for _ in self._writing:
+                pass
+        for _ in self._write_deliveries(0):
+            pass
+
+    def _write_deliveries(self, slice_size: int) -> Iterator[None]:
+        """Write the queued deliveries; yield after every *slice_size* pushes (0: never)."""
+        deliveries = self._deliveries
+        budget = slice_size
+        while deliveries:
+            targets, message = deliveries.popleft()
+            messages = [message]
+            while deliveries and deliveries[0][0] == targets:  # e.g. "finished" then "called": one write each
+                messages.append(deliveries.popleft()[1])
+            frames: list[bytes | None] = [None, None]
+            for sub in targets:
+                fmt = sub.binary
+                data = frames[fmt]
+                if data is None:
+                    encode = sub.encode
+                    data = frames[fmt] = message_frames([encode(m) for m in messages])
+                sub.push(data)
+                budget -= 1
+                if not budget:
+                    budget = slice_size
+                    yield
+            self.pushes += len(targets) * len(messages)
 
     # ------------------------------------------------------------------ service summaries
 

@@ -288,6 +288,8 @@ class CallsysServer:
                 task_status.started(self)
                 await self._stop.wait()
                 services.cancel_scope.cancel()
+            if self.failure is None:
+                self.hub.deliver_now()  # the fan-out task is gone: the last events still reach the screens
             for session in list(self.sessions):
                 session.drain()
             connections.cancel_scope.deadline = trio.current_time() + settings.shutdown_grace_s
