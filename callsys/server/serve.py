@@ -297,7 +297,7 @@ class CallsysServer:
     async def _refresh_phones(self) -> None:
         while True:
             await trio.sleep(self.settings.phone_refresh_s)
-            self.hub.refresh_phones(self.clock.now())
+            await self.hub.refresh_phones(self.clock.now(), self.settings.fanout_slice)
 
 
 def _describe(exc: BaseException) -> str:
