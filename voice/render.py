@@ -21,6 +21,7 @@ Rendering policy:
 
 from __future__ import annotations
 
+import atexit
 import os
 import queue
 import tempfile
@@ -95,7 +96,15 @@ def _engine() -> tuple[Any, frozenset[str], Any]:
         for voice in engine.getProperty("voices"):
             names.update((voice.id, voice.id.rsplit("/", 1)[-1], *voice.languages))
         _ENGINE = engine, frozenset(names), _espeak
+        atexit.register(_drop_engine)
     return _ENGINE
+
+
+def _drop_engine() -> None:
+    """Release the engine while the interpreter is whole: pyttsx3's finaliser fails if it
+    runs during the interpreter's teardown ("Exception ignored in DriverProxy.__del__")."""
+    global _ENGINE
+    _ENGINE = None
 
 
 # ------------------------------------------------------------------------------ the speech thread
