@@ -255,13 +255,6 @@ class Renderer:
         self._remember(key, data)
         return data
 
-    async def wait_running(self, key: str) -> bytes | None:
-        """The WAV of *key* if it is being rendered now (waits for it), else None."""
-        if key not in self._running:
-            return None
-        self._joined += 1
-        return await self._wait(key)
-
     def statistics(self) -> RendererStatistics:
         return RendererStatistics(self._renders, self._memory_hits, self._disk_hits, self._joined,
                                   len(self._memory), self._memory_size)

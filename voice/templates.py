@@ -34,7 +34,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Final, Mapping
 
-from callsys.hall import Hall, Voice
+from callsys.hall import Voice
 
 from .reading import read_ticket, read_window
 
@@ -91,10 +91,6 @@ class Announcements:
     def __init__(self, voice: Voice) -> None:
         self.voice = voice
         self.templates = {lang: voice.templates.get(lang, DEFAULT_TEMPLATES[lang]) for lang in voice.languages}
-
-    @classmethod
-    def of(cls, hall: Hall) -> "Announcements":
-        return cls(hall.voice)
 
     def silent(self, zone: str) -> bool:
         """True if calls in *zone* are never spoken."""
