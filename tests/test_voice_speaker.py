@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
 
+import pytest
 import trio
 
-from voice.cli import join_wavs
+from voice.cli import SpeakerError, fetch, join_wavs
 from voice.chime import chime_wav
 
 from conftest import CONFIG
@@ -83,3 +85,26 @@ def test_join_wavs_repeats_with_gaps():
     once = wav_info(chime)["seconds"]
     twice = wav_info(join_wavs([chime, chime], repeat=2, gap_s=0.5))["seconds"]
     assert abs(twice - (4 * once + 3 * 0.5)) < 0.01
+
+
+async def test_fetch_gets_audio_from_the_servers_http_side(nursery):
+    chime = chime_wav()
+    requests = []
+
+    async def http(stream: trio.SocketStream) -> None:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += await stream.receive_some()
+        target = head.split(b" ")[1].decode()
+        requests.append(target)
+        body, status = (chime, b"200 OK") if target == "/audio/abc.wav" else (b"unknown key\n", b"404 Not Found")
+        await stream.send_all(b"HTTP/1.1 " + status + b"\r\ncontent-type: audio/wav\r\ncontent-length: "
+                              + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body)
+        await stream.aclose()
+
+    listeners = await nursery.start(functools.partial(trio.serve_tcp, http, 0, host="127.0.0.1"))
+    url = f"ws://127.0.0.1:{listeners[0].socket.getsockname()[1]}/ws"
+    assert await fetch(url, "/audio/abc.wav") == chime
+    with pytest.raises(SpeakerError, match="HTTP 404 unknown key"):
+        await fetch(url, "/audio/nope.wav")
+    assert requests == ["/audio/abc.wav", "/audio/nope.wav"]
