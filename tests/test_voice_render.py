@@ -176,6 +176,18 @@ async def test_the_memory_cache_is_bounded_least_recently_used_first(tmp_path):
     assert len(synth.calls) == 3
 
 
+async def test_the_disk_cache_is_bounded_oldest_render_first(tmp_path):
+    u = utterances()
+    first = Renderer(tmp_path)
+    await first.wav(u["zh"])
+    await first.wav(u["en"])
+    second = Renderer(tmp_path, disk_bytes=len(await first.wav(u["ja"])) + 1)  # room for one more WAV
+    await second.wav(u["ko"])
+    assert sorted(tmp_path.iterdir()) == [second.path(u["ko"].key)]
+    await second.wav(u["zh"])  # rendered again: it had gone
+    assert sorted(tmp_path.iterdir()) == [second.path(u["zh"].key)]
+
+
 async def test_the_announcer_serves_prepared_keys_and_refuses_others(tmp_path):
     from callsys.hall import Voice
 

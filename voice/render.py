@@ -15,7 +15,9 @@ Rendering policy:
   voice, rate): an LRU of WAV bytes bounded by :data:`MEMORY_CACHE_BYTES`, then
   ``<directory>/<key>.wav`` written atomically (a temporary file in the same directory,
   then ``os.replace``), so a crash never leaves half a WAV behind and a restarted server
-  serves yesterday's renders at once.
+  serves yesterday's renders at once. The disk cache is bounded too
+  (:data:`DISK_CACHE_BYTES`; the oldest renders go first): nearly every call is a new text
+  (~350 KB of zh + en audio), ~10 GB on a busy day of the flagship hall if nothing went.
 * **One render per key**: a request for a key that is being rendered waits for that render.
 """
 
@@ -38,6 +40,7 @@ from callsys.errors import CallsysError
 from .templates import Utterance
 
 MEMORY_CACHE_BYTES: Final = 64 * 2**20  # 64 MiB: ~400 two-language announcements of ~150 KiB each
+DISK_CACHE_BYTES: Final = 2**30  # 1 GiB: the last ~3,000 two-language announcements
 DEFAULT_DIRECTORY: Final = Path("var/audio")
 
 Synthesise = Callable[[Utterance, Path], None]
@@ -179,13 +182,18 @@ class Renderer:
         directory: where rendered WAVs are kept (``<directory>/<key>.wav``); None keeps them
             in memory only.
         memory_bytes: the memory cache's bound (least recently used WAVs go first).
+        disk_bytes: the disk cache's bound (the oldest renders go first).
         synthesise: renders one utterance to a WAV file (the tests count and inspect it).
     """
 
     def __init__(self, directory: str | Path | None = DEFAULT_DIRECTORY, *,
-                 memory_bytes: int = MEMORY_CACHE_BYTES, synthesise: Synthesise = espeak_synthesise) -> None:
+                 memory_bytes: int = MEMORY_CACHE_BYTES, disk_bytes: int = DISK_CACHE_BYTES,
+                 synthesise: Synthesise = espeak_synthesise) -> None:
         self.directory = Path(directory) if directory is not None else None
         self.memory_bytes = memory_bytes
+        self.disk_bytes = disk_bytes
+        self._disk: OrderedDict[str, int] | None = None  # key -> bytes, oldest first (speech thread only)
+        self._disk_size = 0
         self.synthesise = synthesise
         self._memory: OrderedDict[str, bytes] = OrderedDict()
         self._memory_size = 0
@@ -289,9 +297,24 @@ class Renderer:
             data = tmp.read_bytes()
             if directory is not None:
                 os.replace(tmp, directory / f"{utterance.key}.wav")
+                self._on_disk(utterance.key, len(data))
             return data
         finally:
             tmp.unlink(missing_ok=True)
+
+    def _on_disk(self, key: str, size: int) -> None:
+        """On the speech thread: count a new file; delete the oldest while over :attr:`disk_bytes`."""
+        assert self.directory is not None
+        if self._disk is None:  # the first render: take stock of what earlier runs left
+            files = sorted(self.directory.glob("*.wav"), key=lambda p: p.stat().st_mtime)
+            self._disk = OrderedDict((p.stem, p.stat().st_size) for p in files)
+            self._disk_size = sum(self._disk.values())
+        self._disk_size += size - self._disk.pop(key, 0)
+        self._disk[key] = size
+        while self._disk_size > self.disk_bytes and len(self._disk) > 1:
+            old, old_size = self._disk.popitem(last=False)
+            (self.directory / f"{old}.wav").unlink(missing_ok=True)
+            self._disk_size -= old_size
 
     def _finish(self, key: str, render: _Render, result: bytes | BaseException) -> None:
         """Back on the trio thread: remember the WAV and wake the waiters."""
