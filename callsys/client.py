@@ -445,10 +445,17 @@ async def connect_device(url: str = DEFAULT_URL, *, role: str, token: str | None
     hello = {"role": role, "token": token, "window": window, "ticket": ticket, "secret": secret,
              "subscribe": subscribe}
     device = Device(url, hello, fmt=fmt, keepalive=keepalive, retry_for_s=retry_for_s)
+    refused: ClientError | None = None
     async with trio.open_nursery() as nursery:
-        await nursery.start(device._run)
         try:
-            yield device
-        finally:
-            await device.aclose()  # a clean close handshake, not a dropped connection
-            nursery.cancel_scope.cancel()
+            await nursery.start(device._run)
+        except ClientError as exc:
+            refused = exc  # raised below, outside the nursery: the caller gets it, not a group around it
+        else:
+            try:
+                yield device
+            finally:
+                await device.aclose()  # a clean close handshake, not a dropped connection
+                nursery.cancel_scope.cancel()
+    if refused is not None:
+        raise refused

@@ -151,8 +151,9 @@ class Hub:
                     self.publish(subs, board.update(wid, event, seq))
             if event.kind in _ANNOUNCED:
                 subs = self.speakers[event.window]
-                if subs:
-                    self.publish(subs, board.announce(event, seq))
+                message = board.announce(event, seq) if subs else None
+                if message is not None:  # None: a silent zone
+                    self.publish(subs, message)
             if self.phones:
                 self._ticket_event(seq, event)
             if type(event) is ev.SkillsReassigned:

@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from voice.templates import Announcements
+
 from .. import events as ev
 from ..engine import QueueEngine
 from ..hall import Hall
@@ -77,6 +79,8 @@ class Board:
 
     def __init__(self, hall: Hall, engine: QueueEngine) -> None:
         self.hall = hall
+        self.voice = Announcements(hall.voice)
+        self.prepare: Callable[[Message], None] | None = None  # starts an announce's audio (the server's Announcer)
         self.windows = {w.id: WindowView(w.id, w.display, w.zone, w.floor) for w in hall.windows}
         state = engine.state
         for wid, window in state.windows.items():
@@ -98,16 +102,24 @@ class Board:
         return {"type": "window_update", **self.windows[window].to_message(),
                 "event": _WINDOW_EVENTS.get(event.kind, "reset"), "at": event.at, "seq": seq}
 
-    def announce(self, event: ev.TicketCalled | ev.TicketRecalled, seq: int) -> Message:
-        """The speaker's ``announce`` push for a call or recall."""
+    def announce(self, event: ev.TicketCalled | ev.TicketRecalled, seq: int) -> Message | None:
+        """The speaker's ``announce`` push for a call or recall; None in a silent zone.
+
+        Its texts, spoken texts and audio URLs follow the hall's ``[voice]`` table
+        (:mod:`voice.templates`); :attr:`prepare`, when set, is handed each push so the
+        audio starts rendering now.
+        """
         view = self.windows[event.window]
-        recalls = getattr(event, "recalls", 0)
-        return {
+        if self.voice.silent(view.zone):
+            return None
+        message = {
             "type": "announce", "window": view.id, "display": view.display, "zone": view.zone,
-            "number": event.number, "recall": recalls, "at": event.at, "seq": seq,
-            "text": {"zh": f"请 {event.number} 号到 {view.display} 号窗口办理",
-                     "en": f"Number {event.number}, please go to window {view.display}"},
+            "number": event.number, "recall": getattr(event, "recalls", 0), "at": event.at, "seq": seq,
+            **self.voice.fields(event.number, view.display),
         }
+        if self.prepare is not None:
+            self.prepare(message)
+        return message
 
 
 def _called(board: Board, e: ev.TicketCalled) -> list[int]:

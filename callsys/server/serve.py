@@ -25,6 +25,9 @@ import trio
 from wsproto.events import Request
 from wsproto.handshake import H11Handshake
 
+from voice.announcer import Announcer
+from voice.render import Renderer
+
 from .. import __version__
 from ..clock import Clock, RealClock
 from ..commands import Command
@@ -59,10 +62,11 @@ class CallsysServer:
         port: the TCP port it listens on (useful with port 0).
         url: ``ws://host:port/ws``.
         engine: the live engine (read it, never write it from outside).
+        announcer: renders announcement audio, served at ``/audio/<key>.wav``.
     """
 
     def __init__(self, hall: Hall, engine: QueueEngine, journal: Journal, *, clock: Clock, secret: bytes,
-                 settings: ServerSettings) -> None:
+                 settings: ServerSettings, announcer: Announcer | None = None) -> None:
         self.hall = hall
         self.engine = engine
         self.journal = journal
@@ -70,6 +74,8 @@ class CallsysServer:
         self.secret = secret
         self.settings = settings
         self.hub = Hub(hall, engine)
+        self.announcer = announcer or Announcer(Renderer(None))  # renders the audio of announce pushes
+        self.hub.board.prepare = self.announcer.prepare
         self.sessions: set[Session] = set()
         self.clerks: dict[int, Session] = {}  # window -> its signed-in clerk connection
         self.admission = Admission(
@@ -350,7 +356,7 @@ async def serve_callsys(hall: Hall, store: str, *, host: str = DEFAULT_HOST, por
         engine, _ = await journal.recover()
         server = CallsysServer(hall, engine, journal, clock=clock or RealClock(),
                                secret=secret if secret is not None else os.urandom(32),
-                               settings=settings or ServerSettings())
+                               settings=settings or ServerSettings(), announcer=Announcer.for_store(store))
         journal.on_durable = server.on_durable
         journal.on_failure = server.fail
         if server.settings.manage_gc:

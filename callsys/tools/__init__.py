@@ -1,6 +1,7 @@
-"""Terminal tools built on :mod:`callsys.client`: ``callsys kiosk`` and ``callsys clerk``.
+"""Terminal tools built on :mod:`callsys.client`: ``callsys kiosk``, ``callsys clerk`` and
+``callsys display``.
 
-Importing this package registers both sub-commands (it is listed in ``callsys.cli.PLUGINS``).
+Importing this package registers the sub-commands (it is listed in ``callsys.cli.PLUGINS``).
 """
 
-from . import clerk as clerk, kiosk as kiosk
+from . import clerk as clerk, display as display, kiosk as kiosk
