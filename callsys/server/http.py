@@ -16,8 +16,12 @@ to every connection, whatever serves it):
 A kept-alive HTTP connection stays with hypercorn: a WebSocket upgrade sent on it later is
 refused by the app with a 400 that says to open the WebSocket on a connection of its own
 (browsers always do). On shutdown the listener closes at once, kept-alive HTTP connections
-keep answering — ``/readyz`` says 503, so a balancer stops sending — until the WebSocket
-sessions have drained, then they close when idle.
+keep answering — ``/readyz`` says 503, so a balancer stops sending — until every WebSocket
+connection has closed, then they close when idle.
+
+Hypercorn's ``TCPServer`` (and ``WorkerContext``, ``ConnectionState``) are what its own
+``worker_serve`` runs per connection, not a documented API: pyproject pins hypercorn to
+0.18.x and ``tests/test_http.py`` exercises the hand-off over real sockets.
 
 Routes (docs/protocol.md, "HTTP"): ``/`` an index of every page per floor and zone;
 ``/board``, ``/led``, ``/clerk``, ``/kiosk``, ``/speaker`` the pages in ``displays/``;
