@@ -15,6 +15,7 @@ from typing import AsyncIterator, Sequence
 import h11
 import pytest
 import trio
+import trio.testing
 
 from callsys.server import http as http_module
 from callsys.server.http import PAGES, hall_json, page_urls
@@ -89,6 +90,12 @@ async def get(server, target: str) -> Reply:
         return await conn.get(target)
 
 
+async def until_open(server, count: int) -> None:
+    """Wait until the server counts *count* open connections (on any clock: yields, never sleeps)."""
+    while server.admission.open != count:
+        await trio.testing.wait_all_tasks_blocked()
+
+
 async def raw_exchange(server, data: bytes) -> bytes:
     """Send *data*, then read until the server closes the connection."""
     async with http_connection(server) as conn:
@@ -120,16 +127,17 @@ async def test_readyz_is_503_while_stopping_and_kept_alive_http_closes_once_webs
 
     monkeypatch.setattr(session_module, "CLOSE_TIMEOUT_S", 3600.0)  # the WebSocket below never answers its close
     server = await start_server(nursery, demo_hall, tmp_path / "hall.db", shutdown_grace_s=3600.0)
-    async with http_connection(server) as conn, raw_websocket(server.port):
-        assert (await conn.get("/readyz")).status == 200
-        await until(lambda: len(server.sessions) == 1)
-        server.shutdown()
-        await until(lambda: server.stopping and not server.http.context.terminated.is_set())
-        stopping = await conn.get("/readyz")  # the session is draining: HTTP still answers, not ready
-        assert stopping.status == 503 and stopping.json() == {"ready": False, "reason": "shutting_down"}
-        assert (await conn.get("/healthz")).status == 200
-    # the WebSocket is gone: the idle HTTP connections close
-    await until(lambda: server.http.context.terminated.is_set())
+    async with http_connection(server) as conn:
+        async with raw_websocket(server.port):
+            assert (await conn.get("/readyz")).status == 200
+            await until(lambda: len(server.sessions) == 1)
+            server.shutdown()
+            await until(lambda: server.stopping and not server.http.context.terminated.is_set())
+            stopping = await conn.get("/readyz")  # the WebSocket is draining: HTTP still answers, not ready
+            assert stopping.status == 503 and stopping.json() == {"ready": False, "reason": "shutting_down"}
+            assert (await conn.get("/healthz")).status == 200
+        # the WebSocket is gone: the idle HTTP connection is closed, the server stops
+        assert await conn.closed_by_server()
 
 
 # ---------------------------------------------------------------------- the app's routes
@@ -241,6 +249,18 @@ async def test_keep_alive_serves_two_requests_on_one_connection_and_pipelined_on
         c.send(h11.Request(method="GET", target="/readyz", headers=[("host", "x")]))
         c.send(h11.EndOfMessage())
         assert (await conn.reply()).json()["ready"] is True
+
+
+@guard()
+async def test_an_idle_kept_alive_connection_closes_after_the_keep_alive_time(nursery, demo_hall, tmp_path,
+                                                                              mock_clock):
+    server = await start_server(nursery, demo_hall, tmp_path / "hall.db")
+    async with http_connection(server) as conn:
+        assert (await conn.get("/healthz")).status == 200
+        await trio.testing.wait_all_tasks_blocked()  # the server armed its keep-alive timer
+        mock_clock.jump(server.settings.http_keep_alive_s)
+        assert await conn.closed_by_server()
+    await until_open(server, 0)
 
 
 @guard()
