@@ -217,6 +217,15 @@ async def test_unknown_path_is_404_from_the_http_app(server):
     assert reply.status == 404 and reply.body == b"Not Found"
 
 
+@guard()
+async def test_a_plain_request_for_the_websocket_endpoint_is_told_what_it_is(server):
+    reply = await get(server, "/ws")  # a browser's address bar: no upgrade
+    assert reply.status == 426 and reply.headers["upgrade"] == "websocket"
+    assert reply.body.startswith(b"/ws is callsys's WebSocket endpoint")
+    broken = await raw_exchange(server, b"GET /ws HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\n\r\n")
+    assert broken.startswith(b"HTTP/1.1 400 ")  # an upgrade without its headers: the fast path refuses it
+
+
 # ---------------------------------------------------------------------- one port
 
 

@@ -4,7 +4,7 @@ One address for everything. The server reads the first request head of every acc
 connection with h11 (:func:`read_opening`, after admission — so the connection caps apply
 to every connection, whatever serves it):
 
-* a request for ``/ws`` stays on the fast path: wsproto checks the upgrade, then a
+* an upgrade request for ``/ws`` stays on the fast path: wsproto checks it, then a
   :class:`~callsys.server.session.Session` frames the WebSocket itself (no ASGI layer on
   the path of a call);
 * anything else — any other path, any method, bytes that are not HTTP at all — is handed,
@@ -94,8 +94,12 @@ class Opening:
 
     @property
     def websocket(self) -> bool:
-        """The request is for the WebSocket endpoint: the fast path serves it."""
-        return self.request is not None and self.request.target.split(b"?", 1)[0] == PATH.encode()
+        """The request asks to upgrade at the WebSocket endpoint: the fast path serves it (and
+        answers a malformed upgrade with 400). A plain request for ``/ws`` — a browser's address
+        bar — goes to the HTTP app, which explains the endpoint."""
+        request = self.request
+        return (request is not None and request.target.split(b"?", 1)[0] == PATH.encode()
+                and any(name == b"upgrade" for name, _ in request.headers))
 
 
 async def read_opening(stream: trio.abc.ReceiveStream) -> Opening | None:
@@ -251,6 +255,11 @@ def build_app(server: CallsysServer, routes: Sequence[BaseRoute] = (), *,
 
         return Route(f"/{name}", endpoint, name=name)
 
+    async def websocket_endpoint(request: Request) -> Response:
+        body = (f"{PATH} is callsys's WebSocket endpoint: connect with a WebSocket client offering the "
+                f"subprotocol callsys.v1.json or callsys.v1.msgpack; the pages are listed at /\n")
+        return PlainTextResponse(body, status_code=426, headers={"upgrade": "websocket"})
+
     async def websocket_elsewhere(websocket: WebSocket) -> None:
         if websocket.url.path == PATH:  # an upgrade on a kept-alive HTTP connection
             body, status = f"open the WebSocket at {PATH} on a new connection, not after an HTTP request\n", 400
@@ -265,6 +274,7 @@ def build_app(server: CallsysServer, routes: Sequence[BaseRoute] = (), *,
         Route("/api/hall", api_hall, name="hall"),
         Route("/healthz", healthz, name="healthz"),
         Route("/readyz", readyz, name="readyz"),
+        Route(PATH, websocket_endpoint),
         *routes,
         WebSocketRoute("/{path:path}", websocket_elsewhere),
     ])
