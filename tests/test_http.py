@@ -7,6 +7,7 @@ or byte by byte where the test is about bytes that are not valid HTTP.
 from __future__ import annotations
 
 import json
+import logging
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,8 @@ import trio.testing
 from callsys.server import http as http_module
 from callsys.server.http import PAGES, hall_json, page_urls
 from callsys.server.settings import RETRY_AFTER_S
-from server_support import TOKENS, client, guard, push_of, server, start_server, still_served  # noqa: F401
+from server_support import (TOKENS, captured_log, client, guard, push_of, server, start_server,  # noqa: F401
+                            still_served)
 from test_server_limits import half_open, until
 from test_websocket_conformance import connect as raw_websocket
 
@@ -72,8 +74,12 @@ class Http:
         return await self.reply()
 
     async def closed_by_server(self) -> bool:
-        """True once the server closed the connection (an orderly EOF)."""
-        return await self.stream.receive_some(65536) == b""
+        """True once the server closed the connection: an EOF, or a reset (it closed with a
+        request of ours unread) — never more data."""
+        try:
+            return await self.stream.receive_some(65536) == b""
+        except trio.BrokenResourceError:
+            return True
 
 
 @asynccontextmanager
@@ -270,6 +276,21 @@ async def test_an_idle_kept_alive_connection_closes_after_the_keep_alive_time(nu
         mock_clock.jump(server.settings.http_keep_alive_s)
         assert await conn.closed_by_server()
     await until_open(server, 0)
+
+
+@guard()
+async def test_a_connection_closes_cleanly_after_its_last_allowed_request(nursery, demo_hall, tmp_path):
+    server = await start_server(nursery, demo_hall, tmp_path / "hall.db", http_max_requests=3)
+    with captured_log(logging.DEBUG, "callsys.http") as errors:
+        async with http_connection(server) as conn:
+            for _ in range(3):
+                assert (await conn.get("/healthz")).status == 200
+            # a fourth request right behind the third answer: hypercorn reads it (and half-closes)
+            # while its app task may still be writing that answer's end
+            await conn.stream.send_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+            assert await conn.closed_by_server()
+        await until_open(server, 0)
+    assert errors == []
 
 
 @guard()

@@ -141,6 +141,10 @@ class _Replay(trio.abc.HalfCloseableStream):
     Hypercorn's ``TCPServer`` takes a trio stream with ``.socket`` (it reads the peer and
     local addresses from it); not having ``do_handshake`` tells it the stream is not TLS.
     *on_close* is called once hypercorn closed the stream.
+
+    ``send_eof`` waits for a ``send_all`` in progress: hypercorn half-closes from its reading
+    task (after ``keep_alive_max_requests``, say) while the app's task may still be writing
+    the last response, and trio refuses two senders at once (BusyResourceError).
     """
 
     def __init__(self, stream: trio.SocketStream, head: bytes, on_close: Callable[[], object]) -> None:
@@ -148,6 +152,7 @@ class _Replay(trio.abc.HalfCloseableStream):
         self.socket = stream.socket
         self._head = head
         self._on_close = on_close
+        self._sending = trio.Lock()
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         if self._head:
@@ -158,13 +163,15 @@ class _Replay(trio.abc.HalfCloseableStream):
         return await self.stream.receive_some(max_bytes)
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self.stream.send_all(data)
+        async with self._sending:
+            await self.stream.send_all(data)
 
     async def wait_send_all_might_not_block(self) -> None:
         await self.stream.wait_send_all_might_not_block()
 
     async def send_eof(self) -> None:
-        await self.stream.send_eof()
+        async with self._sending:
+            await self.stream.send_eof()
 
     async def aclose(self) -> None:
         await self.stream.aclose()
@@ -184,6 +191,7 @@ class HttpFrontend:
     def __init__(self, app: Any, settings: ServerSettings) -> None:
         config = Config()
         config.keep_alive_timeout = settings.http_keep_alive_s
+        config.keep_alive_max_requests = settings.http_max_requests
         config.h11_max_incomplete_size = MAX_HEAD_BYTES
         config.include_server_header = False
         config.accesslog = None  # no line per request: the pages poll nothing, assets are few

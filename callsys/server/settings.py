@@ -38,6 +38,7 @@ HELLO_FAILURES: Final = 10  # failed hellos from one address within HELLO_FAILUR
 HELLO_FAILURE_WINDOW_S: Final = 60.0  # seconds a failed hello counts against its address
 REFUSAL_LOG_INTERVAL_S: Final = 60.0  # seconds between two log lines about refusals of one address
 HTTP_KEEP_ALIVE_S: Final = 5.0  # seconds an idle HTTP (not WebSocket) connection is kept open for its next request
+HTTP_MAX_REQUESTS: Final = 1000  # HTTP requests served on one connection before it is closed (a page load is ~10)
 REFUSAL_READ_S: Final = 2.0  # seconds a refused connection gets to send its request before it is dropped
 
 
@@ -63,6 +64,7 @@ class ServerSettings:
     hello_failure_window_s: float = HELLO_FAILURE_WINDOW_S
     refusal_log_interval_s: float = REFUSAL_LOG_INTERVAL_S
     http_keep_alive_s: float = HTTP_KEEP_ALIVE_S
+    http_max_requests: int = HTTP_MAX_REQUESTS
     manage_gc: bool = False  # tune the process's garbage collector for serving (see server/_gc.py)
 
     def limits(self) -> dict[str, float]:
