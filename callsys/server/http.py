@@ -56,13 +56,13 @@ from starlette.websockets import WebSocket
 
 from ..hall import Hall, Names
 from ..protocol import PATH
+from ._websocket import RECEIVE_BYTES
 
 if TYPE_CHECKING:
     from .serve import CallsysServer
     from .settings import ServerSettings
 
 DISPLAYS_DIR: Final = Path(__file__).resolve().parents[2] / "displays"  # the pages and their static files
-RECEIVE_BYTES: Final = 65536  # bytes asked of the socket per receive_some while reading the first request head
 MAX_HEAD_BYTES: Final = 16 * 1024  # bytes of request line + headers before h11 (and hypercorn) answer 400
 PAGES: Final = {  # route -> (file in displays/, the query parameters it takes, Chinese and English name)
     "board": ("board.html", ("zone", "floor"), "叫号大屏", "TV board"),

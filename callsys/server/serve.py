@@ -36,8 +36,8 @@ from ..errors import CallsysError
 from ..events import DayReset, Event
 from ..hall import Hall
 from ..log import Journal, Pending, open_journal
-from ..state import HallCalendar
 from ..protocol import CODECS, PATH, VERSION, CloseCode, Unavailable
+from ..state import HallCalendar
 from ..tokens import sample_token_roles
 from . import _gc, _websocket, http
 from .auth import Identity
@@ -63,6 +63,7 @@ class CallsysServer:
         port: the TCP port it listens on (useful with port 0).
         url: ``ws://host:port/ws``.
         engine: the live engine (read it, never write it from outside).
+        http: the HTTP side of the port (:class:`~callsys.server.http.HttpFrontend`).
     """
 
     def __init__(self, hall: Hall, engine: QueueEngine, journal: Journal, *, clock: Clock, secret: bytes,
