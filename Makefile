@@ -1,4 +1,4 @@
-# callsys — the two commands: `make run` and `make test`. Both set everything up first.
+# callsys — `make run`, `make demo` and `make test`. Each sets everything up first.
 PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -7,13 +7,18 @@ STORE  ?= file:var/callsys.db
 HOST   ?= 127.0.0.1
 PORT   ?= 8700
 # Server clock: real time, or virtual time from a start in the hall's zone running SPEED x
-# faster, e.g. `make run CLOCK=2026-11-23T08:55 SPEED=60`.
+# faster, e.g. `make run CLOCK=2026-11-23T09:05 SPEED=60` (a Monday, just after opening).
 CLOCK  ?= real
 SPEED  ?= 1
-# Debian packages the tests and the voice need (installed when missing).
-APT_PACKAGES := redis-server espeak-ng chromium
+# Debian packages the tests and the voice need (installed when missing); fonts-noto-cjk:
+# Chinese text in Chromium's page screenshots (without it, every character is a box).
+APT_PACKAGES := redis-server espeak-ng chromium fonts-noto-cjk
 
-.PHONY: setup run test bench clean system-packages
+# `make demo`: the flagship hall just before opening on a virtual clock, a weekday crowd
+# playing live against it (callsys/tools/demo.py); DEMO_SPEED virtual seconds per real second.
+DEMO_SPEED ?= 5
+
+.PHONY: setup run demo test bench clean system-packages
 
 setup: system-packages $(VENV)/.installed
 
@@ -41,6 +46,9 @@ $(VENV)/.installed: pyproject.toml
 
 run: setup
 	$(BIN)/callsys serve --config $(CONFIG) --store $(STORE) --host $(HOST) --port $(PORT) --clock $(CLOCK) --speed $(SPEED)
+
+demo: setup
+	$(BIN)/callsys demo --host $(HOST) --port $(PORT) --speed $(DEMO_SPEED)
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -33,6 +33,7 @@ from typing import Final
 import trio
 
 from callsys.server import _websocket
+from callsys.server.http import read_opening
 from callsys.server.settings import CLOSE_TIMEOUT_S
 
 MAX_MESSAGE: Final = 16 * 2**20  # bytes (characters for text): Autobahn's cases 1-7 and 10 stay below
@@ -40,13 +41,13 @@ MAX_MESSAGE: Final = 16 * 2**20  # bytes (characters for text): Autobahn's cases
 
 async def echo(stream: trio.SocketStream) -> None:
     """One connection: the handshake, then every message back until the client closes or fails."""
+    opening = await read_opening(stream)
+    if opening is None:
+        return
     try:
-        upgrade = await _websocket.read_request(stream)
+        handshake, request = await _websocket.upgrade_request(stream, opening.data)
     except _websocket.HandshakeFailed:
         return
-    if upgrade is None:
-        return
-    handshake, request = upgrade
     subprotocol = request.subprotocols[0] if request.subprotocols else None
     ws = await _websocket.accept(stream, handshake, subprotocol, max_message=MAX_MESSAGE)
     try:

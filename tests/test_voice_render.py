@@ -22,6 +22,7 @@ from voice.render import RenderError, Renderer, espeak_synthesise, speech_thread
 from voice.templates import Announcements, Utterance
 
 from server_support import client, guard, push_of, server  # noqa: F401 (fixture)
+from test_http import get as http_get
 
 ROOT = Path(__file__).resolve().parent.parent
 MIN_RMS = 500  # of 32767: speech is far louder; silence (and a broken voice) is ~0
@@ -259,8 +260,32 @@ async def test_the_server_renders_an_announcement_when_it_pushes_it(server):
         await clerk.request("call_next")
         announce = await push_of(speaker, "announce")
         assert announce["chime"] == "/static/chime.wav" and announce["repeat"] == 1
-        for audio in announce["audio"]:
-            key = audio["url"].removeprefix("/audio/").removesuffix(".wav")
-            info = wav_info(await server.announcer.wav(key))
+        for audio in announce["audio"]:  # fetched as a speaker page does: over HTTP, same port
+            reply = await http_get(server, audio["url"])
+            assert reply.status == 200 and reply.headers["content-type"] == "audio/wav"
+            info = wav_info(reply.body)
             assert 0.8 <= info["seconds"] <= 8.0 and info["rms"] > MIN_RMS
         assert server.announcer.renderer.statistics().renders == len(announce["audio"])
+        assert (await http_get(server, "/audio/" + "0" * len(key_of(announce)) + ".wav")).status == 404
+
+
+def key_of(announce: dict) -> str:
+    return announce["audio"][0]["url"].removeprefix("/audio/").removesuffix(".wav")
+
+
+async def test_prepare_stops_queueing_past_the_backlog_and_renders_on_request(tmp_path):
+    """A burst of calls (a load test calling hundreds a second) never piles up renders:
+    past PREPARE_BACKLOG, prepare starts nothing, and a speaker's request still gets the audio."""
+    from voice.render import PREPARE_BACKLOG
+    from voice.templates import Utterance
+
+    synth = Counting(gated=True)
+    renderer = Renderer(tmp_path, synthesise=synth)
+    zh = utterances()["zh"]
+    many = [Utterance(zh.lang, f"请 A {i} 号到 一 号窗口办理", zh.voice, zh.rate) for i in range(PREPARE_BACKLOG + 5)]
+    for utterance in many:
+        renderer.prepare(utterance)
+    assert renderer.statistics().skipped == 5
+    synth.gate.set()
+    assert await renderer.wav(many[-1])  # skipped, then asked for: rendered on request
+    assert renderer.statistics().renders == PREPARE_BACKLOG + 1

@@ -42,6 +42,11 @@ from .templates import Utterance
 MEMORY_CACHE_BYTES: Final = 64 * 2**20  # 64 MiB: ~400 two-language announcements of ~150 KiB each
 DISK_CACHE_BYTES: Final = 2**30  # 1 GiB: the last ~3,000 two-language announcements
 DEFAULT_DIRECTORY: Final = Path("var/audio")
+# Renders queued ahead of demand at most: ~1 s of the speech thread (~40 texts/s). A hall
+# calls ~1-3 times a second; a burst beyond this (a load test calling hundreds a second)
+# is rendered when a speaker asks for it instead of keeping a core busy with texts that
+# nobody may fetch.
+PREPARE_BACKLOG: Final = 32
 
 Synthesise = Callable[[Utterance, Path], None]
 
@@ -159,6 +164,7 @@ class RendererStatistics:
     memory_hits: int
     disk_hits: int
     joined: int  # requests that waited for a render already running
+    skipped: int  # prepares not started: PREPARE_BACKLOG renders were running (rendered on request)
     memory_items: int
     memory_bytes: int
 
@@ -199,7 +205,7 @@ class Renderer:
         self._memory_size = 0
         self._running: dict[str, _Render] = {}
         self._token: trio.lowlevel.TrioToken | None = None
-        self._renders = self._memory_hits = self._disk_hits = self._joined = 0
+        self._renders = self._memory_hits = self._disk_hits = self._joined = self._skipped = 0
         if self.directory is not None:
             self.directory.mkdir(parents=True, exist_ok=True)
 
@@ -222,6 +228,9 @@ class Renderer:
         """
         key = utterance.key
         if key in self._memory or key in self._running:
+            return
+        if len(self._running) >= PREPARE_BACKLOG:
+            self._skipped += 1
             return
         path = self.path(key)
         if path is not None and path.exists():
@@ -265,7 +274,7 @@ class Renderer:
 
     def statistics(self) -> RendererStatistics:
         return RendererStatistics(self._renders, self._memory_hits, self._disk_hits, self._joined,
-                                  len(self._memory), self._memory_size)
+                                  self._skipped, len(self._memory), self._memory_size)
 
     # -------------------------------------------------------------------- internals
 

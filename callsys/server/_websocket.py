@@ -1,6 +1,6 @@
 """The server's WebSocket transport: wsproto's opening handshake, then lean framing.
 
-:func:`read_request` parses the HTTP upgrade with wsproto's ``H11Handshake`` (a
+:func:`upgrade_request` parses the HTTP upgrade with wsproto's ``H11Handshake`` (a
 well-kept library: header checks, the accept token, rejections with a body); an accepted
 connection becomes a :class:`WebSocket` that frames messages with :mod:`callsys._wsframe`
 — every message of one ``receive_some`` in one call, every frame of one ``send`` in one
@@ -109,25 +109,23 @@ class HandshakeFailed(Exception):
     """The client's HTTP upgrade request was not a valid WebSocket handshake. The client's fault."""
 
 
-async def read_request(stream: trio.abc.Stream) -> tuple[H11Handshake, Request] | None:
-    """Read the client's upgrade request; None if it hung up first.
+async def upgrade_request(stream: trio.abc.SendStream, head: bytes) -> tuple[H11Handshake, Request]:
+    """Parse the client's upgrade request from *head*, the bytes read so far (a whole
+    request head; :func:`callsys.server.http.read_opening` read them).
 
     Raises:
-        HandshakeFailed: it sent something else than a WebSocket upgrade (answered 400 here).
+        HandshakeFailed: it is not a valid WebSocket upgrade (answered 400 here).
     """
     handshake = H11Handshake(ConnectionType.SERVER)
-    while True:
-        data = await stream.receive_some(RECEIVE_BYTES)
-        try:
-            handshake.receive_data(data or None)
-        except RemoteProtocolError as exc:
-            await _send_quietly(stream, handshake.send(RejectConnection(status_code=400)))
-            raise HandshakeFailed(str(exc)) from None
-        for event in handshake.events():
-            if isinstance(event, Request):
-                return handshake, event
-        if not data:
-            return None
+    try:
+        handshake.receive_data(head)
+    except RemoteProtocolError as exc:
+        await _send_quietly(stream, handshake.send(RejectConnection(status_code=400)))
+        raise HandshakeFailed(str(exc)) from None
+    for event in handshake.events():
+        if isinstance(event, Request):
+            return handshake, event
+    raise HandshakeFailed("the request head is incomplete")  # not reached: its head was read whole
 
 
 async def reject(stream: trio.abc.Stream, handshake: H11Handshake, status: int, body: bytes,

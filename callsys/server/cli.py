@@ -19,6 +19,7 @@ from ..clock import parse_clock
 from ..errors import CallsysError
 from ..hall import load_hall
 from . import logs
+from .http import page_urls
 from .limits import parse_networks
 from .serve import serve_callsys
 from .settings import (DEFAULT_HOST, DEFAULT_PORT, HANDSHAKE_TIMEOUT_S, HELLO_FAILURE_WINDOW_S, HELLO_FAILURES,
@@ -29,14 +30,14 @@ SECRET_ENV = "CALLSYS_SECRET"
 SPARE_FILES = 64  # file descriptors beyond the connections: the store, its WAL, the listeners, logs
 
 
-@command("serve", help="run the real-time WebSocket server")
+@command("serve", help="run the server: WebSocket /ws and the HTTP pages on one port")
 def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default="config/qingdao.toml", help="hall file (default: %(default)s)")
     p.add_argument("--store", default="file:var/callsys.db", help="event store URL (default: %(default)s)")
     p.add_argument("--host", default=DEFAULT_HOST, help="interface to listen on (default: %(default)s)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help="TCP port, 0 = any free (default: %(default)s)")
     p.add_argument("--clock", default="real",
-                   help="'real', or a virtual start time in the hall's zone, e.g. 2026-11-23T08:55")
+                   help="'real', or a virtual start time in the hall's zone, e.g. 2026-11-23T09:05")
     p.add_argument("--speed", type=float, default=1.0, help="virtual seconds per real second (with --clock TIME)")
     p.add_argument("--secret-file", help="key for phone secrets (default: STORE_PATH.secret, created if missing; "
                                          f"${SECRET_ENV} overrides)")
@@ -45,7 +46,8 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--burst", type=int, default=RATE_BURST, help="burst per connection (default: %(default)s)")
     p.add_argument("--idle-timeout", type=float, default=IDLE_TIMEOUT_S, help="seconds (default: %(default)s)")
     p.add_argument("--handshake-timeout", type=_positive(float), default=HANDSHAKE_TIMEOUT_S,
-                   help="seconds from TCP accept to a complete WebSocket upgrade request (default: %(default)s)")
+                   help="seconds from TCP accept to the head of the first request, WebSocket upgrade or HTTP "
+                        "(default: %(default)s)")
     p.add_argument("--max-connections", type=_positive(int), default=MAX_CONNECTIONS,
                    help="open connections at most; more are refused with HTTP 503 (default: %(default)s)")
     p.add_argument("--max-connections-per-address", type=_positive(int), default=MAX_CONNECTIONS_PER_ADDRESS,
@@ -146,10 +148,21 @@ async def _run_until_signal(serve: partial) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             server = await nursery.start(serve)
+            print(pages_block(server), flush=True)
             async for signum in signals:
                 logs.log(logging.INFO, "signal", signal=signal.Signals(signum).name)
                 server.shutdown()
                 break
+
+
+def pages_block(server: Any) -> str:
+    """The URL of every page kind with a token of its role from the hall file: printed at
+    start (on the operator's own terminal; copy them into a browser)."""
+    urls = page_urls(server)
+    width = max(map(len, urls))
+    lines = [f"pages of {server.hall.name.en} (tokens from {server.hall.source or 'the hall file'}):"]
+    lines += [f"  {name.ljust(width)}  {url}" for name, url in urls.items()]
+    return "\n".join(lines)
 
 
 def load_secret(store: str, path: str | None) -> bytes:

@@ -17,8 +17,8 @@ for clients):
   phone behind the hall's gateway must not lock every phone out; the gateway sees the
   real client addresses and throttles them itself.
 * **Refusals are cheap.** A refused connection is not counted; the server reads its
-  upgrade request (for at most ``REFUSAL_READ_S``), answers HTTP 503 with ``Retry-After``
-  and closes — no session, no hello. Refusals are logged once per address per
+  first request — a WebSocket upgrade or any HTTP request — (for at most ``REFUSAL_READ_S``),
+  answers HTTP 503 with ``Retry-After`` and closes — no session, no hello, no page. Refusals are logged once per address per
   ``refusal_log_interval_s`` with the count of those left unlogged.
 
 Everything here is plain bookkeeping on times passed in (trio's clock in the server), so

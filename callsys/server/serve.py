@@ -1,4 +1,5 @@
-"""The server: one WebSocket endpoint at ``/ws`` in front of the engine and its journal.
+"""The server: one WebSocket endpoint at ``/ws`` in front of the engine and its journal,
+and HTTP (pages, static files, health) on the same port.
 
 :func:`serve_callsys` recovers the engine from the store, listens, and runs until
 :meth:`CallsysServer.shutdown` (clean: stop accepting, answer in-flight commands, close
@@ -9,6 +10,8 @@ engine's memory would be ahead of its log; sockets close with 1011 and
 Each accepted TCP connection passes :class:`~callsys.server.limits.Admission` first
 (connection caps, failed-hello throttle; the policy is in :mod:`~callsys.server.limits`):
 a refused one gets HTTP 503 with ``Retry-After`` and never becomes a :class:`Session`.
+An admitted one whose first request is not for ``/ws`` is handed to the HTTP app (hypercorn
++ Starlette, :mod:`~callsys.server.http`) for the rest of its life.
 A window has one clerk connection: a newer clerk sign-in to it replaces the older one,
 which answers its in-flight commands and closes with 4009.
 """
@@ -25,6 +28,7 @@ import trio
 from wsproto.events import Request
 from wsproto.handshake import H11Handshake
 
+from voice import http as voice_http
 from voice.announcer import Announcer
 from voice.render import Renderer
 
@@ -37,8 +41,9 @@ from ..events import DayReset, Event
 from ..hall import Hall
 from ..log import Journal, Pending, open_journal
 from ..protocol import CODECS, PATH, VERSION, CloseCode, Unavailable
+from ..state import HallCalendar
 from ..tokens import sample_token_roles
-from . import _gc, _websocket
+from . import _gc, _websocket, http
 from .auth import Identity
 from .hub import Hub
 from .limits import Admission, Refusal, RefusalLog
@@ -63,6 +68,7 @@ class CallsysServer:
         url: ``ws://host:port/ws``.
         engine: the live engine (read it, never write it from outside).
         announcer: renders announcement audio, served at ``/audio/<key>.wav``.
+        http: the HTTP side of the port (:class:`~callsys.server.http.HttpFrontend`).
     """
 
     def __init__(self, hall: Hall, engine: QueueEngine, journal: Journal, *, clock: Clock, secret: bytes,
@@ -89,6 +95,9 @@ class CallsysServer:
         self.stopping = False
         self._stop = trio.Event()
         self._connections_scope: trio.CancelScope | None = None
+        self._websockets = 0  # connections on the fast path, from their upgrade request until closed
+        self._drained = trio.Event()  # set once stopping and no WebSocket connection is left
+        self.http = http.HttpFrontend(http.build_app(self, voice_http.routes(self.announcer)), settings)
 
     @property
     def url(self) -> str:
@@ -184,7 +193,8 @@ class CallsysServer:
         return dict(Counter(s.role for s in self.sessions))
 
     async def _serve_stream(self, stream: trio.SocketStream) -> None:
-        """One TCP connection: admission, the WebSocket handshake, then a :class:`Session`.
+        """One TCP connection: admission, its first request head, then a :class:`Session`
+        (a ``/ws`` upgrade) or the HTTP app (anything else).
 
         The connection counts against the caps from here (right after accept) until its
         socket is closed. Whatever a client does wrong here (resetting mid-handshake,
@@ -197,11 +207,22 @@ class CallsysServer:
             if refusal is not None:
                 await self._refuse(stream, host, refusal)
                 return
-            upgrade = None
+            opening = None
             with trio.move_on_after(self.settings.handshake_timeout_s):
-                upgrade = await _websocket.read_request(stream)
-            if upgrade is not None:
+                opening = await http.read_opening(stream)
+            if opening is None:
+                return
+            if not opening.websocket:
+                await self.http.serve(stream, opening.data)
+                return
+            self._websockets += 1
+            try:
+                upgrade = await _websocket.upgrade_request(stream, opening.data)
                 await self._handle_request(stream, *upgrade, host, peer)
+            finally:
+                self._websockets -= 1
+                if self.stopping and not self._websockets:
+                    self._drained.set()
         except Exception as exc:  # the client's fault or a bug: this connection only
             log(logging.WARNING, "conn_error", peer=peer, error=_describe(exc))
         finally:
@@ -211,7 +232,7 @@ class CallsysServer:
                 self.admission.release(host)
 
     async def _refuse(self, stream: trio.SocketStream, host: str, refusal: Refusal) -> None:
-        """Answer 503 + Retry-After to the upgrade request if it comes soon. Logged per address, not per connection."""
+        """Answer 503 + Retry-After to the first request if it comes soon. Logged per address, not per connection."""
         key = "*" if refusal.reason == "server_full" else host  # a full server: one line, not one per address
         stale, unlogged = self._refusals.note(key, trio.current_time())
         for address, count in stale:
@@ -221,23 +242,17 @@ class CallsysServer:
                 open=self.admission.open, unlogged=unlogged)
         try:
             with trio.move_on_after(min(REFUSAL_READ_S, self.settings.handshake_timeout_s)):
-                upgrade = await _websocket.read_request(stream)
-                if upgrade is not None:
-                    await self._reject_503(stream, upgrade[0], refusal)
-        except (_websocket.HandshakeFailed, trio.BrokenResourceError, trio.ClosedResourceError):
-            pass  # answered 400, or gone: nothing more to say
+                opening = await http.read_opening(stream)
+                if opening is not None:
+                    await http.respond(stream, opening, 503, _refusal_body(refusal), [_retry_after(refusal)])
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # gone: nothing more to say
 
     async def _reject_503(self, stream: trio.SocketStream, handshake: H11Handshake, refusal: Refusal) -> None:
-        body = f"{refusal.message}; retry after {refusal.retry_after_s} s\n".encode()
-        retry_after = (b"retry-after", str(refusal.retry_after_s).encode())
-        await _websocket.reject(stream, handshake, 503, body, [retry_after])
+        await _websocket.reject(stream, handshake, 503, _refusal_body(refusal), [_retry_after(refusal)])
 
     async def _handle_request(self, stream: trio.SocketStream, handshake: H11Handshake, request: Request,
                               host: str, peer: str) -> None:
-        if request.target.split("?", 1)[0] != PATH:
-            body = f"callsys serves WebSockets at {PATH}\n".encode()
-            await _websocket.reject(stream, handshake, 404, body)
-            return
         codec = next((CODECS[p] for p in request.subprotocols if p in CODECS), None)
         if codec is None:
             log(logging.INFO, "rejected", peer=peer, code="subprotocol", offered=list(request.subprotocols))
@@ -291,6 +306,7 @@ class CallsysServer:
                     max_connections_per_address=settings.max_connections_per_address,
                     trusted_proxies=list(settings.trusted_proxies))
                 _warn_sample_tokens(self.hall)
+                _note_closed_hall(self.hall, self.clock.now())
                 task_status.started(self)
                 await self._stop.wait()
                 services.cancel_scope.cancel()
@@ -298,7 +314,16 @@ class CallsysServer:
                 self.hub.deliver_now()  # the fan-out task is gone: the last events still reach the screens
             for session in list(self.sessions):
                 session.drain()
+            if not self._websockets:
+                self._drained.set()
+            connections.start_soon(self._close_http_when_drained)
             connections.cancel_scope.deadline = trio.current_time() + settings.shutdown_grace_s
+
+    async def _close_http_when_drained(self) -> None:
+        """Kept-alive HTTP connections answer (``/readyz``: 503) while the WebSocket connections
+        drain, then close when idle."""
+        await self._drained.wait()
+        await self.http.close_idle()
 
     async def _refresh_phones(self) -> None:
         while True:
@@ -313,6 +338,14 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def _refusal_body(refusal: Refusal) -> bytes:
+    return f"{refusal.message}; retry after {refusal.retry_after_s} s\n".encode()
+
+
+def _retry_after(refusal: Refusal) -> tuple[bytes, bytes]:
+    return b"retry-after", str(refusal.retry_after_s).encode()
+
+
 def _peer(stream: trio.SocketStream) -> tuple[str, str]:
     """The remote ``(host, "host:port")`` of *stream*."""
     try:
@@ -320,6 +353,33 @@ def _peer(stream: trio.SocketStream) -> tuple[str, str]:
     except OSError:  # already gone
         return "?", "?"
     return host, f"{host}:{port}"
+
+
+def next_opening(hall: Hall, at: float) -> float | None:
+    """When *hall* next starts handing out numbers after *at* (POSIX seconds); None if it
+    hands them out at *at* (or never within a week)."""
+    calendar = HallCalendar(hall)
+    if calendar.day(at).is_issuing(at):
+        return None
+    day_start = at
+    for _ in range(8):
+        day = calendar.day(day_start)
+        for start, end in day.issuing:
+            if start > at and end > start:
+                return start
+        day_start = day.end
+    return None
+
+
+def _note_closed_hall(hall: Hall, now: float) -> None:
+    """Log when a closed hall opens, and how to see it working right now."""
+    opens = next_opening(hall, now)
+    if opens is None:
+        return
+    log(logging.INFO, "hall_closed", now=hall.local_time(now).strftime("%a %Y-%m-%d %H:%M"),
+        opens=hall.local_time(opens).strftime("%a %Y-%m-%d %H:%M"), timezone=hall.timezone,
+        message="kiosks get hall_closed until it opens; to see the hall working now, run `make demo` "
+                "(a day on a virtual clock with a live crowd) or start with --clock TIME --speed N")
 
 
 def _warn_sample_tokens(hall: Hall) -> None:

@@ -1,4 +1,4 @@
-"""Server settings: every limit and timeout of the WebSocket server, with its unit.
+"""Server settings: every limit and timeout of the server (WebSocket and HTTP), with its unit.
 
 The connection limits are sized for the flagship hall: 400 windows (a clerk console, an
 LED strip and their share of TVs and speakers: ~1,000 devices) and ~10,000 phones
@@ -31,7 +31,7 @@ FANOUT_SLICE: Final = 128  # pushes the fan-out writes before letting other task
 QUEUE_PUSH_INTERVAL_S: Final = 1.0  # seconds between two queue_update pushes to one connection, at least
 SHUTDOWN_GRACE_S: Final = 5.0  # seconds connections get to drain on shutdown
 CLOSE_TIMEOUT_S: Final = 2.0  # seconds to wait for a client to answer a close frame
-HANDSHAKE_TIMEOUT_S: Final = 10.0  # seconds from TCP accept to a complete HTTP upgrade request
+HANDSHAKE_TIMEOUT_S: Final = 10.0  # seconds from TCP accept to the head of the first request (upgrade or HTTP)
 MAX_CONNECTIONS: Final = 20_000  # open TCP connections, counted from accept to close
 MAX_CONNECTIONS_PER_ADDRESS: Final = 200  # open TCP connections from one address (IPv6: one /64)
 TRUSTED_PROXIES: Final = ("127.0.0.0/8", "::1")  # addresses/networks exempt from per-address limits
@@ -39,6 +39,8 @@ RETRY_AFTER_S: Final = 30  # seconds a refused client is told to wait (Retry-Aft
 HELLO_FAILURES: Final = 10  # failed hellos from one address within HELLO_FAILURE_WINDOW_S before it is refused
 HELLO_FAILURE_WINDOW_S: Final = 60.0  # seconds a failed hello counts against its address
 REFUSAL_LOG_INTERVAL_S: Final = 60.0  # seconds between two log lines about refusals of one address
+HTTP_KEEP_ALIVE_S: Final = 5.0  # seconds an idle HTTP (not WebSocket) connection is kept open for its next request
+HTTP_MAX_REQUESTS: Final = 1000  # HTTP requests served on one connection before it is closed (a page load is ~10)
 REFUSAL_READ_S: Final = 2.0  # seconds a refused connection gets to send its request before it is dropped
 
 
@@ -65,6 +67,8 @@ class ServerSettings:
     hello_failures: int = HELLO_FAILURES
     hello_failure_window_s: float = HELLO_FAILURE_WINDOW_S
     refusal_log_interval_s: float = REFUSAL_LOG_INTERVAL_S
+    http_keep_alive_s: float = HTTP_KEEP_ALIVE_S
+    http_max_requests: int = HTTP_MAX_REQUESTS
     manage_gc: bool = False  # tune the process's garbage collector for serving (see server/_gc.py)
 
     def limits(self) -> dict[str, float]:
