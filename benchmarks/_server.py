@@ -29,7 +29,8 @@ async def spawn_server(nursery: trio.Nursery, args: Sequence[str]) -> ServerProc
     The server's log lines are read (and dropped) in *nursery* so its stderr never fills up.
     """
     argv = [sys.executable, "-m", "callsys", "serve", *args]
-    process = await nursery.start(partial(trio.run_process, argv, stderr=subprocess.PIPE, check=False))
+    process = await nursery.start(partial(trio.run_process, argv, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.PIPE, check=False))
     lines = _lines(process.stderr)
     async for line in lines:
         if "event=listening" in line:

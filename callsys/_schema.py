@@ -9,7 +9,7 @@ a slot grid outside the opening hours, ...) are checked when the file is compile
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -170,6 +170,20 @@ class TokensSpec(_Model):
     manager: tuple[str, ...] = ()
 
 
+VOICE_LANGUAGES: Final = ("zh", "en", "ja", "ko")  # the languages voice.reading can read numbers in
+
+
+class VoiceSpec(_Model):
+    """The ``[voice]`` table: what the speakers say (see :mod:`voice.templates`)."""
+
+    languages: tuple[str, ...] = Field(default=("zh", "en"), min_length=1)
+    templates: dict[str, str] = {}
+    repeat: int = Field(default=1, ge=1, le=5)
+    chime: bool = True
+    rate: int = Field(default=150, ge=80, le=450)  # words per minute (espeak-ng's range)
+    silent_zones: tuple[str, ...] = ()
+
+
 class HallFile(_Model):
     """A whole hall file, as written."""
 
@@ -184,3 +198,4 @@ class HallFile(_Model):
     windows: tuple[WindowSpec, ...] = ()
     window_blocks: tuple[WindowBlockSpec, ...] = ()
     tokens: TokensSpec = TokensSpec()
+    voice: VoiceSpec = VoiceSpec()

@@ -23,7 +23,7 @@ from .tokens import generate_tokens, tokens_table, write_tokens
 Setup = Callable[[argparse.ArgumentParser], None]
 COMMANDS: dict[tuple[str, ...], tuple[str, Setup]] = {}
 # Modules that register sub-commands with @command when imported.
-PLUGINS = ("callsys.server.cli", "callsys.log.cli", "callsys.tools", "sim.cli")
+PLUGINS = ("callsys.server.cli", "callsys.log.cli", "callsys.tools", "sim.cli", "voice.cli")
 
 
 def command(*path: str, help: str) -> Callable[[Setup], Setup]:

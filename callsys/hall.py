@@ -12,6 +12,7 @@ seconds and lookup tables built once.
 
 from __future__ import annotations
 
+import string
 import tomllib
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -127,6 +128,18 @@ class Window:
 
 
 @dataclass(frozen=True, slots=True)
+class Voice:
+    """The ``[voice]`` table: what the speakers say; the wording rules are in :mod:`voice.templates`."""
+
+    languages: tuple[str, ...] = ("zh", "en")  # spoken in this order
+    templates: Mapping[str, str] = field(default_factory=dict)  # the hall's own, by language; others default
+    repeat: int = 1  # times each announcement is played
+    chime: bool = True
+    rate: int = 150  # words per minute
+    silent_zones: frozenset[str] = frozenset()  # calls shown on screens, never spoken
+
+
+@dataclass(frozen=True, slots=True)
 class Hall:
     id: str
     name: Names
@@ -142,6 +155,7 @@ class Hall:
     services: tuple[Service, ...]
     windows: tuple[Window, ...]
     tokens: Mapping[str, frozenset[str]]
+    voice: Voice = Voice()
     source: str = ""
     services_by_code: Mapping[str, Service] = field(default_factory=dict, repr=False)
     windows_by_id: Mapping[int, Window] = field(default_factory=dict, repr=False)
@@ -273,6 +287,7 @@ class _Compiler:
         hours = self.hours()
         appointments = self.appointments(services, hours)
         tokens = self.tokens()
+        voice = self.voice(zones)
         return Hall(
             id=spec.hall.id,
             name=_names(spec.hall.name),
@@ -288,6 +303,7 @@ class _Compiler:
             services=services,
             windows=windows,
             tokens=tokens,
+            voice=voice,
             source=self.source,
             services_by_code=MappingProxyType({s.code: s for s in services}),
             windows_by_id=MappingProxyType({w.id: w for w in windows}),
@@ -435,6 +451,47 @@ class _Compiler:
                     raise self.fail(f"tokens.{role}[{i}]", f"token already given to role {owner[token]!r}")
                 owner[token] = role
         return MappingProxyType({role: frozenset(getattr(self.spec.tokens, role)) for role in ROLES})
+
+    def voice(self, zones: tuple[Zone, ...]) -> Voice:
+        v = self.spec.voice
+        known = schema.VOICE_LANGUAGES
+        for i, lang in enumerate(v.languages):
+            if lang not in known:
+                raise self.fail(f"voice.languages[{i}]", f"unknown language {lang!r} (known: {', '.join(known)})")
+            if lang in v.languages[:i]:
+                raise self.fail(f"voice.languages[{i}]", f"language {lang!r} is listed twice")
+        for lang, template in v.templates.items():
+            if lang not in known:
+                raise self.fail(f"voice.templates.{lang}", f"unknown language {lang!r} (known: {', '.join(known)})")
+            problem = _template_problem(template)
+            if problem:
+                raise self.fail(f"voice.templates.{lang}", problem)
+        zone_ids = [z.id for z in zones]
+        for i, zone in enumerate(v.silent_zones):
+            if zone not in zone_ids:
+                raise self.fail(f"voice.silent_zones[{i}]", f"unknown zone {zone!r}")
+        return Voice(tuple(v.languages), MappingProxyType(dict(v.templates)), v.repeat, v.chime, v.rate,
+                     frozenset(v.silent_zones))
+
+
+_PLACEHOLDERS: Final = ("number", "window")
+
+
+def _template_problem(template: str) -> str | None:
+    """What is wrong with an announcement template, or None: it must use {number} and {window} only."""
+    try:
+        fields = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError as exc:
+        return f"not a valid template: {exc} (got {template!r})"
+    if any(spec or conv for _, name, spec, conv in string.Formatter().parse(template) if name is not None):
+        return f"{{number}} and {{window}} take no format spec or conversion (got {template!r})"
+    unknown = sorted(set(fields) - set(_PLACEHOLDERS))
+    if unknown:
+        return f"unknown placeholder {{{unknown[0]}}}; a template may use {{number}} and {{window}} (got {template!r})"
+    missing = [name for name in _PLACEHOLDERS if name not in fields]
+    if missing:
+        return f"the template must contain {{{missing[0]}}} (got {template!r})"
+    return None
 
 
 def compile_hall(spec: schema.HallFile, *, source: str = "<memory>") -> Hall:

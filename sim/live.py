@@ -571,7 +571,8 @@ class LivePlayer:
             self.ledger.mark(tid, "called", "called")
             self.ledger.called.add(tid)
             self.ledger.calls[(w, tid)] += 1
-            self.ledger.announced[(w, event["number"])] += 1
+            if self.hall.windows_by_id[w].zone not in self.hall.voice.silent_zones:  # silent zones: never spoken
+                self.ledger.announced[(w, event["number"])] += 1
             if not await self._attend(w, client, tid):
                 return False
             if not await self.until(self.vnow() + self.scenario.clerks.wrapup_s):

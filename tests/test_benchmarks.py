@@ -44,3 +44,23 @@ async def test_autobahn_echo_server_echoes_text_and_binary(nursery):
             assert await ws.get_message() == message
         await ws.aclose(1000)
         assert ws.closed.code == 1000
+
+
+def test_fanout_benchmark_prints_its_json_rows():
+    out = subprocess.run([sys.executable, "-m", "benchmarks.fanout", "--json", "--sizes", "3,6", "--calls", "2",
+                          "--interval", "0.2", "--processes", "1"], capture_output=True, text=True, check=True).stdout
+    rows = {r["metric"]: r for r in json.loads(out)}
+    assert {"messages_per_s", "clerk_ack_ms_at_6", "fanout_ms_at_6", "messages_per_s_at_3",
+            "server_cpu_us_per_push_at_6"} <= set(rows)
+    assert rows["messages_per_s"]["target"] == ">= 50000" and rows["clerk_ack_ms_at_6"]["value"] > 0
+
+
+def test_call_latency_benchmark_prints_its_json_rows():
+    out = subprocess.run([sys.executable, "-m", "benchmarks.call_latency", "--json", "--windows", "4",
+                          "--subscribers", "30", "--tvs", "1", "--speakers", "1", "--seconds", "2", "--interval", "0.5",
+                          "--processes", "1"], capture_output=True, text=True, check=True).stdout
+    rows = {r["metric"]: r for r in json.loads(out)}
+    assert [m for m in ("next_to_led_p50_ms", "next_to_led_p99_ms", "next_to_speaker_p99_ms", "clerk_ack_p99_ms")
+            if rows[m]["value"] > 0] == ["next_to_led_p50_ms", "next_to_led_p99_ms", "next_to_speaker_p99_ms",
+                                         "clerk_ack_p99_ms"]
+    assert rows["subscribers"]["value"] == 30 and rows["clerk_errors"]["value"] == 0

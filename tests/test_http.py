@@ -7,6 +7,7 @@ or byte by byte where the test is about bytes that are not valid HTTP.
 from __future__ import annotations
 
 import json
+import logging
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,11 +16,13 @@ from typing import AsyncIterator, Sequence
 import h11
 import pytest
 import trio
+import trio.testing
 
 from callsys.server import http as http_module
 from callsys.server.http import PAGES, hall_json, page_urls
 from callsys.server.settings import RETRY_AFTER_S
-from server_support import TOKENS, client, guard, push_of, server, start_server, still_served  # noqa: F401
+from server_support import (TOKENS, captured_log, client, guard, push_of, server, start_server,  # noqa: F401
+                            still_served)
 from test_server_limits import half_open, until
 from test_websocket_conformance import connect as raw_websocket
 
@@ -71,8 +74,12 @@ class Http:
         return await self.reply()
 
     async def closed_by_server(self) -> bool:
-        """True once the server closed the connection (an orderly EOF)."""
-        return await self.stream.receive_some(65536) == b""
+        """True once the server closed the connection: an EOF, or a reset (it closed with a
+        request of ours unread) — never more data."""
+        try:
+            return await self.stream.receive_some(65536) == b""
+        except trio.BrokenResourceError:
+            return True
 
 
 @asynccontextmanager
@@ -87,6 +94,12 @@ async def http_connection(server) -> AsyncIterator[Http]:
 async def get(server, target: str) -> Reply:
     async with http_connection(server) as conn:
         return await conn.get(target)
+
+
+async def until_open(server, count: int) -> None:
+    """Wait until the server counts *count* open connections (on any clock: yields, never sleeps)."""
+    while server.admission.open != count:
+        await trio.testing.wait_all_tasks_blocked()
 
 
 async def raw_exchange(server, data: bytes) -> bytes:
@@ -120,16 +133,17 @@ async def test_readyz_is_503_while_stopping_and_kept_alive_http_closes_once_webs
 
     monkeypatch.setattr(session_module, "CLOSE_TIMEOUT_S", 3600.0)  # the WebSocket below never answers its close
     server = await start_server(nursery, demo_hall, tmp_path / "hall.db", shutdown_grace_s=3600.0)
-    async with http_connection(server) as conn, raw_websocket(server.port):
-        assert (await conn.get("/readyz")).status == 200
-        await until(lambda: len(server.sessions) == 1)
-        server.shutdown()
-        await until(lambda: server.stopping and not server.http.context.terminated.is_set())
-        stopping = await conn.get("/readyz")  # the session is draining: HTTP still answers, not ready
-        assert stopping.status == 503 and stopping.json() == {"ready": False, "reason": "shutting_down"}
-        assert (await conn.get("/healthz")).status == 200
-    # the WebSocket is gone: the idle HTTP connections close
-    await until(lambda: server.http.context.terminated.is_set())
+    async with http_connection(server) as conn:
+        async with raw_websocket(server.port):
+            assert (await conn.get("/readyz")).status == 200
+            await until(lambda: len(server.sessions) == 1)
+            server.shutdown()
+            await until(lambda: server.stopping and not server.http.context.terminated.is_set())
+            stopping = await conn.get("/readyz")  # the WebSocket is draining: HTTP still answers, not ready
+            assert stopping.status == 503 and stopping.json() == {"ready": False, "reason": "shutting_down"}
+            assert (await conn.get("/healthz")).status == 200
+        # the WebSocket is gone: the idle HTTP connection is closed, the server stops
+        assert await conn.closed_by_server()
 
 
 # ---------------------------------------------------------------------- the app's routes
@@ -209,6 +223,15 @@ async def test_unknown_path_is_404_from_the_http_app(server):
     assert reply.status == 404 and reply.body == b"Not Found"
 
 
+@guard()
+async def test_a_plain_request_for_the_websocket_endpoint_is_told_what_it_is(server):
+    reply = await get(server, "/ws")  # a browser's address bar: no upgrade
+    assert reply.status == 426 and reply.headers["upgrade"] == "websocket"
+    assert reply.body.startswith(b"/ws is callsys's WebSocket endpoint")
+    broken = await raw_exchange(server, b"GET /ws HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\n\r\n")
+    assert broken.startswith(b"HTTP/1.1 400 ")  # an upgrade without its headers: the fast path refuses it
+
+
 # ---------------------------------------------------------------------- one port
 
 
@@ -241,6 +264,33 @@ async def test_keep_alive_serves_two_requests_on_one_connection_and_pipelined_on
         c.send(h11.Request(method="GET", target="/readyz", headers=[("host", "x")]))
         c.send(h11.EndOfMessage())
         assert (await conn.reply()).json()["ready"] is True
+
+
+@guard()
+async def test_an_idle_kept_alive_connection_closes_after_the_keep_alive_time(nursery, demo_hall, tmp_path,
+                                                                              mock_clock):
+    server = await start_server(nursery, demo_hall, tmp_path / "hall.db")
+    async with http_connection(server) as conn:
+        assert (await conn.get("/healthz")).status == 200
+        await trio.testing.wait_all_tasks_blocked()  # the server armed its keep-alive timer
+        mock_clock.jump(server.settings.http_keep_alive_s)
+        assert await conn.closed_by_server()
+    await until_open(server, 0)
+
+
+@guard()
+async def test_a_connection_closes_cleanly_after_its_last_allowed_request(nursery, demo_hall, tmp_path):
+    server = await start_server(nursery, demo_hall, tmp_path / "hall.db", http_max_requests=3)
+    with captured_log(logging.DEBUG, "callsys.http") as errors:
+        async with http_connection(server) as conn:
+            for _ in range(3):
+                assert (await conn.get("/healthz")).status == 200
+            # a fourth request right behind the third answer: hypercorn reads it (and half-closes)
+            # while its app task may still be writing that answer's end
+            await conn.stream.send_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+            assert await conn.closed_by_server()
+        await until_open(server, 0)
+    assert errors == []
 
 
 @guard()

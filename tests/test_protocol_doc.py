@@ -45,8 +45,8 @@ async def test_subscribe_with_no_selector_subscribes_to_nothing(server):
             client(server, "manager", subscribe={"all": True}) as manager:
         await push_of(display, "board")
         assert len([s for s in server.hub.displays[1] if s.role in ("display", "manager")]) == 2
-        assert await display.request("subscribe") == {"windows": []}
-        assert await manager.request("subscribe", all=False) == {"windows": []}
+        assert await display.request("subscribe") == {"windows": [], "services": []}
+        assert await manager.request("subscribe", all=False) == {"windows": [], "services": []}
         assert not any(server.hub.displays.values())  # nobody is pushed anything any more
         assert "server_time" in await display.request("ping")  # and the connections are fine
 

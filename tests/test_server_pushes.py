@@ -122,3 +122,81 @@ async def test_phones_get_position_refreshes(nursery, demo_hall, tmp_path, fmt, 
                 await clerk.request(kind)
             called = await phone.next_push()
             assert (called["event"], called["status"], called["window"]) == ("ticket_called", "called", 7)
+
+
+# ---------------------------------------------------------------------------- service summaries
+
+def _codes(services):
+    return [s["code"] for s in services]
+
+
+@guard()
+async def test_board_and_subscribe_carry_the_summaries_of_the_windows_services(server, fmt):
+    async with client(server, "kiosk", fmt) as kiosk, \
+            client(server, "display", fmt, subscribe={"windows": [7]}) as led, \
+            client(server, "display", fmt, subscribe={"zones": ["social"]}) as tv, \
+            client(server, "clerk", fmt, window=10) as clerk:
+        every = {s["code"]: s for s in (await kiosk.request("services"))["services"]}
+        led_board = await push_of(led, "board")
+        assert _codes(led_board["services"]) == ["MED", "SOC"]  # window 7's skills, by code
+        assert led_board["services"] == [every["MED"], every["SOC"]]  # the same objects as the query's
+        assert _codes((await push_of(tv, "board"))["services"]) == ["CIVIL", "MED", "SOC"]
+        assert _codes((await push_of(clerk, "board"))["services"]) == ["CIVIL", "SOC"]
+        await kiosk.request("take_number", service="BIZ")
+        moved = await led.request("subscribe", windows=[5])
+        assert [w["window"] for w in moved["windows"]] == [5]
+        assert _codes(moved["services"]) == ["BIZ", "PERMIT"] and moved["services"][0]["waiting"] == 1
+
+
+@guard()
+async def test_queue_update_carries_only_the_changed_services_to_the_connections_serving_them(
+        nursery, demo_hall, tmp_path, fmt):
+    server = await start_server(nursery, demo_hall, tmp_path / "hall.db", queue_push_interval_s=0)
+    async with client(server, "kiosk", fmt) as kiosk, \
+            client(server, "display", fmt, subscribe={"windows": [7]}) as led7, \
+            client(server, "display", fmt, subscribe={"windows": [5]}) as led5, \
+            client(server, "speaker", fmt, subscribe={"zones": ["social"]}) as speaker, \
+            client(server, "clerk", fmt, window=10) as clerk:
+        for c in (led7, led5, clerk):
+            await push_of(c, "board")
+        await kiosk.request("take_number", service="SOC")
+        await kiosk.request("take_number", service="BIZ")
+        for c in (led7, clerk):  # both serve SOC, neither serves BIZ
+            update = await push_of(c, "queue_update")
+            assert [(s["code"], s["waiting"]) for s in update["services"]] == [("SOC", 1)]
+            assert update["at"] > 0
+        update = await push_of(led5, "queue_update")  # its first: SOC never reached it
+        assert [(s["code"], s["waiting"]) for s in update["services"]] == [("BIZ", 1)]
+        await clerk.request("open_window")  # window 10 opens for CIVIL and SOC
+        update = await push_of(clerk, "queue_update")
+        assert [(s["code"], s["windows_open"]) for s in update["services"]] == [("CIVIL", 1), ("SOC", 1)]
+        assert [(s["code"], s["windows_open"]) for s in (await push_of(led7, "queue_update"))["services"]] \
+            == [("SOC", 1)]  # MED did not change
+        # a new skill is a service the window's connections have not seen: they get it
+        async with client(server, "manager", fmt) as manager:
+            await manager.request("reassign", window=7, skills=["CIVIL"])
+        update = await push_of(led7, "queue_update")
+        assert _codes(update["services"]) == ["CIVIL"]
+        # speakers only announce: the first push the speaker gets is an announce
+        await clerk.request("call_next")
+        assert (await speaker.next_push())["type"] == "announce"
+
+
+@guard()
+async def test_queue_updates_are_coalesced_per_interval(nursery, demo_hall, tmp_path, fmt, mock_clock):
+    # trio's clock stands still: the second round comes exactly when the test jumps it
+    interval = 1.0
+    server = await start_server(nursery, demo_hall, tmp_path / "hall.db", queue_push_interval_s=interval)
+    async with client(server, "kiosk", fmt) as kiosk, \
+            client(server, "display", fmt, subscribe={"windows": [7]}) as led:
+        await push_of(led, "board")
+        await kiosk.request("take_number", service="SOC")
+        first = await push_of(led, "queue_update")  # the first after a quiet spell goes out at once
+        assert [(s["code"], s["waiting"]) for s in first["services"]] == [("SOC", 1)]
+        for _ in range(9):
+            await kiosk.request("take_number", service="SOC")
+        await wait_all_tasks_blocked()
+        mock_clock.jump(interval)
+        second = await push_of(led, "queue_update")  # one push for the nine tickets
+        assert [(s["code"], s["waiting"]) for s in second["services"]] == [("SOC", 10)]
+        assert server.hub.pushes == 2  # the hub queued these two queue_updates and nothing else

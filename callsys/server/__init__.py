@@ -1,9 +1,11 @@
-"""The real-time WebSocket server (protocol in :mod:`callsys.protocol`, docs/protocol.md).
+"""The real-time server: WebSocket at ``/ws`` (:mod:`callsys.protocol`, docs/protocol.md), HTTP beside it.
 
 * :mod:`~callsys.server.serve` — :func:`serve_callsys`, the server object, fail-stop/shutdown
 * :mod:`~callsys.server.session` — one connection: hello, request loop, push writer
 * :mod:`~callsys.server._websocket` — wsproto's opening handshake, then lean RFC 6455 framing
   (:mod:`callsys._wsframe`; why: docs/performance.md)
+* :mod:`~callsys.server.http` — everything but ``/ws`` on the same port: hypercorn + Starlette
+  (pages, static files, ``/api/hall``, ``/healthz``, ``/readyz``)
 * :mod:`~callsys.server.handlers` — one ``_handle_<type>`` per message type
 * :mod:`~callsys.server.queries` — read-only answers (position, services, window, stats)
 * :mod:`~callsys.server.hub` / :mod:`~callsys.server.projections` — durable-event fan-out

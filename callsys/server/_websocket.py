@@ -11,6 +11,12 @@ plain RFC 6455.
 One task reads (:meth:`WebSocket.receive`); any number of tasks may send (a lock orders
 their writes). Pings are answered by the reader.
 
+Pushes may also be written without a task (:meth:`WebSocket.write_nowait`): when no
+write is in progress and the socket has room, the bytes go straight into the kernel's
+send buffer from the hub's fan-out, with no task wake-up (:func:`send_nowait`); when the
+socket takes only a part, the rest is kept as the connection's *backlog*, which every
+later write sends first — so frames are never interleaved, whoever writes them.
+
 How a connection ends (RFC 6455 sections 7.1 and 7.2), tested frame by frame in
 ``tests/test_websocket_conformance.py``:
 
@@ -29,6 +35,8 @@ How a connection ends (RFC 6455 sections 7.1 and 7.2), tested frame by frame in
 
 from __future__ import annotations
 
+import enum
+import os
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -58,6 +66,43 @@ class ConnectionClosed(Exception):
     def __init__(self, reason: CloseReason) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+_write = os.write
+
+
+def send_nowait(stream: trio.abc.Stream, data: bytes | memoryview) -> int | None:
+    """Write what the kernel takes of *data* to *stream*'s socket now, without blocking.
+
+    The one place callsys writes to a socket behind trio's back. trio's sockets are
+    always in non-blocking mode (``O_NONBLOCK``, set when trio wraps them; checked by
+    ``tests/test_server_fanout.py``), so a plain ``write(2)`` on the descriptor returns
+    at once: all of *data*, a part of it, or nothing when the send buffer is full.
+    trio keeps no write buffer of its own, so bytes written here are simply the next
+    bytes on the wire; the caller makes sure no trio write is in progress on the stream.
+
+    Returns:
+        The number of bytes written (0: the socket is full); None when the bytes cannot
+        be written this way: *stream* is not a socket stream, the socket is closed, or
+        the connection broke — the caller then writes through trio, which reports it.
+    """
+    sock = getattr(stream, "socket", None)
+    if sock is None:
+        return None
+    try:
+        return _write(sock.fileno(), data)  # fileno() is -1 once closed: EBADF, never another socket
+    except BlockingIOError:
+        return 0
+    except OSError:
+        return None
+
+
+class Written(enum.Enum):
+    """What :meth:`WebSocket.write_nowait` did with the bytes."""
+
+    SENT = "sent"  # all on the wire
+    OWED = "owed"  # a part on the wire, the rest in the backlog: call flush() (a task) to send it
+    REFUSED = "refused"  # nothing written (a write in progress, a backlog, a full or closed socket)
 
 
 class HandshakeFailed(Exception):
@@ -120,6 +165,7 @@ class WebSocket:
         self.closed: CloseReason | None = None  # set once a close frame went either way, or the TCP broke
         self._reader = FrameReader(max_message=max_message)
         self._send_lock = trio.Lock()
+        self._backlog = b""  # the rest of a write the socket took only in part: sent before anything else
         self._trailing = trailing
         self._end: Close | FrameError | None = None  # the client's close or violation, not yet acted on
         self._close_sent = False
@@ -194,6 +240,35 @@ class WebSocket:
     async def send_message(self, message: bytes | str) -> None:
         await self.send((message,))
 
+    async def send_frames(self, data: bytes) -> None:
+        """Send *data*, frames already built (:func:`~callsys._wsframe.message_frames`), and the backlog first.
+
+        Raises:
+            ConnectionClosed: the connection is closed or broke while writing.
+        """
+        if self._close_sent or self.closed is not None:
+            raise ConnectionClosed(self.closed or CloseReason(ABNORMAL_CLOSURE, "closing"))
+        if not await self._write(data):
+            raise ConnectionClosed(self.closed)
+
+    def write_nowait(self, data: bytes) -> Written:
+        """Write *data* (frames already built) now if nothing else is being written and the
+        socket has room; never blocks, never switches tasks.
+
+        After :attr:`Written.OWED` the caller must have :meth:`send_frames` (with b"") run
+        by a task soon: the rest of *data* waits in the backlog, and the client needs it
+        to read the frame.
+        """
+        if self._backlog or self._send_lock.locked() or self._close_sent or self.closed is not None:
+            return Written.REFUSED
+        sent = send_nowait(self.stream, data)
+        if not sent:  # None (not writable this way) or 0 (full)
+            return Written.REFUSED
+        if sent == len(data):
+            return Written.SENT
+        self._backlog = data[sent:]
+        return Written.OWED
+
     async def aclose(self, code: int, reason: str) -> None:
         """Close with *code*: send the close frame, wait for the client's, drop the TCP stream.
 
@@ -227,6 +302,10 @@ class WebSocket:
     async def _write(self, data: bytes) -> bool:
         """Write *data*; False (and the connection counts as lost) if the TCP connection broke."""
         async with self._send_lock:
+            if self._backlog:
+                data, self._backlog = self._backlog + data, b""
+            if not data:
+                return True
             try:
                 await self.stream.send_all(data)
             except (trio.BrokenResourceError, trio.ClosedResourceError):

@@ -97,7 +97,11 @@ def _handle_stats(session: "Session", kind: str, rid: Any, fields: dict[str, Any
 def _handle_subscribe(session: "Session", kind: str, rid: Any, fields: dict[str, Any]) -> Reply:
     windows = resolve_places(session.server.hall, fields, rid)
     session.subscribe(windows)
-    return None, ok(rid, {"windows": session.server.hub.board_of(windows)})
+    hub = session.server.hub
+    result = {"windows": hub.board_of(windows)}
+    if session.role != "speaker":  # speakers only announce
+        result["services"] = hub.services_of(session)
+    return None, ok(rid, result)
 
 
 HANDLERS: dict[str, Handler] = {

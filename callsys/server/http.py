@@ -4,7 +4,7 @@ One address for everything. The server reads the first request head of every acc
 connection with h11 (:func:`read_opening`, after admission — so the connection caps apply
 to every connection, whatever serves it):
 
-* a request for ``/ws`` stays on the fast path: wsproto checks the upgrade, then a
+* an upgrade request for ``/ws`` stays on the fast path: wsproto checks it, then a
   :class:`~callsys.server.session.Session` frames the WebSocket itself (no ASGI layer on
   the path of a call);
 * anything else — any other path, any method, bytes that are not HTTP at all — is handed,
@@ -16,8 +16,12 @@ to every connection, whatever serves it):
 A kept-alive HTTP connection stays with hypercorn: a WebSocket upgrade sent on it later is
 refused by the app with a 400 that says to open the WebSocket on a connection of its own
 (browsers always do). On shutdown the listener closes at once, kept-alive HTTP connections
-keep answering — ``/readyz`` says 503, so a balancer stops sending — until the WebSocket
-sessions have drained, then they close when idle.
+keep answering — ``/readyz`` says 503, so a balancer stops sending — until every WebSocket
+connection has closed, then they close when idle.
+
+Hypercorn's ``TCPServer`` (and ``WorkerContext``, ``ConnectionState``) are what its own
+``worker_serve`` runs per connection, not a documented API: pyproject pins hypercorn to
+0.18.x and ``tests/test_http.py`` exercises the hand-off over real sockets.
 
 Routes (docs/protocol.md, "HTTP"): ``/`` an index of every page per floor and zone;
 ``/board``, ``/led``, ``/clerk``, ``/kiosk``, ``/speaker`` the pages in ``displays/``;
@@ -52,13 +56,13 @@ from starlette.websockets import WebSocket
 
 from ..hall import Hall, Names
 from ..protocol import PATH
+from ._websocket import RECEIVE_BYTES
 
 if TYPE_CHECKING:
     from .serve import CallsysServer
     from .settings import ServerSettings
 
 DISPLAYS_DIR: Final = Path(__file__).resolve().parents[2] / "displays"  # the pages and their static files
-RECEIVE_BYTES: Final = 65536  # bytes asked of the socket per receive_some while reading the first request head
 MAX_HEAD_BYTES: Final = 16 * 1024  # bytes of request line + headers before h11 (and hypercorn) answer 400
 PAGES: Final = {  # route -> (file in displays/, the query parameters it takes, Chinese and English name)
     "board": ("board.html", ("zone", "floor"), "叫号大屏", "TV board"),
@@ -90,8 +94,12 @@ class Opening:
 
     @property
     def websocket(self) -> bool:
-        """The request is for the WebSocket endpoint: the fast path serves it."""
-        return self.request is not None and self.request.target.split(b"?", 1)[0] == PATH.encode()
+        """The request asks to upgrade at the WebSocket endpoint: the fast path serves it (and
+        answers a malformed upgrade with 400). A plain request for ``/ws`` — a browser's address
+        bar — goes to the HTTP app, which explains the endpoint."""
+        request = self.request
+        return (request is not None and request.target.split(b"?", 1)[0] == PATH.encode()
+                and any(name == b"upgrade" for name, _ in request.headers))
 
 
 async def read_opening(stream: trio.abc.ReceiveStream) -> Opening | None:
@@ -133,6 +141,10 @@ class _Replay(trio.abc.HalfCloseableStream):
     Hypercorn's ``TCPServer`` takes a trio stream with ``.socket`` (it reads the peer and
     local addresses from it); not having ``do_handshake`` tells it the stream is not TLS.
     *on_close* is called once hypercorn closed the stream.
+
+    ``send_eof`` waits for a ``send_all`` in progress: hypercorn half-closes from its reading
+    task (after ``keep_alive_max_requests``, say) while the app's task may still be writing
+    the last response, and trio refuses two senders at once (BusyResourceError).
     """
 
     def __init__(self, stream: trio.SocketStream, head: bytes, on_close: Callable[[], object]) -> None:
@@ -140,6 +152,7 @@ class _Replay(trio.abc.HalfCloseableStream):
         self.socket = stream.socket
         self._head = head
         self._on_close = on_close
+        self._sending = trio.Lock()
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         if self._head:
@@ -150,13 +163,15 @@ class _Replay(trio.abc.HalfCloseableStream):
         return await self.stream.receive_some(max_bytes)
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self.stream.send_all(data)
+        async with self._sending:
+            await self.stream.send_all(data)
 
     async def wait_send_all_might_not_block(self) -> None:
         await self.stream.wait_send_all_might_not_block()
 
     async def send_eof(self) -> None:
-        await self.stream.send_eof()
+        async with self._sending:
+            await self.stream.send_eof()
 
     async def aclose(self) -> None:
         await self.stream.aclose()
@@ -176,6 +191,7 @@ class HttpFrontend:
     def __init__(self, app: Any, settings: ServerSettings) -> None:
         config = Config()
         config.keep_alive_timeout = settings.http_keep_alive_s
+        config.keep_alive_max_requests = settings.http_max_requests
         config.h11_max_incomplete_size = MAX_HEAD_BYTES
         config.include_server_header = False
         config.accesslog = None  # no line per request: the pages poll nothing, assets are few
@@ -247,6 +263,11 @@ def build_app(server: CallsysServer, routes: Sequence[BaseRoute] = (), *,
 
         return Route(f"/{name}", endpoint, name=name)
 
+    async def websocket_endpoint(request: Request) -> Response:
+        body = (f"{PATH} is callsys's WebSocket endpoint: connect with a WebSocket client offering the "
+                f"subprotocol callsys.v1.json or callsys.v1.msgpack; the pages are listed at /\n")
+        return PlainTextResponse(body, status_code=426, headers={"upgrade": "websocket"})
+
     async def websocket_elsewhere(websocket: WebSocket) -> None:
         if websocket.url.path == PATH:  # an upgrade on a kept-alive HTTP connection
             body, status = f"open the WebSocket at {PATH} on a new connection, not after an HTTP request\n", 400
@@ -261,6 +282,7 @@ def build_app(server: CallsysServer, routes: Sequence[BaseRoute] = (), *,
         Route("/api/hall", api_hall, name="hall"),
         Route("/healthz", healthz, name="healthz"),
         Route("/readyz", readyz, name="readyz"),
+        Route(PATH, websocket_endpoint),
         *routes,
         WebSocketRoute("/{path:path}", websocket_elsewhere),
     ])

@@ -1,35 +1,73 @@
 """The fan-out hub: durable events in, pushes out to the subscribers that asked for them.
 
-Each push is encoded at most once per format (msgpack, JSON) and the same frame object is
-queued to every subscriber of that format. Queuing never blocks: a subscriber whose send
-queue is full is closed as a slow consumer (close code 4008), so one slow display never
-holds up the engine or the other displays.
+The call path, and why it is shaped so (``docs/performance.md`` has the measurements):
+
+* **The clerk's ``ok`` never waits behind the fan-out.** The journal's commit task wakes
+  the connections waiting for the commit, then calls :meth:`Hub.on_durable`, which only
+  folds the events into the read models and builds each push message once — work that
+  grows with the events, not with the subscribers — and queues ``(subscribers,
+  message)`` deliveries. The hub's own task (:meth:`Hub.deliver`) writes them, yielding
+  to the other tasks after every ``fanout_slice`` subscribers, so a clerk's reply goes
+  out within one slice however many screens listen.
+* **Encode once.** Each push is encoded and framed (the WebSocket frame bytes) at most
+  once per format (msgpack, JSON); the same bytes go to every subscriber of that format.
+  Consecutive deliveries to the same subscribers (a window's ``finished`` then
+  ``called``, committed together) go out as one write per subscriber.
+* **Cheap pushes.** A subscriber whose socket has room and nothing queued gets the bytes
+  written straight from the hub's task (:meth:`Session.push`): no task of its own wakes
+  up. Only a connection that is behind queues, and its writer task sends the queue.
+* **Slow subscribers slow nobody.** Queuing never blocks: a subscriber whose send queue
+  is full is closed as a slow consumer (close code 4008), so one slow display never
+  holds up the engine, the clerks or the other displays.
+* **Order.** One task delivers, in log order; a subscriber's pushes leave in that order
+  and never interleave with its replies inside a frame. The subscribers of a delivery
+  are taken when the event is folded: a display subscribing later gets the ``board``
+  that already includes the event, not the push.
+* **Shutdown.** The fan-out task stops with the server's services; what is still queued
+  then, and whatever the last commits publish while the connections drain, is written
+  at once (:meth:`Hub.deliver_now`), before the connections close with 1001.
 
 Subscriptions are indexed by window: a display that follows a zone or a floor is entered
 under each window of it, so routing an event costs one dict lookup.
+
+**Service summaries** (``queue_update``) are coalesced, not pushed per event: a burst of
+tickets would otherwise send every screen one push per ticket. A durable batch only marks
+the summaries stale; :meth:`Hub.push_summaries` (a task of the server) then recomputes
+every service's summary (a handful of counters), and pushes each display, manager and
+clerk connection the summaries of *its* services (its windows' current skills) that
+differ from the ones it last got — then sleeps ``queue_push_interval_s`` before the next
+round, so a connection gets at most one ``queue_update`` per interval and the first one
+after a quiet spell goes out at once. Connections with the same changed services get the
+same message, encoded once.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Protocol
+from collections import deque
+from typing import Any, Callable, Iterable, Iterator, Protocol
+
+import trio
 
 from .. import events as ev
 from ..engine import QueueEngine
 from ..errors import UnknownTicket
+from .._wsframe import message_frames
 from ..hall import Hall
-from .projections import TICKET_STATUS, Board, Message, ticket_window
+from .projections import TICKET_STATUS, Board, Message, service_summaries, ticket_window
 
 _ANNOUNCED = (ev.TicketCalled.kind, ev.TicketRecalled.kind)
 
 
 class Subscriber(Protocol):
     binary: bool
+    windows: frozenset[int]  # the windows it follows
+    services_seen: dict[str, Message]  # the service summaries it last got, by code (kept by the hub)
 
-    def push(self, frame: Any) -> None:
-        """Queue *frame* without blocking."""
+    def push(self, data: bytes) -> None:
+        """Send *data* (WebSocket frame bytes) without blocking."""
 
-    def encode(self, message: Message) -> Any:
-        """*message* as a frame of this subscriber's format."""
+    def encode(self, message: Message) -> bytes | str:
+        """*message* as a payload of this subscriber's format."""
 
 
 class Hub:
@@ -48,7 +86,14 @@ class Hub:
         self.speakers: dict[int, set[Subscriber]] = {wid: set() for wid in hall.windows_by_id}
         self.phones: dict[int, set[Subscriber]] = {}
         self._phone_last: dict[int, tuple[Any, ...]] = {}
-        self.pushes = 0  # frames queued to subscribers so far
+        self.pushes = 0  # push messages handed to subscribers so far (a message to N subscribers: N)
+        self._deliveries: deque[tuple[tuple[Subscriber, ...], Message]] = deque()
+        self._delivery_due = trio.Event()  # set when deliveries are queued
+        self._writing: Iterator[None] | None = None  # the deliver task's writing, paused between slices
+        self._inline = False  # True once the server stops: deliveries are written as published
+        self.summaries: dict[str, Message] = service_summaries(engine)  # as of the last round
+        self._summaries_stale = trio.Event()  # set by a durable batch, cleared by a round
+        self._recheck: set[Subscriber] = set()  # their services changed (skills reassigned)
 
     # ------------------------------------------------------------------ subscriptions
 
@@ -77,6 +122,23 @@ class Hub:
         """The current view of *windows* (the ``board`` a display gets when it subscribes)."""
         return [self.board.windows[w].to_message() for w in sorted(windows)]
 
+    def services_of(self, sub: Subscriber) -> list[Message]:
+        """The current summaries of the services *sub*'s windows serve, sorted by code; from
+        now on *sub* gets ``queue_update`` pushes relative to them."""
+        fresh = service_summaries(self.engine)
+        codes = sorted(self._codes(sub.windows, self.engine.state.windows))
+        sub.services_seen = {code: fresh[code] for code in codes}
+        if any(fresh[code] != self.summaries[code] for code in codes):
+            self._recheck.add(sub)  # the next round compares it against what it got here
+        return list(sub.services_seen.values())
+
+    @staticmethod
+    def _codes(windows: Iterable[int], state_windows: dict[int, Any]) -> set[str]:
+        codes: set[str] = set()
+        for wid in windows:
+            codes.update(state_windows[wid].skills)
+        return codes
+
     # ------------------------------------------------------------------ fan-out
 
     def on_durable(self, batch: list[tuple[int, ev.Event]]) -> None:
@@ -89,23 +151,113 @@ class Hub:
                     self.publish(subs, board.update(wid, event, seq))
             if event.kind in _ANNOUNCED:
                 subs = self.speakers[event.window]
-                if subs:
-                    self.publish(subs, board.announce(event, seq))
+                message = board.announce(event, seq) if subs else None
+                if message is not None:  # None: a silent zone
+                    self.publish(subs, message)
             if self.phones:
                 self._ticket_event(seq, event)
+            if type(event) is ev.SkillsReassigned:
+                self._recheck.update(self.displays[event.window])
+        self._summaries_stale.set()
 
     def publish(self, subs: Iterable[Subscriber], message: Message) -> None:
-        """Queue *message* to *subs*, encoding it once per format."""
-        frames: list[Any] = [None, None]
-        count = 0
-        for sub in subs:
-            fmt = sub.binary
-            frame = frames[fmt]
-            if frame is None:
-                frame = frames[fmt] = sub.encode(message)
-            sub.push(frame)
-            count += 1
-        self.pushes += count
+        """Queue *message* for delivery to *subs* (as they are now), after what is queued already."""
+        targets = tuple(subs)
+        if targets:
+            self._deliveries.append((targets, message))
+            if self._inline:
+                self.deliver_now()
+            else:
+                self._delivery_due.set()
+
+    async def deliver(self, slice_size: int) -> None:
+        """The fan-out task: write the queued deliveries in order, each message encoded and
+        framed once per format; yield to the other tasks after every *slice_size* pushes."""
+        while True:
+            await self._delivery_due.wait()
+            self._delivery_due = trio.Event()
+            self._writing = self._write_deliveries(slice_size)
+            for _ in self._writing:
+                await trio.lowlevel.checkpoint()
+
+    def deliver_now(self) -> None:
+        """Write every queued delivery at once, and from now on each as it is published: the
+        server is shutting down and :meth:`deliver` no longer runs, but the commands it still
+        commits push their events before the connections close."""
+        self._inline = True
+        if self._writing is not None:  # finish the delivery the task was in the middle of
+            for _ in self._writing:
+                pass
+        for _ in self._write_deliveries(0):
+            pass
+
+    def _write_deliveries(self, slice_size: int) -> Iterator[None]:
+        """Write the queued deliveries; yield after every *slice_size* pushes (0: never)."""
+        deliveries = self._deliveries
+        budget = slice_size
+        while deliveries:
+            targets, message = deliveries.popleft()
+            messages = [message]
+            while deliveries and deliveries[0][0] == targets:  # e.g. "finished" then "called": one write each
+                messages.append(deliveries.popleft()[1])
+            frames: list[bytes | None] = [None, None]
+            for sub in targets:
+                fmt = sub.binary
+                data = frames[fmt]
+                if data is None:
+                    encode = sub.encode
+                    data = frames[fmt] = message_frames([encode(m) for m in messages])
+                sub.push(data)
+                budget -= 1
+                if not budget:
+                    budget = slice_size
+                    yield
+            self.pushes += len(targets) * len(messages)
+
+    # ------------------------------------------------------------------ service summaries
+
+    async def push_summaries(self, interval: float, now: Callable[[], float]) -> None:
+        """Run the ``queue_update`` rounds for ever: one as soon as a durable batch made the
+        summaries stale, then none for *interval* seconds (see the module docstring).
+        *now* stamps the pushes (``at``, the server clock)."""
+        while True:
+            await self._summaries_stale.wait()
+            self._summaries_stale = trio.Event()
+            self.push_summary_round(now())
+            await trio.sleep(interval)
+
+    def push_summary_round(self, at: float) -> None:
+        """Push every display/manager/clerk connection the summaries of its services that
+        changed since it last got them."""
+        fresh = service_summaries(self.engine)
+        changed = {code for code, summary in fresh.items() if summary != self.summaries[code]}
+        self.summaries = fresh
+        audience, self._recheck = self._recheck, set()
+        if not changed and not audience:
+            return
+        state_windows = self.engine.state.windows
+        if changed:
+            for wid, window in state_windows.items():
+                subs = self.displays[wid]
+                if subs and not changed.isdisjoint(window.skills):
+                    audience.update(subs)
+        groups: dict[tuple[str, ...], list[Subscriber]] = {}
+        served: dict[frozenset[int], list[str]] = {}  # the displays of a zone share one set of windows
+        for sub in audience:
+            windows = sub.windows
+            if not windows:
+                continue  # unsubscribed meanwhile
+            codes_of = served.get(windows)
+            if codes_of is None:
+                codes_of = served[windows] = sorted(self._codes(windows, state_windows))
+            seen = sub.services_seen
+            codes = tuple(code for code in codes_of if seen.get(code) != fresh[code])
+            if codes:
+                for code in codes:
+                    seen[code] = fresh[code]
+                groups.setdefault(codes, []).append(sub)
+        for codes, subs in groups.items():
+            self.publish(subs, {"type": "queue_update", "services": [fresh[code] for code in codes], "at": at})
 
     # ------------------------------------------------------------------ phones
 
@@ -141,13 +293,21 @@ class Hub:
         self._phone_last[tid] = (status, message["ahead"], message["estimated_wait_s"])
         self.publish(self.phones[tid], message)
 
-    def refresh_phones(self, now: float) -> None:
-        """Push a new position to phones whose waiting ticket moved up since their last push."""
+    async def refresh_phones(self, now: float, slice_size: int) -> None:
+        """Push a new position to phones whose waiting ticket moved up since their last push.
+
+        Sliced like the fan-out: the positions of ~10,000 phones take tens of milliseconds
+        to compute, so the task yields after every *slice_size* phones and the clerks'
+        replies and the calls' pushes go out in between.
+        """
         state = self.engine.state
-        for tid in list(self.phones):
+        for i, tid in enumerate(list(self.phones), 1):
+            if not i % slice_size:
+                await trio.lowlevel.checkpoint()
             last = self._phone_last.get(tid)
             ticket = state.tickets.get(tid)
-            if last is None or last[0] != "waiting" or ticket is None or ticket.status != "waiting":
+            if last is None or last[0] != "waiting" or ticket is None or ticket.status != "waiting" \
+                    or tid not in self.phones:  # its phones left while the task yielded
                 continue
             try:
                 position = self.engine.position(tid)

@@ -7,13 +7,20 @@ once they are durable: a display never shows a call that a crash could undo.
 * :class:`Board` — every window's status and current citizen (``window_update`` pushes,
   the ``board`` snapshot a display gets when it subscribes);
 * speaker ``announce`` texts for calls and recalls;
-* the status of each ticket for phones (``ticket_update``).
+* the status of each ticket for phones (``ticket_update``);
+* service summaries (waiting count, open windows, estimated wait of a new ticket) for the
+  ``services`` query, the ``board`` and the coalesced ``queue_update`` push. These are
+  read from the live engine when they are sent (see :mod:`~callsys.server.hub`), like
+  every query: they are counts, not calls, and are at most a few milliseconds ahead of
+  the log.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Callable
+
+from voice.templates import Announcements
 
 from .. import events as ev
 from ..engine import QueueEngine
@@ -72,6 +79,8 @@ class Board:
 
     def __init__(self, hall: Hall, engine: QueueEngine) -> None:
         self.hall = hall
+        self.voice = Announcements(hall.voice)
+        self.prepare: Callable[[Message], None] | None = None  # starts an announce's audio (the server's Announcer)
         self.windows = {w.id: WindowView(w.id, w.display, w.zone, w.floor) for w in hall.windows}
         state = engine.state
         for wid, window in state.windows.items():
@@ -93,16 +102,24 @@ class Board:
         return {"type": "window_update", **self.windows[window].to_message(),
                 "event": _WINDOW_EVENTS.get(event.kind, "reset"), "at": event.at, "seq": seq}
 
-    def announce(self, event: ev.TicketCalled | ev.TicketRecalled, seq: int) -> Message:
-        """The speaker's ``announce`` push for a call or recall."""
+    def announce(self, event: ev.TicketCalled | ev.TicketRecalled, seq: int) -> Message | None:
+        """The speaker's ``announce`` push for a call or recall; None in a silent zone.
+
+        Its texts, spoken texts and audio URLs follow the hall's ``[voice]`` table
+        (:mod:`voice.templates`); :attr:`prepare`, when set, is handed each push so the
+        audio starts rendering now.
+        """
         view = self.windows[event.window]
-        recalls = getattr(event, "recalls", 0)
-        return {
+        if self.voice.silent(view.zone):
+            return None
+        message = {
             "type": "announce", "window": view.id, "display": view.display, "zone": view.zone,
-            "number": event.number, "recall": recalls, "at": event.at, "seq": seq,
-            "text": {"zh": f"请 {event.number} 号到 {view.display} 号窗口办理",
-                     "en": f"Number {event.number}, please go to window {view.display}"},
+            "number": event.number, "recall": getattr(event, "recalls", 0), "at": event.at, "seq": seq,
+            **self.voice.fields(event.number, view.display),
         }
+        if self.prepare is not None:
+            self.prepare(message)
+        return message
 
 
 def _called(board: Board, e: ev.TicketCalled) -> list[int]:
@@ -165,6 +182,21 @@ _BOARD: dict[str, Callable[[Board, Any], list[int]]] = {
     ev.SkillsReassigned.kind: _reassigned,
     ev.DayReset.kind: _day_reset,
 }
+
+
+def service_summaries(engine: QueueEngine) -> dict[str, Message]:
+    """Every service's summary by code, in the hall's order: its queue length, the windows
+    open for it and the estimated wait of a new ticket (None when no open window serves it)."""
+    state = engine.state
+    book, servers = state.book, state.servers
+    out = {}
+    for s in engine.hall.services:
+        waiting = book.waiting(s.code)
+        open_ = servers[s.code]
+        wait = (waiting + 1) * s.minutes * 60 / open_ if open_ > 0 else None
+        out[s.code] = {"code": s.code, "prefix": s.prefix, "name": {"zh": s.name.zh, "en": s.name.en},
+                       "group": s.group, "waiting": waiting, "windows_open": open_, "estimated_wait_s": wait}
+    return out
 
 
 def ticket_window(event: ev.Event) -> int | None:

@@ -18,6 +18,7 @@ from ..log import Journal
 from ..queues import CLASSES
 from ..state import Ticket
 from .hub import Hub
+from .projections import service_summaries
 
 QUEUE_PREVIEW: Final = 5  # best-ranked waiting tickets shown to a clerk
 
@@ -31,15 +32,7 @@ def position(engine: QueueEngine, ref: TicketRef) -> dict[str, Any]:
 
 def services(engine: QueueEngine) -> list[dict[str, Any]]:
     """Every service with its queue length and the estimated wait of a new ticket."""
-    state = engine.state
-    out = []
-    for s in engine.hall.services:
-        waiting = state.book.waiting(s.code)
-        servers = state.servers[s.code]
-        wait = (waiting + 1) * s.minutes * 60 / servers if servers > 0 else None
-        out.append({"code": s.code, "prefix": s.prefix, "name": {"zh": s.name.zh, "en": s.name.en},
-                    "group": s.group, "waiting": waiting, "windows_open": servers, "estimated_wait_s": wait})
-    return out
+    return list(service_summaries(engine).values())
 
 
 def window(engine: QueueEngine, hub: Hub, wid: int) -> dict[str, Any]:

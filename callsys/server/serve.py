@@ -28,6 +28,10 @@ import trio
 from wsproto.events import Request
 from wsproto.handshake import H11Handshake
 
+from voice import http as voice_http
+from voice.announcer import Announcer
+from voice.render import Renderer
+
 from .. import __version__
 from ..clock import Clock, RealClock
 from ..commands import Command
@@ -36,8 +40,8 @@ from ..errors import CallsysError
 from ..events import DayReset, Event
 from ..hall import Hall
 from ..log import Journal, Pending, open_journal
-from ..state import HallCalendar
 from ..protocol import CODECS, PATH, VERSION, CloseCode, Unavailable
+from ..state import HallCalendar
 from ..tokens import sample_token_roles
 from . import _gc, _websocket, http
 from .auth import Identity
@@ -63,10 +67,12 @@ class CallsysServer:
         port: the TCP port it listens on (useful with port 0).
         url: ``ws://host:port/ws``.
         engine: the live engine (read it, never write it from outside).
+        announcer: renders announcement audio, served at ``/audio/<key>.wav``.
+        http: the HTTP side of the port (:class:`~callsys.server.http.HttpFrontend`).
     """
 
     def __init__(self, hall: Hall, engine: QueueEngine, journal: Journal, *, clock: Clock, secret: bytes,
-                 settings: ServerSettings) -> None:
+                 settings: ServerSettings, announcer: Announcer | None = None) -> None:
         self.hall = hall
         self.engine = engine
         self.journal = journal
@@ -74,6 +80,8 @@ class CallsysServer:
         self.secret = secret
         self.settings = settings
         self.hub = Hub(hall, engine)
+        self.announcer = announcer or Announcer(Renderer(None))  # renders the audio of announce pushes
+        self.hub.board.prepare = self.announcer.prepare
         self.sessions: set[Session] = set()
         self.clerks: dict[int, Session] = {}  # window -> its signed-in clerk connection
         self.admission = Admission(
@@ -89,7 +97,7 @@ class CallsysServer:
         self._connections_scope: trio.CancelScope | None = None
         self._websockets = 0  # connections on the fast path, from their upgrade request until closed
         self._drained = trio.Event()  # set once stopping and no WebSocket connection is left
-        self.http = http.HttpFrontend(http.build_app(self), settings)
+        self.http = http.HttpFrontend(http.build_app(self, voice_http.routes(self.announcer)), settings)
 
     @property
     def url(self) -> str:
@@ -290,6 +298,8 @@ class CallsysServer:
                                              handler_nursery=connections))
                 self.host, self.port = host, listeners[0].socket.getsockname()[1]
                 services.start_soon(self._refresh_phones)
+                services.start_soon(self.hub.deliver, settings.fanout_slice)
+                services.start_soon(self.hub.push_summaries, settings.queue_push_interval_s, self.clock.now)
                 log(logging.INFO, "listening", url=self.url, hall=self.hall.id, windows=len(self.hall.windows),
                     clock=repr(self.clock), durable_seq=self.journal.durable_seq,
                     max_connections=settings.max_connections,
@@ -300,6 +310,8 @@ class CallsysServer:
                 task_status.started(self)
                 await self._stop.wait()
                 services.cancel_scope.cancel()
+            if self.failure is None:
+                self.hub.deliver_now()  # the fan-out task is gone: the last events still reach the screens
             for session in list(self.sessions):
                 session.drain()
             if not self._websockets:
@@ -316,7 +328,7 @@ class CallsysServer:
     async def _refresh_phones(self) -> None:
         while True:
             await trio.sleep(self.settings.phone_refresh_s)
-            self.hub.refresh_phones(self.clock.now())
+            await self.hub.refresh_phones(self.clock.now(), self.settings.fanout_slice)
 
 
 def _describe(exc: BaseException) -> str:
@@ -404,7 +416,7 @@ async def serve_callsys(hall: Hall, store: str, *, host: str = DEFAULT_HOST, por
         engine, _ = await journal.recover()
         server = CallsysServer(hall, engine, journal, clock=clock or RealClock(),
                                secret=secret if secret is not None else os.urandom(32),
-                               settings=settings or ServerSettings())
+                               settings=settings or ServerSettings(), announcer=Announcer.for_store(store))
         journal.on_durable = server.on_durable
         journal.on_failure = server.fail
         if server.settings.manage_gc:

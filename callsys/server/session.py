@@ -12,8 +12,15 @@
   turn. A client that sends while waiting for answers is pipelining: its messages wait in
   the socket for the next turn and are then executed together. A client that does not
   read its replies only stalls itself (back-pressure).
-* The **push writer** drains the connection's bounded push queue. When the queue
-  overflows the client is too slow and is closed with code 4008; the hub never waits for it.
+* **Pushes** arrive from the hub as ready-made frame bytes (encoded and framed once per
+  format for all subscribers, see :mod:`~callsys.server.hub`). While nothing is queued
+  and no write is in progress, a push is written straight to the socket
+  (:meth:`WebSocket.write_nowait`: no task wakes up, ~one system call); otherwise — the
+  socket is full, a reply or an earlier push is being written — it joins the
+  connection's bounded push queue, which the **push writer** task drains, as many
+  frames per write as are waiting. Either way pushes leave in the order they came, and
+  a frame is never split by another write. When the queue overflows the client is too
+  slow and is closed with code 4008; the hub never waits for it.
 
 Shutdown (:meth:`Session.drain`) stops reading only; commands already executed are
 still committed and answered before the close frame (1001) goes out. A clerk connection
@@ -45,8 +52,9 @@ from ..errors import EngineError
 from ..log import LogError
 from ..protocol import (ROLE_MESSAGES, Codec, CloseCode, Hello, HelloThrottled, Internal, ProtocolError,
                         RateLimited, Unavailable, error, parse, parse_hello, request_id)
+from .._wsframe import message_frames
 from ..wire import take_ready
-from ._websocket import ConnectionClosed, WebSocket
+from ._websocket import ConnectionClosed, WebSocket, Written
 from .auth import Identity, authenticate, resolve_places
 from .handlers import HANDLERS, Reply
 from .limits import TokenBucket
@@ -71,12 +79,15 @@ class Session:
         self.host = host
         self.identity: Identity | None = None
         self.windows: frozenset[int] = frozenset()
+        self.services_seen: dict[str, Any] = {}  # service summaries last sent (kept by the hub)
         self.messages = self.rejected = self.rate_limited = 0
         self._table: dict[str, Any] = {}
         self._bucket = TokenBucket(settings.rate_per_s, settings.rate_burst)
         self._max_in_flight = settings.max_in_flight
         self._inbox: deque[Any] = deque()  # frames read and not yet handled
-        self._out_send, self._out_recv = trio.open_memory_channel[Any](settings.outbox_frames)
+        self._out_send, self._out_recv = trio.open_memory_channel[bytes](settings.outbox_frames)
+        self._unsent = 0  # pushes handed to the writer task and not yet written
+        self.pushed_direct = self.pushed_queued = 0  # pushes written without a task / through the writer
         self._scope = trio.CancelScope()
         self._hello_scope = trio.CancelScope()
         self._input_scope = trio.CancelScope()  # the read in progress (a new scope per read)
@@ -193,7 +204,8 @@ class Session:
         if windows:
             self.subscribe(windows)
             if self.identity.role != "speaker":  # speakers only announce
-                self.push(self.encode({"type": "board", "windows": hub.board_of(windows)}))
+                self.push(self.frame({"type": "board", "windows": hub.board_of(windows),
+                                      "services": hub.services_of(self)}))
         if self.identity.role == "phone":
             self.server.watch_phone(self)
 
@@ -349,24 +361,42 @@ class Session:
                 pass
 
     async def _write_loop(self) -> None:
-        """Send what is queued, as many frames per write as are waiting."""
+        """Write what is queued, as many frames per write as are waiting (and the socket's backlog first)."""
         receive = self._out_recv
         try:
-            async for frame in receive:
-                batch = take_ready(receive, frame)
+            async for data in receive:
+                batch = take_ready(receive, data)
                 if self._killed:
                     return
-                await self.ws.send(batch)
+                await self.ws.send_frames(b"".join(batch))
+                self._unsent -= len(batch)
         except ConnectionClosed:
             self._scope.cancel()
 
-    def push(self, frame: Any) -> None:
-        """Queue *frame* to this client without blocking (the hub)."""
+    def frame(self, message: dict[str, Any]) -> bytes:
+        """*message* encoded and framed for this connection (what :meth:`push` takes)."""
+        return message_frames((self.encode(message),))
+
+    def push(self, data: bytes) -> None:
+        """Send a push (*data*: frame bytes) without blocking: now if the socket has room and
+        nothing is queued before it, else through the writer task (the hub)."""
         if self._killed:
             return
+        if not self._unsent:
+            written = self.ws.write_nowait(data)
+            if written is Written.SENT:
+                self.pushed_direct += 1
+                return
+            if written is Written.OWED:  # the rest waits in the socket's backlog: the writer sends it
+                self.pushed_direct += 1
+                data = b""
         try:
-            self._out_send.send_nowait(frame)
+            self._out_send.send_nowait(data)
         except trio.WouldBlock:
             self.kill(CloseCode.SLOW_CONSUMER, "send queue overflow: the client reads too slowly")
+            return
         except (trio.ClosedResourceError, trio.BrokenResourceError):
-            pass
+            return
+        self._unsent += 1
+        if data:
+            self.pushed_queued += 1

@@ -27,6 +27,8 @@ HELLO_TIMEOUT_S: Final = 10.0  # seconds to send hello after the WebSocket hands
 OUTBOX_FRAMES: Final = 4096  # frames queued to one client before it counts as a slow consumer
 MAX_IN_FLIGHT: Final = 64  # commands of one connection awaiting durability at once
 PHONE_REFRESH_S: Final = 5.0  # seconds between position refreshes pushed to phones
+FANOUT_SLICE: Final = 128  # pushes the fan-out writes before letting other tasks (a clerk's reply) run
+QUEUE_PUSH_INTERVAL_S: Final = 1.0  # seconds between two queue_update pushes to one connection, at least
 SHUTDOWN_GRACE_S: Final = 5.0  # seconds connections get to drain on shutdown
 CLOSE_TIMEOUT_S: Final = 2.0  # seconds to wait for a client to answer a close frame
 HANDSHAKE_TIMEOUT_S: Final = 10.0  # seconds from TCP accept to the head of the first request (upgrade or HTTP)
@@ -38,6 +40,7 @@ HELLO_FAILURES: Final = 10  # failed hellos from one address within HELLO_FAILUR
 HELLO_FAILURE_WINDOW_S: Final = 60.0  # seconds a failed hello counts against its address
 REFUSAL_LOG_INTERVAL_S: Final = 60.0  # seconds between two log lines about refusals of one address
 HTTP_KEEP_ALIVE_S: Final = 5.0  # seconds an idle HTTP (not WebSocket) connection is kept open for its next request
+HTTP_MAX_REQUESTS: Final = 1000  # HTTP requests served on one connection before it is closed (a page load is ~10)
 REFUSAL_READ_S: Final = 2.0  # seconds a refused connection gets to send its request before it is dropped
 
 
@@ -53,6 +56,8 @@ class ServerSettings:
     outbox_frames: int = OUTBOX_FRAMES
     max_in_flight: int = MAX_IN_FLIGHT
     phone_refresh_s: float = PHONE_REFRESH_S
+    queue_push_interval_s: float = QUEUE_PUSH_INTERVAL_S
+    fanout_slice: int = FANOUT_SLICE
     shutdown_grace_s: float = SHUTDOWN_GRACE_S
     handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S
     max_connections: int = MAX_CONNECTIONS
@@ -63,6 +68,7 @@ class ServerSettings:
     hello_failure_window_s: float = HELLO_FAILURE_WINDOW_S
     refusal_log_interval_s: float = REFUSAL_LOG_INTERVAL_S
     http_keep_alive_s: float = HTTP_KEEP_ALIVE_S
+    http_max_requests: int = HTTP_MAX_REQUESTS
     manage_gc: bool = False  # tune the process's garbage collector for serving (see server/_gc.py)
 
     def limits(self) -> dict[str, float]:

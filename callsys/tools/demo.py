@@ -106,6 +106,7 @@ def _demo(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("demo: stopping", flush=True)
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C (or make passing one on) must not cut this short
         for player in players:
             _stop(player, signal.SIGTERM)
         _stop(server, signal.SIGINT)
