@@ -60,6 +60,13 @@ async def test_board_and_led_show_the_call_and_follow_a_server_restart(nursery, 
         assert "Window 7" in await board.text("#calls .call.current")
         assert await board.evaluate("document.querySelector('#calls .call.current').classList.contains('blink')")
         assert "演示政务服务大厅" in await board.text("#hall-name")
+        assert "社会事务区" in await board.text("#place")  # the zone's name from /api/hall
+        # waiting per service: the board's summaries, then a queue_update when a citizen takes a number
+        civil = "document.querySelector('#services tr[data-code=CIVIL] .waiting')?.textContent"
+        await board.wait_for(f"{civil} === '0人'")
+        async with client(server, "kiosk") as kiosk:
+            await kiosk.request("take_number", service="CIVIL")  # window 10 of the zone serves it
+        await board.wait_for(f"{civil} === '1人'")
         await board.wait_for("/\\d\\d:\\d\\d:\\d\\d/.test(document.getElementById('clock').textContent)")
         print("board clock:", await board.text("#clock"))
 
