@@ -154,6 +154,9 @@ class Page:
     async def wait_for(self, condition: str, guard_s: float = WAIT_GUARD_S) -> Any:
         """Wait until the JavaScript *condition* is truthy; return its value.
 
+        The value comes back as JSON, so an element would arrive as ``{}`` (falsy in Python):
+        write ``!!document.querySelector(...)`` for "exists".
+
         Re-evaluated after every short trio checkpoint; only a hang guard of *guard_s* real
         seconds ends a wait for something that never happens.
 

@@ -21,7 +21,8 @@ async def test_kiosk_takes_a_number(nursery, demo_hall, tmp_path):
         assert "token=demo-kiosk" in await page.evaluate("location.search")
         assert await page.evaluate("localStorage.getItem('callsys.token.kiosk')") == TOKENS["kiosk"]
         await page.screenshot(ARTIFACTS / "kiosk.png")
-        assert await page.evaluate("document.querySelectorAll('.group').length") == 3  # by the services' groups
+        assert await page.evaluate("document.querySelectorAll('.group').length") == 3
+        assert "社会事务类" in await page.text(".group:last-child h2")  # headings from /api/hall's groups  # by the services' groups
         soc = await page.text(".tile[data-code=SOC]")
         assert "社保业务" in soc and "Social security" in soc
 

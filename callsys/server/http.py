@@ -325,7 +325,8 @@ def _names(names: Names) -> dict[str, str]:
 
 
 def hall_json(hall: Hall) -> dict[str, Any]:
-    """The hall as pages need it (``GET /api/hall``): names, floors, zones, windows, services."""
+    """The hall as pages need it (``GET /api/hall``): names, floors, zones, windows, services and
+    their groups (the kiosk's headings)."""
     return {
         "id": hall.id, "name": _names(hall.name), "timezone": hall.timezone, "number_width": hall.number_width,
         "floors": [{"number": f.number, "name": _names(f.name)} for f in hall.floors],
@@ -334,6 +335,7 @@ def hall_json(hall: Hall) -> dict[str, Any]:
                     for w in hall.windows],
         "services": [{"code": s.code, "prefix": s.prefix, "name": _names(s.name), "group": s.group,
                       "minutes": s.minutes} for s in hall.services],
+        "groups": [{"code": g.code, "name": _names(g.name)} for g in hall.groups],
     }
 
 
