@@ -109,11 +109,17 @@ class SpeechProcess:
         if self._process is not None and self._process.is_alive():
             return
         context = multiprocessing.get_context("spawn")  # never fork a process running trio
-        self._pipe, child = context.Pipe()
-        self._process = context.Process(target=_speech_process, args=(child,), name="callsys-speech",
-                                        daemon=True)
-        self._process.start()
-        child.close()
+        with _STARTING:
+            self._pipe, child = context.Pipe()
+            self._process = context.Process(target=_speech_process, args=(child,), name="callsys-speech",
+                                            daemon=True)
+            self._process.start()
+            child.close()
+            # Registered after multiprocessing's own exit hook, so it runs first (LIFO): a
+            # process exiting while the speech thread is in start() lets the start finish
+            # before the child is terminated (else the child dies reading its spawn data,
+            # with a traceback).
+            atexit.register(_wait_for_starts)
 
     def __call__(self, utterance: Utterance, path: Path) -> None:
         for attempt in (1, 2):
@@ -134,6 +140,14 @@ class SpeechProcess:
             self._pipe.close()  # the child sees EOF and exits
             self._process.join(timeout=5)
             self._process = None
+
+
+_STARTING = threading.Lock()
+
+
+def _wait_for_starts() -> None:
+    with _STARTING:
+        atexit.unregister(_wait_for_starts)
 
 
 def _speech_process(pipe: Any) -> None:
