@@ -289,3 +289,22 @@ async def test_prepare_stops_queueing_past_the_backlog_and_renders_on_request(tm
     synth.gate.set()
     assert await renderer.wav(many[-1])  # skipped, then asked for: rendered on request
     assert renderer.statistics().renders == PREPARE_BACKLOG + 1
+
+
+async def test_the_speech_process_renders_real_speech_and_comes_back_after_dying(tmp_path):
+    """The server's synthesiser: a child process with its own engine (the event loop keeps
+    the GIL); killed, the next render starts another."""
+    speech = render.SpeechProcess()
+    renderer = Renderer(tmp_path, synthesise=speech)
+    try:
+        zh = utterances()["zh"]
+        info = wav_info(await renderer.wav(zh))
+        assert 0.8 <= info["seconds"] <= 6.0 and info["rms"] > MIN_RMS
+        first = speech._process
+        first.kill()
+        await trio.to_thread.run_sync(first.join)
+        en = utterances()["en"]
+        assert wav_info(await renderer.wav(en))["rms"] > MIN_RMS
+        assert speech._process is not first and speech._process.is_alive()
+    finally:
+        await trio.to_thread.run_sync(speech.close)

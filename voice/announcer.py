@@ -8,7 +8,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Final, Mapping
 
-from .render import DEFAULT_DIRECTORY, Renderer
+from .render import DEFAULT_DIRECTORY, Renderer, SpeechProcess
 from .templates import KEY_HEX_CHARS, Utterance, utterances_of
 
 KNOWN_KEYS: Final = 10_000  # utterances remembered by key, to render on request (a busy day's calls)
@@ -35,7 +35,15 @@ class Announcer:
     @classmethod
     def for_store(cls, store: str) -> "Announcer":
         """An announcer caching its audio next to the event *store* (see :func:`audio_directory`)."""
-        return cls(Renderer(audio_directory(store)))
+        return cls(Renderer(audio_directory(store), synthesise=SpeechProcess()))
+
+    def warm(self) -> None:
+        """A speaker is listening: get the synthesiser ready (returns at once)."""
+        self.renderer.warm()
+
+    def close(self) -> None:
+        """The server stops: let the synthesiser go (returns at once)."""
+        self.renderer.close()
 
     def prepare(self, message: Mapping[str, Any]) -> None:
         """Start rendering the audio of an ``announce`` push; returns at once (trio thread)."""

@@ -19,11 +19,18 @@ Rendering policy:
   (:data:`DISK_CACHE_BYTES`; the oldest renders go first): nearly every call is a new text
   (~350 KB of zh + en audio), ~10 GB on a busy day of the flagship hall if nothing went.
 * **One render per key**: a request for a key that is being rendered waits for that render.
+* **The server renders in a speech process** (:class:`SpeechProcess`, one pyttsx3 engine
+  in a child process, niced): espeak-ng calls back into Python for every chunk of audio,
+  so an in-process engine takes the GIL from the event loop ~40 times per text and adds
+  milliseconds to every call on a busy hall (measured with ``benchmarks.call_latency``).
+  The speech thread then only waits on a pipe. Tools (``callsys speaker``) and tests
+  render in-process (:func:`espeak_synthesise`).
 """
 
 from __future__ import annotations
 
 import atexit
+import multiprocessing
 import os
 import queue
 import tempfile
@@ -81,6 +88,81 @@ def espeak_synthesise(utterance: Utterance, path: Path) -> None:
     espeak.Synchronize()
     if not path.exists():
         raise RenderError(f"espeak-ng wrote no audio for {utterance.lang} voice {utterance.voice!r}")
+
+
+SPEECH_NICENESS: Final = 5  # the speech process yields the CPU to the server's call path
+
+
+class SpeechProcess:
+    """A :data:`Synthesise` that renders in a child process with its own pyttsx3 engine.
+
+    Called from the speech thread only (one job at a time). The child starts on first use
+    (or :meth:`start`) and again if it died; a render it fails is a :class:`RenderError`.
+    """
+
+    def __init__(self) -> None:
+        self._process: Any = None
+        self._pipe: Any = None
+
+    def start(self) -> None:
+        """Start the child now (it takes ~0.3 s to load pyttsx3), so the first call is warm."""
+        if self._process is not None and self._process.is_alive():
+            return
+        context = multiprocessing.get_context("spawn")  # never fork a process running trio
+        with _STARTING:
+            self._pipe, child = context.Pipe()
+            self._process = context.Process(target=_speech_process, args=(child,), name="callsys-speech",
+                                            daemon=True)
+            self._process.start()
+            child.close()
+            # Registered after multiprocessing's own exit hook, so it runs first (LIFO): a
+            # process exiting while the speech thread is in start() lets the start finish
+            # before the child is terminated (else the child dies reading its spawn data,
+            # with a traceback).
+            atexit.register(_wait_for_starts)
+
+    def __call__(self, utterance: Utterance, path: Path) -> None:
+        for attempt in (1, 2):
+            self.start()
+            try:
+                self._pipe.send((utterance.lang, utterance.spoken, utterance.voice, utterance.rate, str(path)))
+                error = self._pipe.recv()
+                break
+            except (EOFError, OSError) as exc:  # the child died: start another, once
+                self._process = None
+                if attempt == 2:
+                    raise RenderError(f"the speech process died: {exc}") from exc
+        if error is not None:
+            raise RenderError(error)
+
+    def close(self) -> None:
+        if self._process is not None:
+            self._pipe.close()  # the child sees EOF and exits
+            self._process.join(timeout=5)
+            self._process = None
+
+
+_STARTING = threading.Lock()
+
+
+def _wait_for_starts() -> None:
+    with _STARTING:
+        atexit.unregister(_wait_for_starts)
+
+
+def _speech_process(pipe: Any) -> None:
+    """The child of :class:`SpeechProcess`: render each job with :func:`espeak_synthesise`."""
+    os.nice(SPEECH_NICENESS)
+    while True:
+        try:
+            lang, spoken, voice, rate, path = pipe.recv()
+        except EOFError:
+            return
+        try:
+            espeak_synthesise(Utterance(lang, spoken, voice, rate), Path(path))
+            pipe.send(None)
+        except Exception as exc:
+            pipe.send(str(exc) if isinstance(exc, RenderError) else f"{type(exc).__name__}: {exc}")
 
 
 _ENGINE: tuple[Any, frozenset[str], Any] | None = None
@@ -208,6 +290,19 @@ class Renderer:
         self._renders = self._memory_hits = self._disk_hits = self._joined = self._skipped = 0
         if self.directory is not None:
             self.directory.mkdir(parents=True, exist_ok=True)
+
+    def warm(self) -> None:
+        """Get the synthesiser ready (start a :class:`SpeechProcess`) on the speech thread;
+        returns at once. Called when a speaker connects, so the first call is not cold."""
+        start = getattr(self.synthesise, "start", None)
+        if start is not None:
+            _speech().jobs.put((start, lambda result: None))
+
+    def close(self) -> None:
+        """Stop the synthesiser's process, if it has one, after the renders queued (returns at once)."""
+        close = getattr(self.synthesise, "close", None)
+        if close is not None:
+            _speech().jobs.put((close, lambda result: None))
 
     def path(self, key: str) -> Path | None:
         """Where the WAV of *key* is kept on disk (None without a directory)."""

@@ -424,6 +424,7 @@ async def serve_callsys(hall: Hall, store: str, *, host: str = DEFAULT_HOST, por
         try:
             await server.run(host, port, task_status)
         finally:
+            server.announcer.close()
             if server.settings.manage_gc:
                 _gc.stop()
     log(logging.INFO, "stopped", durable_seq=journal.durable_seq, failed=server.failure is not None)

@@ -203,7 +203,9 @@ class Session:
         hub = self.server.hub
         if windows:
             self.subscribe(windows)
-            if self.identity.role != "speaker":  # speakers only announce
+            if self.identity.role == "speaker":  # speakers only announce: get the voice ready
+                self.server.announcer.warm()
+            else:
                 self.push(self.frame({"type": "board", "windows": hub.board_of(windows),
                                       "services": hub.services_of(self)}))
         if self.identity.role == "phone":
