@@ -23,7 +23,7 @@ from callsys.server.http import PAGES, hall_json, page_urls
 from callsys.server.settings import RETRY_AFTER_S
 from server_support import (TOKENS, captured_log, client, guard, push_of, server, start_server,  # noqa: F401
                             still_served)
-from test_server_limits import half_open, until
+from test_server_limits import half_open, tcp, until
 from test_websocket_conformance import connect as raw_websocket
 
 FAVICON = Path(http_module.__file__).resolve().parents[2] / "displays" / "favicon.svg"
@@ -345,3 +345,19 @@ async def test_page_urls_name_every_page_kind_with_a_token_of_its_role(server, d
     assert urls["kiosk"] == f"{base}/kiosk?token={TOKENS['kiosk']}"
     assert urls["speaker"] == f"{base}/speaker?zone=universal&token={TOKENS['speaker']}"
     assert set(urls) == {"index", "board_floor", *PAGES}
+
+
+@guard()
+async def test_shutdown_drops_connections_still_waiting_for_their_first_request(demo_hall, tmp_path):
+    """A browser keeps spare connections open without a request: shutdown closes them at
+    once instead of waiting out the handshake timeout or the grace period (an hour here)."""
+    async with trio.open_nursery() as nursery:
+        server = await start_server(nursery, demo_hall, tmp_path / "hall.db", shutdown_grace_s=3600.0,
+                                    handshake_timeout_s=3600.0)
+        silent = await tcp(server)
+        (partial,) = await half_open(server, 1)
+        await until_open(server, 2)
+        server.shutdown()
+    # the server has stopped (the nursery is done): both were closed by it
+    for sock in (silent, partial):
+        assert await sock.recv(100) == b""

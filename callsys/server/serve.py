@@ -97,6 +97,9 @@ class CallsysServer:
         self._connections_scope: trio.CancelScope | None = None
         self._websockets = 0  # connections on the fast path, from their upgrade request until closed
         self._drained = trio.Event()  # set once stopping and no WebSocket connection is left
+        # Connections still waiting for their first request (a browser opens spare ones):
+        # dropped at once on shutdown instead of holding it for the grace period.
+        self._openings: set[trio.CancelScope] = set()
         self.http = http.HttpFrontend(http.build_app(self, voice_http.routes(self.announcer)), settings)
 
     @property
@@ -208,8 +211,12 @@ class CallsysServer:
                 await self._refuse(stream, host, refusal)
                 return
             opening = None
-            with trio.move_on_after(self.settings.handshake_timeout_s):
-                opening = await http.read_opening(stream)
+            with trio.move_on_after(self.settings.handshake_timeout_s) as waiting:
+                self._openings.add(waiting)
+                try:
+                    opening = await http.read_opening(stream)
+                finally:
+                    self._openings.discard(waiting)
             if opening is None:
                 return
             if not opening.websocket:
@@ -312,6 +319,8 @@ class CallsysServer:
                 services.cancel_scope.cancel()
             if self.failure is None:
                 self.hub.deliver_now()  # the fan-out task is gone: the last events still reach the screens
+            for waiting in self._openings:
+                waiting.cancel()
             for session in list(self.sessions):
                 session.drain()
             if not self._websockets:
