@@ -216,19 +216,20 @@ class Hub:
 
     # ------------------------------------------------------------------ service summaries
 
-    async def push_summaries(self, interval: float, now: Callable[[], float]) -> None:
+    async def push_summaries(self, interval: float, now: Callable[[], float], slice_size: int) -> None:
         """Run the ``queue_update`` rounds for ever: one as soon as a durable batch made the
         summaries stale, then none for *interval* seconds (see the module docstring).
         *now* stamps the pushes (``at``, the server clock)."""
         while True:
             await self._summaries_stale.wait()
             self._summaries_stale = trio.Event()
-            self.push_summary_round(now())
+            await self.push_summary_round(now(), slice_size)
             await trio.sleep(interval)
 
-    def push_summary_round(self, at: float) -> None:
+    async def push_summary_round(self, at: float, slice_size: int) -> None:
         """Push every display/manager/clerk connection the summaries of its services that
-        changed since it last got them."""
+        changed since it last got them; yield to the other tasks after every *slice_size*
+        connections (a round over the flagship's ~600 screens took up to 17 ms in one go)."""
         fresh = service_summaries(self.engine)
         changed = {code for code, summary in fresh.items() if summary != self.summaries[code]}
         self.summaries = fresh
@@ -243,7 +244,9 @@ class Hub:
                     audience.update(subs)
         groups: dict[tuple[str, ...], list[Subscriber]] = {}
         served: dict[frozenset[int], list[str]] = {}  # the displays of a zone share one set of windows
-        for sub in audience:
+        for i, sub in enumerate(audience, 1):
+            if not i % slice_size:
+                await trio.lowlevel.checkpoint()
             windows = sub.windows
             if not windows:
                 continue  # unsubscribed meanwhile

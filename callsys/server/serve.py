@@ -306,7 +306,8 @@ class CallsysServer:
                 self.host, self.port = host, listeners[0].socket.getsockname()[1]
                 services.start_soon(self._refresh_phones)
                 services.start_soon(self.hub.deliver, settings.fanout_slice)
-                services.start_soon(self.hub.push_summaries, settings.queue_push_interval_s, self.clock.now)
+                services.start_soon(self.hub.push_summaries, settings.queue_push_interval_s, self.clock.now,
+                                    settings.fanout_slice)
                 log(logging.INFO, "listening", url=self.url, hall=self.hall.id, windows=len(self.hall.windows),
                     clock=repr(self.clock), durable_seq=self.journal.durable_seq,
                     max_connections=settings.max_connections,
