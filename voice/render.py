@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import atexit
 import multiprocessing
+import multiprocessing.util  # noqa: F401 (its exit hook is registered before ours)
 import os
 import queue
 import tempfile
@@ -110,16 +111,13 @@ class SpeechProcess:
             return
         context = multiprocessing.get_context("spawn")  # never fork a process running trio
         with _STARTING:
+            if _EXITING:
+                raise RenderError("the process is exiting")
             self._pipe, child = context.Pipe()
             self._process = context.Process(target=_speech_process, args=(child,), name="callsys-speech",
                                             daemon=True)
             self._process.start()
             child.close()
-            # Registered after multiprocessing's own exit hook, so it runs first (LIFO): a
-            # process exiting while the speech thread is in start() lets the start finish
-            # before the child is terminated (else the child dies reading its spawn data,
-            # with a traceback).
-            atexit.register(_wait_for_starts)
 
     def __call__(self, utterance: Utterance, path: Path) -> None:
         for attempt in (1, 2):
@@ -145,9 +143,21 @@ class SpeechProcess:
 _STARTING = threading.Lock()
 
 
+_EXITING = False  # set at exit: no more speech processes
+
+
 def _wait_for_starts() -> None:
+    global _EXITING
     with _STARTING:
-        atexit.unregister(_wait_for_starts)
+        _EXITING = True
+
+
+# Registered after multiprocessing's own exit hook (imported first), so it runs before it
+# (LIFO): a process exiting while the speech thread is in SpeechProcess.start lets the
+# start finish before the child is terminated, and no start begins afterwards (a daemon
+# thread spawning during finalisation never writes the child's spawn data: the child
+# dies reading it, with a traceback).
+atexit.register(_wait_for_starts)
 
 
 def _speech_process(pipe: Any) -> None:
