@@ -1,0 +1,133 @@
+"""Many phones following their tickets while the head of their queue moves.
+
+The periodic refresh is off (``phone_refresh_s`` infinite): each test runs the refresh
+rounds itself (:meth:`Hub.refresh_phones`, or :meth:`Hub.phone_round` step by step), so
+what a phone receives never depends on timing. "Nothing more arrived" is checked once
+every task is blocked: the pushes a round queued have been written and read by then.
+"""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+from typing import Any
+
+import pytest
+import trio
+from trio.testing import wait_all_tasks_blocked
+
+from callsys.client import Client
+from server_support import client, guard, start_server
+
+PHONES = 60  # phones on one service (SOC)
+FAST = {"rate_per_s": 1e6, "rate_burst": 10**6}  # the kiosk sends as fast as the server answers
+
+
+def _pending(c: Client) -> int:
+    """Pushes *c* received that the test has not read yet."""
+    return c._push_recv.statistics().current_buffer_used
+
+
+async def _nothing_more(phones: list[Client]) -> None:
+    await wait_all_tasks_blocked()
+    assert [_pending(p) for p in phones] == [0] * len(phones)
+
+
+async def _issue(kiosk: Client, service: str, count: int) -> list[dict[str, Any]]:
+    return [await kiosk.request("take_number", service=service) for _ in range(count)]
+
+
+async def _phones(stack: AsyncExitStack, server, tickets: list[dict[str, Any]]) -> list[Client]:
+    return [await stack.enter_async_context(client(server, "phone", ticket=t["ticket"], secret=t["secret"]))
+            for t in tickets]
+
+
+@guard(60)
+async def test_many_phones_get_every_change_of_their_own_ticket_and_nothing_else(nursery, demo_hall, tmp_path):
+    server = await start_server(nursery, demo_hall, tmp_path / "hall.db", **FAST)
+    hub = server.hub
+    async with AsyncExitStack() as stack:
+        kiosk = await stack.enter_async_context(client(server, "kiosk"))
+        clerks = [await stack.enter_async_context(client(server, "clerk", window=w)) for w in (7, 8)]
+        tickets = await _issue(kiosk, "SOC", PHONES)
+        other = (await _issue(kiosk, "BIZ", 1))[0]  # no open window serves BIZ: its place never changes
+        phones = await _phones(stack, server, tickets)
+        bystander = (await _phones(stack, server, [other]))[0]
+        for i, (phone, ticket) in enumerate(zip(phones, tickets)):
+            hello = await phone.next_push()
+            assert (hello["ticket"], hello["event"], hello["ahead"], hello["estimated_wait_s"]) == \
+                (ticket["ticket"], "hello", i, None)
+        assert (await bystander.next_push())["event"] == "hello"
+
+        for clerk in clerks:
+            await clerk.request("open_window")
+        await hub.refresh_phones(server.clock.now(), server.settings.fanout_slice)
+        estimates = []
+        for i, phone in enumerate(phones):  # same place, and now an estimate: two windows serve SOC
+            update = await phone.next_push()
+            assert (update["event"], update["status"], update["ahead"]) == ("position", "waiting", i)
+            estimates.append(update["estimated_wait_s"])
+        assert estimates == sorted(estimates) and estimates[0] > 0
+        await _nothing_more(phones + [bystander])
+
+        head = 0  # index of the first ticket still waiting
+        for _ in range(5):
+            for clerk in clerks:  # each clerk calls the head: it learns at once, before any round
+                called = await clerk.request("call_next")
+                tid = called["events"][0]["ticket"]
+                assert tid == tickets[head]["ticket"]
+                update = await phones[head].next_push()
+                assert (update["ticket"], update["event"], update["status"]) == (tid, "ticket_called", "called")
+                head += 1
+            await _nothing_more(phones + [bystander])  # places moved; nothing pushed until the round
+            await hub.refresh_phones(server.clock.now(), server.settings.fanout_slice)
+            for i in range(head, PHONES):  # two calls moved everyone up by two: one push each
+                update = await phones[i].next_push()
+                assert (update["ticket"], update["event"], update["ahead"]) == \
+                    (tickets[i]["ticket"], "position", i - head)
+            for clerk, i in zip(clerks, (head - 2, head - 1)):  # the called ones: their own events only
+                for kind, status in (("start", "serving"), ("finish", "done")):
+                    await clerk.request(kind)
+                    update = await phones[i].next_push()
+                    assert (update["ticket"], update["status"]) == (tickets[i]["ticket"], status)
+            await _nothing_more(phones + [bystander])
+
+        await hub.refresh_phones(server.clock.now(), server.settings.fanout_slice)  # nothing moved since
+        await _nothing_more(phones + [bystander])
+    server.shutdown()
+
+
+@guard(60)
+@pytest.mark.parametrize("slice_size", [1, 7, 32])
+async def test_a_refresh_round_works_in_bounded_steps_on_the_services_that_moved(nursery, demo_hall, tmp_path,
+                                                                                  slice_size):
+    server = await start_server(nursery, demo_hall, tmp_path / "hall.db", **FAST)
+    hub = server.hub
+    async with AsyncExitStack() as stack:
+        kiosk = await stack.enter_async_context(client(server, "kiosk"))
+        clerk = await stack.enter_async_context(client(server, "clerk", window=10))  # serves CIVIL and SOC
+        soc = await _issue(kiosk, "SOC", 50)
+        await _issue(kiosk, "SOC", 20)  # waiting without a phone: walked, not pushed
+        civil = await _issue(kiosk, "CIVIL", 10)
+        phones = await _phones(stack, server, soc + civil)
+        for phone in phones:
+            assert (await phone.next_push())["event"] == "hello"
+
+        def steps() -> list[int]:
+            """A round run step by step: the places computed in each step."""
+            counts, before = [], hub.phone_positions
+            for _ in hub.phone_round(server.clock.now(), slice_size):
+                counts.append(hub.phone_positions - before)
+                before = hub.phone_positions
+            counts.append(hub.phone_positions - before)
+            return counts
+
+        await clerk.request("open_window")  # both services get an estimate
+        counts = steps()
+        assert max(counts) <= slice_size
+        assert sum(counts) == 60 and len(counts) >= (50 + 20 + 10) // slice_size
+        assert steps() == [0]  # nothing moved: nothing computed
+
+        await kiosk.request("cancel", ticket=civil[3]["ticket"])  # CIVIL moved, SOC did not
+        counts = steps()
+        assert max(counts) <= slice_size and sum(counts) == 9  # the CIVIL phones still waiting
+    server.shutdown()
