@@ -1,4 +1,5 @@
-"""Many phones following their tickets while the head of their queue moves.
+"""Many phones following their tickets while the head of their queue moves; phones never
+take the last connections from the hall's devices.
 
 The periodic refresh is off (``phone_refresh_s`` infinite): each test runs the refresh
 rounds itself (:meth:`Hub.refresh_phones`, or :meth:`Hub.phone_round` step by step), so
@@ -15,7 +16,10 @@ import pytest
 import trio
 from trio.testing import wait_all_tasks_blocked
 
-from callsys.client import Client
+from callsys.client import Client, RequestFailed
+from callsys.server import ServerSettings
+from callsys.server.limits import Admission
+from callsys.server.settings import MAX_CONNECTIONS
 from server_support import client, guard, start_server
 
 PHONES = 60  # phones on one service (SOC)
@@ -130,4 +134,40 @@ async def test_a_refresh_round_works_in_bounded_steps_on_the_services_that_moved
         await kiosk.request("cancel", ticket=civil[3]["ticket"])  # CIVIL moved, SOC did not
         counts = steps()
         assert max(counts) <= slice_size and sum(counts) == 9  # the CIVIL phones still waiting
+    server.shutdown()
+
+
+# ---------------------------------------------------------------------------- devices before phones
+
+def test_phones_hold_at_most_their_share_of_the_connections():
+    admission = Admission(max_connections=10, max_per_address=10, trusted=(), retry_after_s=30,
+                          hello_failures=3, hello_window_s=60.0, max_phones=2)
+    assert admission.join_phone() is None and admission.join_phone() is None
+    refusal = admission.join_phone()
+    assert (refusal.reason, refusal.retry_after_s, admission.phones, admission.refused) == ("phones_full", 30, 2, 1)
+    admission.phone_left()
+    assert admission.join_phone() is None and admission.phones == 2
+    assert ServerSettings().phone_share * MAX_CONNECTIONS >= 1.5 * 10_000  # the flagship's busiest hour, and more
+
+
+@guard()
+async def test_a_storm_of_phones_leaves_room_for_the_devices(nursery, demo_hall, tmp_path):
+    server = await start_server(nursery, demo_hall, tmp_path / "hall.db", max_connections=8, phone_share=0.25, **FAST)
+    async with AsyncExitStack() as stack:
+        kiosk = await stack.enter_async_context(client(server, "kiosk"))
+        tickets = await _issue(kiosk, "SOC", 3)
+        await _phones(stack, server, tickets[1:2])
+        async with client(server, "phone", ticket=tickets[0]["ticket"], secret=tickets[0]["secret"]), \
+                AsyncExitStack() as devices:
+            with pytest.raises(RequestFailed) as refused:  # a third phone: over their share of 8
+                await _phones(devices, server, tickets[2:])
+            assert refused.value.code == "rate_limited" and refused.value.details["retry_after_s"] == 30
+            assert "devices" in str(refused.value)
+            for role, hello in (("clerk", {"window": 7}), ("display", {}), ("speaker", {}), ("manager", {})):
+                device = await devices.enter_async_context(client(server, role, **hello))  # up to the cap
+                assert device.role == role
+        await wait_all_tasks_blocked()  # the server saw the first phone (and the devices) go
+        assert server.admission.phones == 1
+        third = (await _phones(stack, server, tickets[2:]))[0]
+        assert (await third.next_push())["ticket"] == tickets[2]["ticket"]
     server.shutdown()

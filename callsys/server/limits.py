@@ -10,6 +10,11 @@ for clients):
   from one address (IPv6: one /64, which one host can use whole). Addresses in
   ``trusted_proxies`` (a gateway or reverse proxy that many phones come through) are
   exempt from the per-address cap, never from the global one.
+* **Devices before phones.** The caps above cannot tell roles apart: a connection counts
+  before its ``hello``. Signed-in phones are counted as well, and a phone's ``hello`` is
+  refused (``rate_limited``, close 4029, retry after ``retry_after_s``) once
+  ``max_phones`` of them are connected, so a storm of phones can never take the last
+  ``max_connections - max_phones`` places from the hall's devices.
 * **Failed hellos.** A ``hello`` answered with an error (bad token, a token of another
   role, a wrong phone secret, a malformed hello) counts against its address. After
   ``hello_failures`` of them within ``hello_failure_window_s``, the address is refused
@@ -129,11 +134,15 @@ class Admission:
         hello_failures: failed hellos from one address within *hello_window_s* that make
             it refused.
         hello_window_s: how long a failed hello counts.
+        max_phones: signed-in phones at most (default: *max_connections*, no reserve).
     """
 
     def __init__(self, *, max_connections: int, max_per_address: int, trusted: Iterable[str],
-                 retry_after_s: int, hello_failures: int, hello_window_s: float) -> None:
+                 retry_after_s: int, hello_failures: int, hello_window_s: float,
+                 max_phones: int | None = None) -> None:
         self.max_connections = max_connections
+        self.max_phones = max_connections if max_phones is None else max_phones
+        self.phones = 0  # signed-in phones now
         self.max_per_address = max_per_address
         self.trusted = parse_networks(trusted)
         self.retry_after_s = retry_after_s
@@ -184,6 +193,20 @@ class Admission:
             return Refusal("address_full", self.retry_after_s,
                            f"too many connections from your address (limit {self.max_per_address})")
         return None
+
+    def join_phone(self) -> Refusal | None:
+        """Count a phone that just signed in, or say why it is refused (then it is not counted)."""
+        if self.phones >= self.max_phones:
+            self.refused += 1
+            return Refusal("phones_full", self.retry_after_s,
+                           f"the server keeps its remaining connections for the hall's devices "
+                           f"({self.max_phones} phones at most)")
+        self.phones += 1
+        return None
+
+    def phone_left(self) -> None:
+        """A phone counted by :meth:`join_phone` is gone."""
+        self.phones -= 1
 
     # ------------------------------------------------------------------ failed hellos
 

@@ -87,7 +87,8 @@ class CallsysServer:
         self.admission = Admission(
             max_connections=settings.max_connections, max_per_address=settings.max_connections_per_address,
             trusted=settings.trusted_proxies, retry_after_s=settings.retry_after_s,
-            hello_failures=settings.hello_failures, hello_window_s=settings.hello_failure_window_s)
+            hello_failures=settings.hello_failures, hello_window_s=settings.hello_failure_window_s,
+            max_phones=int(settings.max_connections * settings.phone_share))
         self._refusals = RefusalLog(settings.refusal_log_interval_s)
         self.host = ""
         self.port = 0

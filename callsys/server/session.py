@@ -37,7 +37,8 @@ the error (:meth:`Session._handle` fills it in).
 
 A ``hello`` answered with an error counts against the client's address, and a hello
 from an address with too many failures is not checked at all (``rate_limited``, close
-4029); see :mod:`~callsys.server.limits`.
+4029); so is a phone's hello once the phones' share of the connections is taken (the rest
+is kept for the hall's devices). See :mod:`~callsys.server.limits`.
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ class Session:
         self._close_code, self._close_reason = CloseCode.NORMAL, "bye"
         self._client_close: Any = None
         self._killed = False
+        self._phone_counted = False  # counted in the admission's signed-in phones
 
     @property
     def role(self) -> str | None:
@@ -115,6 +117,8 @@ class Session:
                     await self._serve()
         finally:
             self.server.detach(self)
+            if self._phone_counted:
+                self.server.admission.phone_left()
             await self._close()
             log(logging.INFO, "conn_close", peer=self.peer, role=self.role, code=int(self._close_code),
                 reason=self._close_reason, client_close=self._client_close, messages=self.messages,
@@ -177,6 +181,8 @@ class Session:
                                      request_id=hello.id, retry_after_s=wait)
             self.identity = authenticate(hello, self.server.hall, self.server.secret)
             windows = self._places(hello)
+            if self.identity.role == "phone":
+                self._join_phone(hello.id)
         except ProtocolError as exc:
             if not isinstance(exc, HelloThrottled):
                 admission.hello_failed(self.host, trio.current_time())
@@ -191,6 +197,14 @@ class Session:
             window=self.identity.window, ticket=self.identity.ticket)
         self._greet(windows)
         return True
+
+    def _join_phone(self, request_id: Any) -> None:
+        """Count this phone, or raise ``rate_limited`` (close 4029) when the phones' share is taken."""
+        refusal = self.server.admission.join_phone()
+        if refusal is not None:
+            raise HelloThrottled(f"{refusal.message}; retry after {refusal.retry_after_s} s",
+                                 request_id=request_id, retry_after_s=refusal.retry_after_s)
+        self._phone_counted = True
 
     def _places(self, hello: Hello) -> frozenset[int]:
         identity = self.identity

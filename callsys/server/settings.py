@@ -10,6 +10,15 @@ carrier-grade NAT needs, far less than one host would need to fill the server. P
 reaching the server through one gateway (a reverse proxy, the hall's Wi-Fi NAT) would hit
 it, so the gateway's address goes into ``trusted_proxies``; loopback is trusted by
 default (a local reverse proxy, the simulator, benchmarks on the same machine).
+
+**Devices before phones.** The caps are counted at accept, before anyone says who they
+are. A reconnect storm without a restart (the hall's network drops and comes back) holds
+every client's old socket until its idle timeout while the new ones arrive: ~22,000, more
+than ``MAX_CONNECTIONS``, and whoever comes first would get in. So signed-in phones may
+hold at most ``PHONE_SHARE`` of ``MAX_CONNECTIONS`` (16,000: still 60 % over the busiest
+hour's phones); a phone saying hello beyond that is turned away for ``RETRY_AFTER_S``
+while clerks, displays, speakers, kiosks and managers are admitted up to the cap. (After
+a restart the old sockets are gone: 11,000 fit and nothing is refused.)
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ SHUTDOWN_GRACE_S: Final = 5.0  # seconds connections get to drain on shutdown
 CLOSE_TIMEOUT_S: Final = 2.0  # seconds to wait for a client to answer a close frame
 HANDSHAKE_TIMEOUT_S: Final = 10.0  # seconds from TCP accept to the head of the first request (upgrade or HTTP)
 MAX_CONNECTIONS: Final = 20_000  # open TCP connections, counted from accept to close
+PHONE_SHARE: Final = 0.8  # fraction of MAX_CONNECTIONS signed-in phones may hold; the rest is kept for devices
 MAX_CONNECTIONS_PER_ADDRESS: Final = 200  # open TCP connections from one address (IPv6: one /64)
 TRUSTED_PROXIES: Final = ("127.0.0.0/8", "::1")  # addresses/networks exempt from per-address limits
 RETRY_AFTER_S: Final = 30  # seconds a refused client is told to wait (Retry-After) when a cap is full
@@ -62,6 +72,7 @@ class ServerSettings:
     handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S
     max_connections: int = MAX_CONNECTIONS
     max_connections_per_address: int = MAX_CONNECTIONS_PER_ADDRESS
+    phone_share: float = PHONE_SHARE  # of max_connections, for signed-in phones
     trusted_proxies: tuple[str, ...] = TRUSTED_PROXIES  # IP addresses or networks ("10.0.0.0/24")
     retry_after_s: int = RETRY_AFTER_S
     hello_failures: int = HELLO_FAILURES
