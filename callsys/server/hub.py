@@ -345,6 +345,19 @@ class Hub:
         counts with two bisections per ticket); a phone is pushed only if its place or
         estimate differs from its last push. The few tickets waiting in a window's own
         queue (transfers, returns) and held early check-ins are looked up one by one.
+
+        The walk reads a copy of each queue, so the engine may move on while the round
+        yields: a place computed before a move is corrected by the next round (the move
+        marked its service again), and a ticket called meanwhile gets no ``position`` push
+        (its phone already had ``ticket_called``). :attr:`phone_positions` counts the
+        places computed: at most *slice_size* per step.
+
+        Args:
+            now: the server clock's time, stamped on the pushes (``at``).
+            slice_size: queue entries (with or without a phone) walked per step.
+
+        Yields:
+            None after every *slice_size* entries: the caller lets other tasks run.
         """
         state = self.engine.state
         book = state.book
