@@ -137,6 +137,50 @@ async def test_a_refresh_round_works_in_bounded_steps_on_the_services_that_moved
     server.shutdown()
 
 
+@guard()
+async def test_places_follow_pauses_transfers_to_a_window_and_its_closing(nursery, demo_hall, tmp_path):
+    server = await start_server(nursery, demo_hall, tmp_path / "hall.db", **FAST)
+    hub = server.hub
+
+    async def round_of(phones: list[Client]) -> list[tuple[int, float | None] | None]:
+        """Run a round; each phone's (ahead, estimate) if it was pushed one, else None."""
+        await hub.refresh_phones(server.clock.now(), server.settings.fanout_slice)
+        await wait_all_tasks_blocked()
+        places = []
+        for phone in phones:
+            update = await phone.next_push() if _pending(phone) else None
+            assert update is None or update["event"] == "position"
+            places.append(None if update is None else (update["ahead"], update["estimated_wait_s"]))
+        await _nothing_more(phones)
+        return places
+
+    async with AsyncExitStack() as stack:
+        kiosk = await stack.enter_async_context(client(server, "kiosk"))
+        seven, eight = [await stack.enter_async_context(client(server, "clerk", window=w)) for w in (7, 8)]
+        tickets = await _issue(kiosk, "SOC", 3)
+        a, b, c = phones = await _phones(stack, server, tickets)
+        for phone in phones:
+            assert (await phone.next_push())["event"] == "hello"
+        for clerk in (seven, eight):
+            await clerk.request("open_window")
+        two = await round_of(phones)
+        assert [p[0] for p in two] == [0, 1, 2]
+        await eight.request("pause")  # one window serves SOC now: every estimate doubles, no place moves
+        assert await round_of(phones) == [(ahead, wait * 2) for ahead, wait in two]
+        unit = two[0][1] * 2  # one citizen's minutes at the one window left, in seconds
+
+        await seven.request("call_next")
+        assert (await a.next_push())["event"] == "ticket_called"
+        await seven.request("transfer", to_window=8)  # A waits in window 8's own queue, first
+        moved = await a.next_push()
+        assert (moved["event"], moved["status"], moved["ahead"]) == ("ticket_transferred", "waiting", 0)
+        assert await round_of(phones) == [None, (0, unit), (1, 2 * unit)]  # B and C moved up; A: no change
+
+        await eight.request("close_window")  # A goes back to the SOC queue, ahead of B and C by its rank
+        assert await round_of(phones) == [None, (1, 2 * unit), (2, 3 * unit)]  # A: first either way
+    server.shutdown()
+
+
 # ---------------------------------------------------------------------------- devices before phones
 
 def test_phones_hold_at_most_their_share_of_the_connections():
