@@ -95,7 +95,9 @@ async def test_many_phones_get_every_change_of_their_own_ticket_and_nothing_else
                     assert (update["ticket"], update["status"]) == (tickets[i]["ticket"], status)
             await _nothing_more(phones + [bystander])
 
-        await hub.refresh_phones(server.clock.now(), server.settings.fanout_slice)  # nothing moved since
+        before = hub.phone_positions
+        await hub.refresh_phones(server.clock.now(), server.settings.fanout_slice)  # only starts and finishes since
+        assert hub.phone_positions == before  # no queue moved: no place even computed
         await _nothing_more(phones + [bystander])
     server.shutdown()
 

@@ -66,6 +66,10 @@ from ..queues import NORMAL, PRIORITY
 from .projections import TICKET_STATUS, Board, Message, service_summaries, ticket_window
 
 _ANNOUNCED = (ev.TicketCalled.kind, ev.TicketRecalled.kind)
+# Events that add a ticket to a queue or take one out: the places behind it move. (Recalls,
+# starts, finishes, no-shows and parking concern a ticket at a window: no queue moves.)
+_QUEUE_MOVES = frozenset(e.kind for e in (ev.TicketIssued, ev.CheckedIn, ev.TicketCancelled, ev.TicketCalled,
+                                          ev.TicketRequeued, ev.TicketTransferred, ev.TicketReturned))
 
 
 class Subscriber(Protocol):
@@ -286,18 +290,18 @@ class Hub:
                 if tid in self.phones:
                     self.push_ticket(tid, "expired", None, "day_reset", event.at, seq)
             return
+        if type(event) is ev.WindowClosed:  # its own queue went back to the service queues
+            self._moved_all = True
         tid = getattr(event, "ticket", None)
         if tid is None:
-            if type(event) is ev.WindowClosed:  # its own queue went back to the service queues
-                self._moved_all = True
             return  # other window events change the estimates only: see phone_round
-        moved = self._moved
-        code = getattr(event, "service", None)
-        if code is not None:
-            moved.add(code)
-        ticket = self.engine.state.tickets.get(tid)
-        if ticket is not None:
-            moved.add(ticket.service)  # the live state may be ahead of the event: mark both
+        if event.kind in _QUEUE_MOVES:
+            code = getattr(event, "service", None)
+            if code is not None:
+                self._moved.add(code)
+            ticket = self.engine.state.tickets.get(tid)
+            if ticket is not None:
+                self._moved.add(ticket.service)  # the live state may be ahead of the event: mark both
         status = TICKET_STATUS.get(event.kind)
         if status is not None and tid in self.phones:
             self.push_ticket(tid, status, ticket_window(event), event.kind, event.at, seq)
@@ -337,7 +341,7 @@ class Hub:
         """The refresh round as steps: yields after every *slice_size* queue entries walked.
 
         Only the services whose queue moved since the last round are revisited: those
-        marked by an event of one of their tickets (a ticket issued, called, cancelled,
+        marked by an event of one of their tickets (a ticket issued, checked in, called, cancelled,
         requeued, transferred, returned), those whose open windows changed (the estimate
         divides by them), those whose held early check-ins were queued meanwhile, and all
         after a window closed or the day was reset. One ordered walk over a service's two
