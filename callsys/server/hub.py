@@ -102,7 +102,8 @@ class Hub:
         self._phone_last: dict[int, tuple[Any, ...]] = {}  # ticket -> (status, ahead, estimate) last pushed
         self._moved: set[str] = set()  # services whose queue moved since the last phone round
         self._moved_all = False  # a window closed or the day was reset: every service moved
-        self._servers_seen = {code: engine.state.servers[code] for code in hall.services_by_code}  # open windows, last round
+        # open windows per service as of the last phone round (the estimates divide by them)
+        self._servers_seen = {code: engine.state.servers[code] for code in hall.services_by_code}
         self._held_seen: set[int] = set(engine.state.book.held)  # early check-ins held, last round
         self.phone_positions = 0  # phone places computed so far (on hello, on events, in rounds)
         self.pushes = 0  # push messages handed to subscribers so far (a message to N subscribers: N)
@@ -341,9 +342,9 @@ class Hub:
         """The refresh round as steps: yields after every *slice_size* queue entries walked.
 
         Only the services whose queue moved since the last round are revisited: those
-        marked by an event of one of their tickets (a ticket issued, checked in, called, cancelled,
-        requeued, transferred, returned), those whose open windows changed (the estimate
-        divides by them), those whose held early check-ins were queued meanwhile, and all
+        marked by an event of one of their tickets (a ticket issued, checked in, called,
+        cancelled, requeued, transferred, returned), those whose open windows changed (the
+        estimate divides by them), those whose held early check-ins were queued meanwhile, and all
         after a window closed or the day was reset. One ordered walk over a service's two
         queues gives every ticket's place (its index: what :meth:`QueueEngine.position`
         counts with two bisections per ticket); a phone is pushed only if its place or
