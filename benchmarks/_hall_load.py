@@ -238,7 +238,8 @@ def _work(url: str, specs: list[Spec], pipe: Any, seed: int, reconnect: bool) ->
                 c.next_at = now + c.spec.interval * (0.5 + rng.random())
     result = {"records": records, "calls": calls, "errors": errors, "counts": counts}
     if storm is not None:
-        result |= {"drops": storm.drops, "down": storm.down, "back_at": storm.back_at, "refused": storm.refused}
+        result |= {"drops": storm.drops, "down": storm.down, "back_at": storm.back_at, "back": storm.back,
+                   "refused": storm.refused}
     pipe.send(result)
     for c in conns.values():
         c.sock.close()
@@ -264,6 +265,7 @@ class _Storm:
         self.drops = 0  # connections lost (each counted once per loss)
         self.down = 0  # connections not welcomed back yet
         self.back_at = 0.0  # monotonic time the last lost connection was welcomed again
+        self.back: list[float] = []  # monotonic time of every welcome after a loss
         self.refused = 0  # attempts that failed (refused, reset, 503, hello refused)
 
     def drop(self, c: _Conn, conns: dict[int, _Conn], poller: select.epoll, now: float) -> None:
@@ -327,6 +329,7 @@ class _Storm:
         c.state = "open"
         self.down -= 1
         self.back_at = max(self.back_at, t)
+        self.back.append(t)
         if c.spec.label == "clerk":
             c.next_at = t + self.rng.random() * c.spec.interval
 
@@ -412,7 +415,7 @@ def collect(workers: list[tuple[Any, Any]]) -> dict[str, Any]:
     for _, pipe in workers:
         pipe.send("stop")
     merged: dict[str, Any] = {"records": [], "calls": [], "errors": {}, "counts": {}, "drops": 0, "down": 0,
-                              "back_at": 0.0, "refused": 0}
+                              "back_at": 0.0, "back": [], "refused": 0}
     for process, pipe in workers:
         result = pipe.recv()
         if not isinstance(result, dict):
@@ -425,6 +428,7 @@ def collect(workers: list[tuple[Any, Any]]) -> dict[str, Any]:
         for key in ("drops", "down", "refused"):
             merged[key] += result.get(key, 0)
         merged["back_at"] = max(merged["back_at"], result.get("back_at", 0.0))
+        merged["back"] += result.get("back", [])
         process.join(10)
     return merged
 

@@ -151,6 +151,7 @@ async def run(config: str, *, phones: int, devices: int, calls_per_s: float, sec
             stop_at = time.monotonic()
             server.process.send_signal(signal.SIGTERM)
             await server.process.wait()
+            info["exit_s"] = time.monotonic() - stop_at
             clock = datetime.fromisoformat(START) + timedelta(seconds=time.monotonic() - started + 1)
             server = await spawn_server(nursery, [*args, "--port", port, "--clock",
                                                   clock.isoformat(timespec="seconds")])
@@ -162,7 +163,8 @@ async def run(config: str, *, phones: int, devices: int, calls_per_s: float, sec
             result = await trio.to_thread.run_sync(load.collect, workers)
             server.process.terminate()
     info |= {"steady": steady["loop"], "after_restart": final["loop"], "clients": clients,
-             "stopped_at": stop_at - go, "waiting_at_start": before["waiting"]}
+             "stopped_at": stop_at - go, "sigterm_at": stop_at, "waiting_at_start": before["waiting"],
+             "errors": result["errors"]}
     return _rows(result, go + WARMUP_S, stop_at - TAIL_S, listening, rss, steady, final, info), info
 
 
@@ -173,6 +175,7 @@ def _rows(result: dict, start: float, end: float, listening: float, rss: list[fl
            if label == "led" and (w, n) in sent]
     loops = [steady["loop"], final["loop"]]
     back = result["back_at"] - listening if result["back_at"] else float("nan")
+    returns = [t - listening for t in result["back"]]
     return [
         row("rss_mib", max(rss), "MiB", "<= 1024"),
         row("next_to_led_p50_ms", _pct(led, 50), "ms", None),
@@ -182,6 +185,10 @@ def _rows(result: dict, start: float, end: float, listening: float, rss: list[fl
         row("max_gc_ms", max(loop["max_gc_ms"] for loop in loops), "ms", None),
         row("steps_over_20ms", sum(loop["steps_over_ms"]["20"] for loop in loops), "steps", None),
         row("reconnect_all_s", back, "s", "<= 15"),
+        row("reconnect_p50_s", _pct(returns, 50), "s", None),
+        row("reconnect_p90_s", _pct(returns, 90), "s", None),
+        row("reconnect_failed_attempts", result["refused"], "attempts", None),
+        row("restart_downtime_s", listening - info["sigterm_at"], "s", None),
         row("phones_updated", result["counts"].get("phone:ticket_update", 0), "pushes", None),
         row("connections", info["connections"], "connections", f">= {info['clients']}"),
         row("reconnected", result["drops"], "connections", f">= {info['clients']}"),
@@ -220,7 +227,8 @@ def main() -> None:
              f"~{args.calls_per_s:g} calls/s of start+finish+call_next), {info['leds']} LEDs, {info['tvs']} TVs, "
              f"{info['speakers']} speakers in 2 more; epoll, msgpack, nice {load.LOAD_NICENESS}; the server in a "
              "child process; all on this machine's cores",
-             f"connected in {info['connect_s']:.1f} s; restart after {info['stopped_at']:.1f} s of calling",
+             f"connected in {info['connect_s']:.1f} s; SIGTERM after {info['stopped_at']:.1f} s of calling; the old "
+             f"server exited {info['exit_s']:.1f} s later; clerk errors {info['errors']}",
              f"loop before the restart: {info['steady']}; after: {info['after_restart']}",
              f"machine load average (1 min) before / after the run: {load_before:.2f} / {os.getloadavg()[0]:.2f}"]
     report("benchmarks.phones — 10,000 phones, 1,000 devices, a restart", rows, args.json, notes=notes)
