@@ -43,6 +43,7 @@ class LoopWatch(trio.abc.Instrument):
         max_step_s: the longest task step, seconds.
         max_turn_s: the longest loop turn (one run batch), seconds.
         max_gc_s: the longest garbage collection, seconds.
+        max_gc_generation: the generation that collection collected (0, 1, 2; -1 before any).
         steps_over: per threshold of :data:`STEP_THRESHOLDS_MS`, the steps that took at least that long.
     """
 
@@ -59,6 +60,7 @@ class LoopWatch(trio.abc.Instrument):
         self.max_step_s = 0.0
         self.max_turn_s = 0.0
         self.max_gc_s = 0.0
+        self.max_gc_generation = -1  # the generation the longest collection collected (-1: none yet)
         self.steps_over = [0] * len(_THRESHOLDS_S)
 
     def start(self) -> None:
@@ -86,6 +88,7 @@ class LoopWatch(trio.abc.Instrument):
             "max_turn_ms": round(self.max_turn_s * 1000, 3),
             "steps_over_ms": {str(ms): n for ms, n in zip(STEP_THRESHOLDS_MS, self.steps_over)},
             "max_gc_ms": round(self.max_gc_s * 1000, 3),
+            "max_gc_generation": self.max_gc_generation,
         }
 
     def log_fields(self) -> dict[str, Any]:
@@ -127,3 +130,4 @@ class LoopWatch(trio.abc.Instrument):
             self._gc_began = None
             if took > self.max_gc_s:
                 self.max_gc_s = took
+                self.max_gc_generation = info["generation"]
