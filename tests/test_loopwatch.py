@@ -33,8 +33,8 @@ class HandClock:
 
 
 def watching(clock: HandClock) -> LoopWatch:
-    """A started watch on *clock*, installed in the current trio run."""
-    watch = LoopWatch(clock)
+    """A started watch on *clock* (for CPU time too), installed in the current trio run."""
+    watch = LoopWatch(clock, clock)
     trio.lowlevel.add_instrument(watch)
     watch.start()
     return watch
@@ -61,7 +61,8 @@ async def test_a_long_step_is_the_longest_and_counted_at_every_threshold_it_pass
         watch.stop()
     assert watch.max_step_s == pytest.approx(0.030)
     assert dict(zip(STEP_THRESHOLDS_MS, watch.steps_over)) == {5: 2, 10: 2, 20: 1, 50: 0}
-    assert watch.max_turn_s >= 0.030  # the turn holds the step
+    assert watch.max_turn_s >= 0.030 and watch.max_turn_cpu_s >= 0.030  # the turn holds the step
+    assert watch.max_step_task == trio.lowlevel.current_task().name
     figures = watch.figures()
     assert figures["max_step_ms"] == 30.0 and figures["steps_over_ms"] == {"5": 2, "10": 2, "20": 1, "50": 0}
 
@@ -126,7 +127,7 @@ async def test_start_forgets_what_came_before():
 @guard()
 async def test_stats_and_the_stopped_line_carry_the_loop_figures(demo_hall: Hall, tmp_path: Path):
     clock = HandClock()
-    watch = LoopWatch(clock)
+    watch = LoopWatch(clock, clock)
     trio.lowlevel.add_instrument(watch)
     try:
         with captured_log(logging.INFO) as records:
@@ -140,7 +141,8 @@ async def test_stats_and_the_stopped_line_carry_the_loop_figures(demo_hall: Hall
                 server.shutdown()
     finally:
         trio.lowlevel.remove_instrument(watch)
-    assert loop == {"max_step_ms": 21.0, "max_turn_ms": loop["max_turn_ms"],
+    assert loop == {"max_step_ms": 21.0, "max_step_task": trio.lowlevel.current_task().name,
+                    "max_turn_ms": loop["max_turn_ms"], "max_turn_cpu_ms": loop["max_turn_cpu_ms"],
                     "steps_over_ms": {"5": 1, "10": 1, "20": 1, "50": 0}, "max_gc_ms": loop["max_gc_ms"],
                     "max_gc_generation": loop["max_gc_generation"]}
     assert loop["max_turn_ms"] >= 21.0
