@@ -129,7 +129,8 @@ async def run(config: str, *, phones: int, devices: int, calls_per_s: float, sec
         store = f"file:{tmp}/phones.db"
         args = ["--config", config, "--store", store, "--max-connections", "16000"]
         async with trio.open_nursery() as nursery:
-            server = await spawn_server(nursery, [*args, "--port", "0", "--clock", START])
+            old_log: list[tuple[float, str]] = []
+            server = await spawn_server(nursery, [*args, "--port", "0", "--clock", START], old_log)
             started = time.monotonic()
             port = server.url.rsplit(":", 1)[1].split("/")[0]
             tickets = await issue(server.url, kiosk, services)
@@ -152,6 +153,7 @@ async def run(config: str, *, phones: int, devices: int, calls_per_s: float, sec
             server.process.send_signal(signal.SIGTERM)
             await server.process.wait()
             info["exit_s"] = time.monotonic() - stop_at
+            info["shutdown"] = _shutdown_timeline(old_log, stop_at)
             clock = datetime.fromisoformat(START) + timedelta(seconds=time.monotonic() - started + 1)
             server = await spawn_server(nursery, [*args, "--port", port, "--clock",
                                                   clock.isoformat(timespec="seconds")])
@@ -198,6 +200,16 @@ def _rows(result: dict, start: float, end: float, listening: float, rss: list[fl
     ]
 
 
+def _shutdown_timeline(log: list[tuple[float, str]], sigterm: float) -> str:
+    """When the old server logged its shutdown and its stop, seconds after SIGTERM, and its
+    ``stopped`` line (the loop figures over its whole run, the shutdown included)."""
+    out = []
+    for t, line in log:
+        if t >= sigterm and any(f"event={e} " in line + " " for e in ("shutdown", "stopped")):
+            out.append(f"+{t - sigterm:.2f} s: {line.split('event=', 1)[1]}")
+    return "; ".join(out)
+
+
 def _pct(values: list[float], q: int) -> float:
     return quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else float("nan")
 
@@ -229,6 +241,7 @@ def main() -> None:
              "child process; all on this machine's cores",
              f"connected in {info['connect_s']:.1f} s; SIGTERM after {info['stopped_at']:.1f} s of calling; the old "
              f"server exited {info['exit_s']:.1f} s later; clerk errors {info['errors']}",
+             f"old server after SIGTERM: {info['shutdown']}",
              f"loop before the restart: {info['steady']}; after: {info['after_restart']}",
              f"machine load average (1 min) before / after the run: {load_before:.2f} / {os.getloadavg()[0]:.2f}"]
     report("benchmarks.phones — 10,000 phones, 1,000 devices, a restart", rows, args.json, notes=notes)
