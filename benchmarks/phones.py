@@ -14,7 +14,8 @@ to a phone in the load processes (:mod:`benchmarks._hall_load`, one epoll loop e
   ``start``, ``finish``, ``call_next``: the called phones hear at once, the others'
   places move and the 5 s phone refresh pushes them.
 
-After ``--seconds`` of calling the server gets SIGTERM, and is started again on the same
+After ``--seconds`` of calling the server gets SIGTERM (``--signal KILL``: SIGKILL, a
+crash), and is started again on the same
 store and port; every load process brings its connections back with the client library's
 jittered backoff (0.25 s doubling to 10 s). The run goes on for ``--after`` seconds.
 
@@ -52,7 +53,7 @@ from callsys.hall import Hall, load_hall
 
 from . import _hall_load as load
 from ._report import Row, parser, report, row
-from ._server import ServerProcess, spawn_server
+from ._server import cpu_seconds, spawn_server
 from .call_latency import issue
 
 START = "2026-11-23T09:00"  # a Monday morning: the flagship hall is open
@@ -113,7 +114,7 @@ async def wait_all_back(url: str, token: str, clients: int) -> None:
 
 
 async def run(config: str, *, phones: int, devices: int, calls_per_s: float, seconds: float, after: float,
-              phone_processes: int) -> tuple[list[Row], dict[str, Any]]:
+              phone_processes: int, stop_signal: signal.Signals = signal.SIGTERM) -> tuple[list[Row], dict[str, Any]]:
     hall = load_hall(config)
     kiosk, manager = min(hall.tokens["kiosk"]), min(hall.tokens["manager"])
     devs = device_specs(hall, devices, 1.0)
@@ -150,7 +151,7 @@ async def run(config: str, *, phones: int, devices: int, calls_per_s: float, sec
             steady = await stats(server.url, manager)
             rss = [peak_rss_mib(server.pid)]
             stop_at = time.monotonic()
-            server.process.send_signal(signal.SIGTERM)
+            server.process.send_signal(stop_signal)
             await server.process.wait()
             info["exit_s"] = time.monotonic() - stop_at
             info["shutdown"] = _shutdown_timeline(old_log, stop_at)
@@ -158,7 +159,10 @@ async def run(config: str, *, phones: int, devices: int, calls_per_s: float, sec
             server = await spawn_server(nursery, [*args, "--port", port, "--clock",
                                                   clock.isoformat(timespec="seconds")])
             listening = time.monotonic()
+            cpu = cpu_seconds(server.pid)
             await wait_all_back(server.url, manager, clients)
+            info["storm_cpu_s"] = cpu_seconds(server.pid) - cpu
+            info["storm_s"] = time.monotonic() - listening
             await trio.sleep(after)
             final = await stats(server.url, manager)
             rss.append(peak_rss_mib(server.pid))
@@ -191,6 +195,8 @@ def _rows(result: dict, start: float, end: float, listening: float, rss: list[fl
         row("reconnect_p90_s", _pct(returns, 90), "s", None),
         row("reconnect_failed_attempts", result["refused"], "attempts", None),
         row("restart_downtime_s", listening - info["sigterm_at"], "s", None),
+        row("storm_server_cpu", 100 * info["storm_cpu_s"] / info["storm_s"], "% of a core", None),
+        row("storm_server_cpu_per_client_ms", 1000 * info["storm_cpu_s"] / info["clients"], "ms", None),
         row("phones_updated", result["counts"].get("phone:ticket_update", 0), "pushes", None),
         row("connections", info["connections"], "connections", f">= {info['clients']}"),
         row("reconnected", result["drops"], "connections", f">= {info['clients']}"),
@@ -228,20 +234,24 @@ def main() -> None:
                    help="seconds of calling before the restart (default: %(default)s)")
     p.add_argument("--after", type=float, default=5.0,
                    help="seconds of calling after every client is back (default: %(default)s)")
+    p.add_argument("--signal", default="TERM", choices=("TERM", "KILL"),
+                   help="how the server is stopped mid-run: TERM (a clean shutdown) or KILL (a crash: the "
+                        "downtime is only the restart's) (default: %(default)s)")
     p.add_argument("--phone-processes", type=int, default=4, help="load processes for the phones; the devices "
                    "take 2 more (default: %(default)s)")
     args = p.parse_args()
     load_before = os.getloadavg()[0]
     rows, info = trio.run(lambda: run(args.config, phones=args.phones, devices=args.devices,
                                       calls_per_s=args.calls_per_s, seconds=args.seconds, after=args.after,
-                                      phone_processes=args.phone_processes))
+                                      phone_processes=args.phone_processes,
+                                      stop_signal=signal.Signals[f"SIG{args.signal}"]))
     notes = [f"{args.phones} phones in {args.phone_processes} load processes; {info['clerks']} clerks (together "
              f"~{args.calls_per_s:g} calls/s of start+finish+call_next), {info['leds']} LEDs, {info['tvs']} TVs, "
              f"{info['speakers']} speakers in 2 more; epoll, msgpack, nice {load.LOAD_NICENESS}; the server in a "
              "child process; all on this machine's cores",
-             f"connected in {info['connect_s']:.1f} s; SIGTERM after {info['stopped_at']:.1f} s of calling; the old "
+             f"connected in {info['connect_s']:.1f} s; SIG{args.signal} after {info['stopped_at']:.1f} s of calling; the old "
              f"server exited {info['exit_s']:.1f} s later; clerk errors {info['errors']}",
-             f"old server after SIGTERM: {info['shutdown']}",
+             f"old server after the signal: {info['shutdown'] or '-'}",
              f"loop before the restart: {info['steady']}; after: {info['after_restart']}",
              f"machine load average (1 min) before / after the run: {load_before:.2f} / {os.getloadavg()[0]:.2f}"]
     report("benchmarks.phones — 10,000 phones, 1,000 devices, a restart", rows, args.json, notes=notes)
