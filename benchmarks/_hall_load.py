@@ -23,13 +23,24 @@ Two kinds of connection:
   ``(window, number, sent, acked, commands)`` when the ``call_next`` is answered
   (*commands*: 3 with ``start`` and ``finish``, else 1 — each makes one ``window_update``); with
   ``calls`` set it stops after that many calls (the fan-out benchmark's single clerk).
+
+Every process counts the pushes it receives by ``label:type`` (``"phone:ticket_update"``).
+
+With ``reconnect`` (:mod:`benchmarks.phones`), a connection the server closes or drops
+comes back as :class:`callsys.client.Device` does: after a jittered delay (uniform in
+[d/2, d]) that starts at 0.25 s and doubles to 10 s, through a non-blocking connect,
+upgrade and hello driven by the same epoll loop, so the process's clients storm back
+together; the process records how many dropped and the time the last one was welcomed
+again. Without it a closed connection ends the run with :class:`LoadError`.
 """
 
 from __future__ import annotations
 
 import errno
+import heapq
 import os
 import random
+import resource
 import select
 import socket
 import time
@@ -43,6 +54,7 @@ from wsproto.events import AcceptConnection, RejectConnection, Request
 from wsproto.handshake import H11Handshake
 
 from callsys._wsframe import OP_PONG, Close, FrameError, FrameReader, Ping, frame
+from callsys.client import BACKOFF_FIRST_S, BACKOFF_MAX_S
 from callsys.protocol import MSGPACK
 
 RECEIVE_BYTES = 262144
@@ -67,11 +79,18 @@ class Spec:
     calls: int = 0  # clerk: stop after this many calls (0: until stopped)
 
 
+class _Dropped(Exception):
+    """The server closed or reset one connection (with ``reconnect``: it comes back)."""
+
+
 @dataclass(slots=True)
 class _Conn:
     spec: Spec
     sock: socket.socket
     reader: FrameReader
+    state: str = "open"  # reconnecting: "connecting" -> "upgrading" -> "hello" -> "open"
+    handshake: H11Handshake | None = None
+    delay: float = BACKOFF_FIRST_S  # the next reconnect delay's upper bound
     busy: bool = False  # clerk: someone at the window
     next_at: float = 0.0  # clerk: when to call next
     waiting: dict[int, tuple[float, int]] = field(default_factory=dict)  # clerk: call_next id -> (sent, commands)
@@ -111,17 +130,18 @@ def connect(url: str, hello: dict[str, Any]) -> tuple[socket.socket, FrameReader
             raise LoadError("the server closed after hello")
 
 
-def worker(url: str, specs: list[Spec], pipe: Any, seed: int) -> None:
+def worker(url: str, specs: list[Spec], pipe: Any, seed: int, reconnect: bool = False) -> None:
     """A load process: connect *specs*, say ready, run until "stop", send back the records."""
     try:
-        _work(url, specs, pipe, seed)
+        _work(url, specs, pipe, seed, reconnect)
     except BaseException as exc:
         pipe.send(f"{type(exc).__name__}: {exc}")
         raise
 
 
-def _work(url: str, specs: list[Spec], pipe: Any, seed: int) -> None:
+def _work(url: str, specs: list[Spec], pipe: Any, seed: int, reconnect: bool) -> None:
     os.nice(LOAD_NICENESS)
+    _raise_open_files()
     rng = random.Random(seed)
     conns: dict[int, _Conn] = {}
     for spec in specs:
@@ -130,6 +150,8 @@ def _work(url: str, specs: list[Spec], pipe: Any, seed: int) -> None:
     records: list[tuple] = []
     calls: list[tuple] = []
     errors: dict[str, int] = {}
+    counts: dict[str, int] = {}
+    storm = _Storm(url, rng) if reconnect else None
     poller = select.epoll()
     for fd in conns:
         poller.register(fd, select.EPOLLIN)
@@ -146,32 +168,58 @@ def _work(url: str, specs: list[Spec], pipe: Any, seed: int) -> None:
     running = command == "go"
     while running:
         now = time.monotonic()
-        timeout = -1
+        timeout = -1.0
         if clerks:
-            due = min((c.next_at for c in clerks if not c.waiting and c.next_at), default=now + 0.05)
+            due = min((c.next_at for c in clerks if not c.waiting and c.next_at and c.state == "open"),
+                      default=now + 0.05)
             timeout = max(0.0, min(due - now, 0.05))
-        for fd, _ in poller.poll(timeout):
+        if storm is not None and storm.retries:
+            wait = max(0.0, storm.retries[0][0] - now)
+            timeout = wait if timeout < 0 else min(timeout, wait)
+        for fd, mask in poller.poll(timeout):
             if fd == pipe.fileno():
                 running = False
                 continue
-            c = conns[fd]
-            try:
-                data = c.sock.recv(RECEIVE_BYTES)
-            except BlockingIOError:
+            c = conns.get(fd)
+            if c is None:
                 continue
-            if not data:
-                raise LoadError(f"the server closed a {c.spec.label} connection")
-            t = time.monotonic()
-            for item in c.reader.feed(data):
-                if type(item) is bytes:
-                    _on_message(c, msgpack.unpackb(item), t, records, calls, errors)
-                elif isinstance(item, Ping):
-                    c.sock.sendall(frame(OP_PONG, item.payload, masked=True))
-                elif isinstance(item, (Close, FrameError)):
-                    raise LoadError(f"{c.spec.label} closed by the server: {item}")
+            try:
+                if c.state == "connecting":
+                    storm.connected(c, poller)
+                    continue
+                try:
+                    data = c.sock.recv(RECEIVE_BYTES)
+                except BlockingIOError:
+                    continue
+                except ConnectionError as exc:
+                    raise _Dropped(f"{c.spec.label}: {exc}") from exc
+                if not data:
+                    raise _Dropped(f"the server closed a {c.spec.label} connection")
+                t = time.monotonic()
+                if c.state == "upgrading":
+                    data = storm.upgraded(c, data)
+                for item in c.reader.feed(data):
+                    if type(item) is bytes:
+                        m = msgpack.unpackb(item)
+                        if c.state == "hello":
+                            storm.welcomed(c, m, t)
+                            continue
+                        kind = f"{c.spec.label}:{m.get('type')}"
+                        counts[kind] = counts.get(kind, 0) + 1
+                        _on_message(c, m, t, records, calls, errors)
+                    elif isinstance(item, Ping):
+                        c.sock.sendall(frame(OP_PONG, item.payload, masked=True))
+                    elif isinstance(item, (Close, FrameError)):
+                        raise _Dropped(f"{c.spec.label} closed by the server: {item}")
+            except (_Dropped, LoadError, OSError) as exc:
+                if storm is None:
+                    raise LoadError(str(exc)) from exc
+                storm.drop(c, conns, poller, time.monotonic())
         now = time.monotonic()
+        if storm is not None:
+            storm.retry_due(now, conns, poller)
         for c in clerks:
-            if c.next_at and not c.waiting and now >= c.next_at:
+            if c.next_at and not c.waiting and now >= c.next_at and c.state == "open":
                 if c.spec.calls and c.calls >= c.spec.calls:
                     c.next_at = 0.0
                     continue
@@ -179,12 +227,118 @@ def _work(url: str, specs: list[Spec], pipe: Any, seed: int) -> None:
                 c.rid += 1
                 messages.append({"type": "call_next", "id": c.rid})
                 c.waiting[c.rid] = (time.monotonic(), len(messages))  # each command: one window_update
-                _send(c, messages, packer)
+                try:
+                    _send(c, messages, packer)
+                except LoadError:
+                    if storm is None:
+                        raise
+                    storm.drop(c, conns, poller, time.monotonic())
+                    continue
                 c.calls += 1
                 c.next_at = now + c.spec.interval * (0.5 + rng.random())
-    pipe.send({"records": records, "calls": calls, "errors": errors})
+    result = {"records": records, "calls": calls, "errors": errors, "counts": counts}
+    if storm is not None:
+        result |= {"drops": storm.drops, "down": storm.down, "back_at": storm.back_at, "back": storm.back,
+                   "refused": storm.refused}
+    pipe.send(result)
     for c in conns.values():
         c.sock.close()
+
+
+def _raise_open_files() -> None:
+    """Soft open-file limit up to the hard one: a process holds thousands of sockets."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+class _Storm:
+    """Reconnecting a process's dropped connections: backoff, then a non-blocking connect,
+    upgrade and hello, each step driven by the worker's epoll loop."""
+
+    def __init__(self, url: str, rng: random.Random) -> None:
+        parts = urlsplit(url)
+        self.address = (parts.hostname, parts.port)
+        self.netloc, self.path = parts.netloc, parts.path
+        self.rng = rng
+        self.retries: list[tuple[float, int, _Conn]] = []  # heap of (when, tie-break, connection)
+        self.drops = 0  # connections lost (each counted once per loss)
+        self.down = 0  # connections not welcomed back yet
+        self.back_at = 0.0  # monotonic time the last lost connection was welcomed again
+        self.back: list[float] = []  # monotonic time of every welcome after a loss
+        self.refused = 0  # attempts that failed (refused, reset, 503, hello refused)
+
+    def drop(self, c: _Conn, conns: dict[int, _Conn], poller: select.epoll, now: float) -> None:
+        """*c* is gone: close it and schedule its next attempt after a jittered delay."""
+        fd = c.sock.fileno()
+        if fd >= 0 and conns.get(fd) is c:
+            del conns[fd]
+            poller.unregister(fd)
+        c.sock.close()
+        if c.state == "open":
+            self.drops += 1
+            self.down += 1
+            c.delay = BACKOFF_FIRST_S
+        else:
+            self.refused += 1
+        c.state = "waiting"
+        c.waiting.clear()  # in-flight commands died with the connection
+        heapq.heappush(self.retries, (now + self.rng.uniform(c.delay / 2, c.delay), id(c), c))
+        c.delay = min(c.delay * 2, BACKOFF_MAX_S)
+
+    def retry_due(self, now: float, conns: dict[int, _Conn], poller: select.epoll) -> None:
+        """Start a non-blocking connect for every connection whose delay is over."""
+        while self.retries and self.retries[0][0] <= now:
+            _, _, c = heapq.heappop(self.retries)
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            c.sock, c.state = sock, "connecting"
+            c.reader = FrameReader(max_message=MAX_MESSAGE, client_frames=False)
+            conns[sock.fileno()] = c
+            poller.register(sock.fileno(), select.EPOLLOUT)
+            err = sock.connect_ex(self.address)
+            if err not in (0, errno.EINPROGRESS):
+                self.drop(c, conns, poller, now)
+
+    def connected(self, c: _Conn, poller: select.epoll) -> None:
+        """The connect finished: send the upgrade request."""
+        err = c.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            raise _Dropped(os.strerror(err))
+        c.handshake = H11Handshake(ConnectionType.CLIENT)
+        c.state = "upgrading"
+        poller.modify(c.sock.fileno(), select.EPOLLIN)
+        self._write(c, c.handshake.send(Request(host=self.netloc, target=self.path, subprotocols=[MSGPACK])))
+
+    def upgraded(self, c: _Conn, data: bytes) -> bytes:
+        """Feed the upgrade response; once accepted, say hello. Returns the bytes after it."""
+        c.handshake.receive_data(data)
+        for event in c.handshake.events():
+            if isinstance(event, RejectConnection):
+                raise _Dropped(f"handshake refused: HTTP {event.status_code}")
+            if isinstance(event, AcceptConnection):
+                c.state = "hello"
+                self._write(c, frame(0x2, msgpack.packb(c.spec.hello), masked=True))
+                return bytes(c.handshake._h11_connection.trailing_data[0])  # noqa: SLF001
+        return b""
+
+    def welcomed(self, c: _Conn, m: dict[str, Any], t: float) -> None:
+        if m.get("type") != "welcome":
+            raise _Dropped(f"hello refused: {m}")
+        c.state = "open"
+        self.down -= 1
+        self.back_at = max(self.back_at, t)
+        self.back.append(t)
+        if c.spec.label == "clerk":
+            c.next_at = t + self.rng.random() * c.spec.interval
+
+    @staticmethod
+    def _write(c: _Conn, data: bytes) -> None:
+        try:
+            c.sock.sendall(data)  # a few hundred bytes into an empty socket buffer
+        except OSError as exc:
+            raise _Dropped(str(exc)) from exc
 
 
 def _send(c: _Conn, messages: list[dict[str, Any]], packer: msgpack.Packer | None = None) -> None:
@@ -233,15 +387,18 @@ def _on_message(c: _Conn, m: dict[str, Any], t: float, records: list, calls: lis
                 c.busy = False
 
 
-def spawn(url: str, groups: list[list[Spec]]) -> list[tuple[Any, Any]]:
-    """Start one :func:`worker` process per group; return ``(process, pipe)`` pairs once every one is ready."""
+def spawn(url: str, groups: list[list[Spec]], *, reconnect: bool = False) -> list[tuple[Any, Any]]:
+    """Start one :func:`worker` process per group; return ``(process, pipe)`` pairs once every one is ready.
+
+    With *reconnect*, the workers bring dropped connections back (see the module docstring).
+    """
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
     out = []
     for i, specs in enumerate(groups):
         parent, child = ctx.Pipe()
-        process = ctx.Process(target=worker, args=(url, specs, child, i), daemon=True)
+        process = ctx.Process(target=worker, args=(url, specs, child, i, reconnect), daemon=True)
         process.start()
         out.append((process, parent))
     for process, pipe in out:
@@ -257,15 +414,21 @@ def collect(workers: list[tuple[Any, Any]]) -> dict[str, Any]:
     """Stop every worker; their records, calls and error counts merged."""
     for _, pipe in workers:
         pipe.send("stop")
-    merged: dict[str, Any] = {"records": [], "calls": [], "errors": {}}
+    merged: dict[str, Any] = {"records": [], "calls": [], "errors": {}, "counts": {}, "drops": 0, "down": 0,
+                              "back_at": 0.0, "back": [], "refused": 0}
     for process, pipe in workers:
         result = pipe.recv()
         if not isinstance(result, dict):
             raise LoadError(f"a load process failed: {result}")
         merged["records"] += result["records"]
         merged["calls"] += result["calls"]
-        for code, n in result["errors"].items():
-            merged["errors"][code] = merged["errors"].get(code, 0) + n
+        for key in ("errors", "counts"):
+            for code, n in result[key].items():
+                merged[key][code] = merged[key].get(code, 0) + n
+        for key in ("drops", "down", "refused"):
+            merged[key] += result.get(key, 0)
+        merged["back_at"] = max(merged["back_at"], result.get("back_at", 0.0))
+        merged["back"] += result.get("back", [])
         process.join(10)
     return merged
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from functools import partial
 from typing import AsyncIterator, Sequence
@@ -23,18 +24,22 @@ class ServerProcess:
         return self.process.pid
 
 
-async def spawn_server(nursery: trio.Nursery, args: Sequence[str]) -> ServerProcess:
+async def spawn_server(nursery: trio.Nursery, args: Sequence[str],
+                       log: list[tuple[float, str]] | None = None) -> ServerProcess:
     """Start ``python -m callsys serve ARGS`` (include ``--port 0``); return once it listens.
 
-    The server's log lines are read (and dropped) in *nursery* so its stderr never fills up.
+    The server's log lines are read in *nursery* so its stderr never fills up: dropped, or
+    appended to *log* as ``(time.monotonic() when read, line)``.
     """
     argv = [sys.executable, "-m", "callsys", "serve", *args]
     process = await nursery.start(partial(trio.run_process, argv, stdout=subprocess.DEVNULL,
                                           stderr=subprocess.PIPE, check=False))
     lines = _lines(process.stderr)
     async for line in lines:
+        if log is not None:
+            log.append((time.monotonic(), line))
         if "event=listening" in line:
-            nursery.start_soon(_drain, lines)
+            nursery.start_soon(_drain, lines, log)
             return ServerProcess(process, line.split("url=", 1)[1].split()[0])
     raise RuntimeError(f"the server exited with {await process.wait()} before listening")
 
@@ -48,9 +53,10 @@ async def _lines(stream: trio.abc.ReceiveStream) -> AsyncIterator[str]:
             yield line.decode(errors="replace")
 
 
-async def _drain(lines: AsyncIterator[str]) -> None:
-    async for _ in lines:
-        pass
+async def _drain(lines: AsyncIterator[str], log: list[tuple[float, str]] | None) -> None:
+    async for line in lines:
+        if log is not None:
+            log.append((time.monotonic(), line))
 
 
 def cpu_seconds(pid: int) -> float:

@@ -64,3 +64,16 @@ def test_call_latency_benchmark_prints_its_json_rows():
             if rows[m]["value"] > 0] == ["next_to_led_p50_ms", "next_to_led_p99_ms", "next_to_speaker_p99_ms",
                                          "clerk_ack_p99_ms"]
     assert rows["subscribers"]["value"] == 30 and rows["clerk_errors"]["value"] == 0
+
+
+def test_phones_benchmark_prints_its_json_rows():
+    out = subprocess.run([sys.executable, "-m", "benchmarks.phones", "--json", "--phones", "40", "--devices", "20",
+                          "--seconds", "3", "--after", "0.5", "--calls-per-s", "5", "--phone-processes", "1"],
+                         capture_output=True, text=True, check=True).stdout
+    rows = {r["metric"]: r for r in json.loads(out)}
+    assert [rows[m]["target"] for m in ("rss_mib", "next_to_led_p99_ms", "max_loop_stall_ms", "reconnect_all_s")] \
+        == ["<= 1024", "<= 20", "<= 20", "<= 15"]
+    assert rows["rss_mib"]["value"] > 0 and rows["max_loop_stall_ms"]["value"] > 0
+    assert rows["connections"]["value"] == rows["reconnected"]["value"] == 60  # 40 phones + 8 clerks, 8 LEDs, 2+2
+    assert rows["reconnect_all_s"]["value"] > 0 and rows["phones_updated"]["value"] >= 40  # each phone's hello push
+    assert rows["led_updates_missing"]["value"] == 0

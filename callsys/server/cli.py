@@ -21,6 +21,7 @@ from ..hall import load_hall
 from . import logs
 from .http import page_urls
 from .limits import parse_networks
+from .loopwatch import LoopWatch
 from .serve import serve_callsys
 from .settings import (DEFAULT_HOST, DEFAULT_PORT, HANDSHAKE_TIMEOUT_S, HELLO_FAILURE_WINDOW_S, HELLO_FAILURES,
                        IDLE_TIMEOUT_S, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_ADDRESS, MAX_FRAME_BYTES, RATE_BURST,
@@ -77,10 +78,11 @@ def _serve(args: argparse.Namespace) -> int:
                               trusted_proxies=args.trusted_proxies, hello_failures=args.hello_failures,
                               hello_failure_window_s=args.hello_window, manage_gc=True)
     _raise_open_files(settings.max_connections + SPARE_FILES)
+    watch = LoopWatch()  # stall figures for `stats` and the `stopped` line (see callsys.server.loopwatch)
     serve = partial(serve_callsys, hall, args.store, host=args.host, port=args.port, clock=clock,
-                    secret=load_secret(args.store, args.secret_file), settings=settings)
+                    secret=load_secret(args.store, args.secret_file), settings=settings, loop_watch=watch)
     try:
-        trio.run(_run_until_signal, serve)
+        trio.run(_run_until_signal, serve, instruments=[watch])
     except BaseExceptionGroup as group:  # one failure out of the nurseries: report it plainly
         inner = _single(group)
         if isinstance(inner, CallsysError):

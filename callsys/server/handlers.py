@@ -91,7 +91,8 @@ def _handle_ticket(session: "Session", kind: str, rid: Any, fields: dict[str, An
 
 def _handle_stats(session: "Session", kind: str, rid: Any, fields: dict[str, Any]) -> Reply:
     server = session.server
-    return None, ok(rid, queries.stats(server.engine, server.connections(), server.hub, server.journal))
+    return None, ok(rid, queries.stats(server.engine, server.connections(), server.hub, server.journal,
+                                    server.loop_watch))
 
 
 def _handle_subscribe(session: "Session", kind: str, rid: Any, fields: dict[str, Any]) -> Reply:

@@ -18,6 +18,7 @@ from ..log import Journal
 from ..queues import CLASSES
 from ..state import Ticket
 from .hub import Hub
+from .loopwatch import LoopWatch
 from .projections import service_summaries
 
 QUEUE_PREVIEW: Final = 5  # best-ranked waiting tickets shown to a clerk
@@ -75,7 +76,10 @@ def _ticket_record(t: Ticket) -> dict[str, Any]:
     return {name: getattr(t, name) for name in Ticket.__slots__}
 
 
-def stats(engine: QueueEngine, connections: dict[str, int], hub: Hub, journal: Journal) -> dict[str, Any]:
-    """Engine statistics plus the server's connections, fan-out and commit counters."""
+def stats(engine: QueueEngine, connections: dict[str, int], hub: Hub, journal: Journal,
+          loop_watch: LoopWatch | None = None) -> dict[str, Any]:
+    """Engine statistics plus the server's connections, fan-out and commit counters, and
+    the event loop's stall figures (None without a loop watch)."""
     return {**asdict(engine.statistics()), "connections": connections, "pushes": hub.pushes,
-            "durable_seq": journal.durable_seq, "commits": journal.batches}
+            "durable_seq": journal.durable_seq, "commits": journal.batches,
+            "loop": loop_watch.figures() if loop_watch is not None else None}

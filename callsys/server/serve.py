@@ -48,6 +48,7 @@ from .auth import Identity
 from .hub import Hub
 from .limits import Admission, Refusal, RefusalLog
 from .logs import log
+from .loopwatch import LoopWatch
 from .session import Session
 from .settings import DEFAULT_HOST, DEFAULT_PORT, REFUSAL_READ_S, ServerSettings
 
@@ -69,11 +70,15 @@ class CallsysServer:
         engine: the live engine (read it, never write it from outside).
         announcer: renders announcement audio, served at ``/audio/<key>.wav``.
         http: the HTTP side of the port (:class:`~callsys.server.http.HttpFrontend`).
+        loop_watch: the event loop's stall figures (:mod:`~callsys.server.loopwatch`), or None
+            when the run has no :class:`LoopWatch` installed.
     """
 
     def __init__(self, hall: Hall, engine: QueueEngine, journal: Journal, *, clock: Clock, secret: bytes,
-                 settings: ServerSettings, announcer: Announcer | None = None) -> None:
+                 settings: ServerSettings, announcer: Announcer | None = None,
+                 loop_watch: LoopWatch | None = None) -> None:
         self.hall = hall
+        self.loop_watch = loop_watch
         self.engine = engine
         self.journal = journal
         self.clock = clock
@@ -314,6 +319,8 @@ class CallsysServer:
                     max_connections=settings.max_connections,
                     max_connections_per_address=settings.max_connections_per_address,
                     trusted_proxies=list(settings.trusted_proxies))
+                if self.loop_watch is not None:
+                    self.loop_watch.start()  # stalls count from here: not recovery's
                 _warn_sample_tokens(self.hall)
                 _note_closed_hall(self.hall, self.clock.now())
                 task_status.started(self)
@@ -403,7 +410,7 @@ def _warn_sample_tokens(hall: Hall) -> None:
 
 async def serve_callsys(hall: Hall, store: str, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
                         clock: Clock | None = None, secret: bytes | None = None,
-                        settings: ServerSettings | None = None,
+                        settings: ServerSettings | None = None, loop_watch: LoopWatch | None = None,
                         task_status: trio.TaskStatus[CallsysServer] = trio.TASK_STATUS_IGNORED) -> None:
     """Serve *hall* with its events in *store* until shut down.
 
@@ -418,6 +425,9 @@ async def serve_callsys(hall: Hall, store: str, *, host: str = DEFAULT_HOST, por
         clock: the clock commands are stamped with (wall time by default).
         secret: the key phone secrets are derived from (random, so valid for this run only, by default).
         settings: limits and timeouts.
+        loop_watch: a :class:`LoopWatch` installed in this trio run (``trio.run(instruments=)``
+            or ``trio.lowlevel.add_instrument``): its figures go into ``stats`` and the
+            ``stopped`` log line.
 
     Raises:
         LogError: the store cannot be opened or recovered.
@@ -427,7 +437,8 @@ async def serve_callsys(hall: Hall, store: str, *, host: str = DEFAULT_HOST, por
         engine, _ = await journal.recover()
         server = CallsysServer(hall, engine, journal, clock=clock or RealClock(),
                                secret=secret if secret is not None else os.urandom(32),
-                               settings=settings or ServerSettings(), announcer=Announcer.for_store(store))
+                               settings=settings or ServerSettings(), announcer=Announcer.for_store(store),
+                               loop_watch=loop_watch)
         journal.on_durable = server.on_durable
         journal.on_failure = server.fail
         if server.settings.manage_gc:
@@ -438,6 +449,9 @@ async def serve_callsys(hall: Hall, store: str, *, host: str = DEFAULT_HOST, por
             server.announcer.close()
             if server.settings.manage_gc:
                 _gc.stop()
-    log(logging.INFO, "stopped", durable_seq=journal.durable_seq, failed=server.failure is not None)
+            if loop_watch is not None:
+                loop_watch.stop()
+    log(logging.INFO, "stopped", durable_seq=journal.durable_seq, failed=server.failure is not None,
+        **(loop_watch.log_fields() if loop_watch is not None else {}))
     if server.failure is not None:
         raise ServerError(f"stopped after an event log failure: {server.failure}") from server.failure
