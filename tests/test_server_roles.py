@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+import trio
+import trio.testing
 
 from callsys.client import RequestFailed
 from callsys.protocol import ROLE_MESSAGES
@@ -151,3 +153,17 @@ def test_every_role_table_is_exercised():
         "phone": {"position", "ping"},
     }
     assert {role: set(table) for role, table in ROLE_MESSAGES.items()} == sent
+
+
+@guard()
+async def test_stats_counts_connections_as_they_come_and_go(server):
+    """The role counts are kept as connections sign in and leave (a clerk replaced by a
+    newer sign-in to its window counts once)."""
+    async with client(server, "manager") as manager:
+        async with client(server, "kiosk"), client(server, "display", subscribe={"zones": ["social"]}):
+            async with client(server, "clerk", window=7):
+                assert (await manager.request("stats"))["connections"] == {
+                    "manager": 1, "kiosk": 1, "display": 1, "clerk": 1}
+        while len(server.sessions) > 1:  # the others' closes are being handled
+            await trio.testing.wait_all_tasks_blocked()
+        assert (await manager.request("stats"))["connections"] == {"manager": 1}
