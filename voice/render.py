@@ -327,18 +327,14 @@ class Renderer:
         return data
 
     def prepare(self, utterance: Utterance) -> None:
-        """Start rendering *utterance* unless it is cached or running; never blocks.
-
-        A disk-cached WAV is not read here (that is I/O): :meth:`wav` reads it when asked.
-        """
+        """Start rendering *utterance* unless it is in memory or running; never blocks and
+        touches no disk (it runs in the commit task): the speech thread reads a WAV already
+        on disk instead of rendering it again."""
         key = utterance.key
         if key in self._memory or key in self._running:
             return
         if len(self._running) >= PREPARE_BACKLOG:
             self._skipped += 1
-            return
-        path = self.path(key)
-        if path is not None and path.exists():
             return
         self._start(utterance)
 
@@ -396,12 +392,21 @@ class Renderer:
             except trio.RunFinishedError:
                 pass  # the trio run is over: nobody is waiting
 
-        self._renders += 1
         _speech().jobs.put((lambda: self._render_file(utterance), done))
 
     def _render_file(self, utterance: Utterance) -> bytes:
-        """On the speech thread: synthesise into a temporary file, publish it atomically."""
+        """On the speech thread: the WAV already on disk, else synthesise into a temporary
+        file and publish it atomically."""
         directory = self.directory
+        if directory is not None:
+            try:
+                data = (directory / f"{utterance.key}.wav").read_bytes()
+            except FileNotFoundError:
+                pass
+            else:
+                self._disk_hits += 1
+                return data
+        self._renders += 1
         fd, name = tempfile.mkstemp(suffix=".tmp", prefix=f"{utterance.key}.", dir=directory)
         os.close(fd)
         tmp = Path(name)
