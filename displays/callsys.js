@@ -313,6 +313,13 @@ const Callsys = (() => {
     return `${Array.from(name)[0]}*`;
   }
 
+  /** Show the hall's name from *welcome* in *node*: Chinese, then English beneath. */
+  function showHallName(node, welcome) {
+    const name = welcome.hall_name || {};
+    node.textContent = name.zh || welcome.hall;
+    node.appendChild(el("span", "en", name.en || ""));
+  }
+
   /** Create an element with a class and text. */
   function el(tag, className = "", content = "") {
     const node = document.createElement(tag);
@@ -359,6 +366,6 @@ const Callsys = (() => {
 
   return {
     SUBPROTOCOL, COMMANDS, param, wsUrl, token, forgetToken, askToken, loadHall, Connection, RequestFailed,
-    text, hallTime, waitText, maskName, el, showStatus, runClock, fitStage,
+    text, hallTime, waitText, maskName, el, showHallName, showStatus, runClock, fitStage,
   };
 })();
