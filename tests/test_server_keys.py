@@ -183,3 +183,17 @@ async def test_a_device_closes_with_a_clean_handshake(server):
             await trio.sleep(0.001)  # the server's bookkeeping catching up with the socket
     (closed,) = [r for r in records if r.msg == "conn_close"]
     assert closed.fields["client_close"] == "1000"
+
+
+@guard()
+async def test_a_phone_opens_and_closes_at_debug_a_device_at_info(server):
+    with captured_log(logging.DEBUG) as records:
+        async with client(server, "kiosk") as kiosk:
+            ticket = await kiosk.request("take_number", service="SOC")
+            async with client(server, "phone", ticket=ticket["ticket"], secret=ticket["secret"]) as phone:
+                await phone.request("ping")
+            while not any(r.msg == "conn_close" for r in records):
+                await trio.sleep(0.001)  # the server's bookkeeping catching up with the socket
+    levels = {(r.msg, r.fields["role"]): r.levelno for r in records if r.msg in ("conn_open", "conn_close")}
+    assert levels == {("conn_open", "kiosk"): logging.INFO, ("conn_open", "phone"): logging.DEBUG,
+                      ("conn_close", "phone"): logging.DEBUG}

@@ -128,16 +128,18 @@ class LoopWatch(trio.abc.Instrument):
 
     def after_io_wait(self, timeout: float) -> None:
         self._turn_began = self._clock()
-        self._turn_cpu_began = self._cpu_clock()
 
     def before_io_wait(self, timeout: float) -> None:
+        # One CPU clock read per turn (a system call, unlike perf_counter): the CPU since
+        # the last turn ended is this turn's plus the I/O wait's, which waits without working.
+        cpu = self._cpu_clock()
         if self._turn_began is not None:
             took = self._clock() - self._turn_began
             if took > self.max_turn_s:
                 self.max_turn_s = took
-            cpu = self._cpu_clock() - self._turn_cpu_began
-            if cpu > self.max_turn_cpu_s:
-                self.max_turn_cpu_s = cpu
+            if cpu - self._turn_cpu_began > self.max_turn_cpu_s:
+                self.max_turn_cpu_s = cpu - self._turn_cpu_began
+        self._turn_cpu_began = cpu
 
     # ------------------------------------------------------------------ gc hook
 

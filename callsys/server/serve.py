@@ -447,10 +447,13 @@ async def serve_callsys(hall: Hall, store: str, *, host: str = DEFAULT_HOST, por
                                loop_watch=loop_watch)
         journal.on_durable = server.on_durable
         journal.on_failure = server.fail
-        if server.settings.manage_gc:
-            _gc.start()
         try:
-            await server.run(host, port, task_status)
+            async with trio.open_nursery() as nursery:
+                if server.settings.manage_gc:
+                    _gc.start()
+                    nursery.start_soon(_gc.collect)
+                await server.run(host, port, task_status)
+                nursery.cancel_scope.cancel()
         finally:
             server.announcer.close()
             if server.settings.manage_gc:

@@ -120,7 +120,7 @@ class Session:
             if self._phone_counted:
                 self.server.admission.phone_left()
             await self._close()
-            log(logging.INFO, "conn_close", peer=self.peer, role=self.role, code=int(self._close_code),
+            log(self._log_level(), "conn_close", peer=self.peer, role=self.role, code=int(self._close_code),
                 reason=self._close_reason, client_close=self._client_close, messages=self.messages,
                 rejected=self.rejected, rate_limited=self.rate_limited,
                 duration_s=round(trio.current_time() - opened, 3))
@@ -193,7 +193,7 @@ class Session:
         self._table = ROLE_MESSAGES[self.identity.role]
         await self._send_now(self.server.welcome(self.identity, hello.id))
         self.server.attach(self)
-        log(logging.INFO, "conn_open", peer=self.peer, role=self.role, subprotocol=self.codec.subprotocol,
+        log(self._log_level(), "conn_open", peer=self.peer, role=self.role, subprotocol=self.codec.subprotocol,
             window=self.identity.window, ticket=self.identity.ticket)
         self._greet(windows)
         return True
@@ -318,6 +318,10 @@ class Session:
                 return error(rid, code, message, details)
         self._log_rejected(kind, code, message)
         return error(rid, code, message, details)
+
+    def _log_level(self) -> int:
+        """Phones open and close at DEBUG: ten thousand of them would drown the devices' lines."""
+        return logging.DEBUG if self.role == "phone" else logging.INFO
 
     def _log_rejected(self, kind: str | None, code: str, message: str) -> None:
         log(logging.INFO, "rejected", peer=self.peer, role=self.role, type=kind, code=code, message=message)
