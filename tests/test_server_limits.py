@@ -10,6 +10,8 @@ real speed otherwise so that the hang guards still work.
 from __future__ import annotations
 
 import logging
+import os
+import resource
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Callable, Iterator
 
@@ -417,3 +419,23 @@ def test_serve_raises_the_open_file_limit_or_warns(monkeypatch, server_log):
     assert limits["soft"] == 4096
     (warning,) = events(server_log, "open_files_limit")
     assert (warning["level"], warning["limit"], warning["wanted"]) == (logging.WARNING, 4096, 20_064)
+
+
+def _descriptor_slots() -> int:
+    """The size of this process's descriptor table (Linux: ``FDSize`` in /proc/self/status)."""
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("FDSize:"))
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="Linux reports the table size in /proc")
+def test_serve_grows_the_descriptor_table_once_up_front():
+    """accept() never has to grow the table while serving (each growth waits for an RCU
+    grace period when the process has threads: stalls of 10-28 ms)."""
+    before = _descriptor_slots()
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = min(before * 4, soft)  # beyond what this test process has needed so far
+    assert wanted > before
+    opened = set(os.listdir("/proc/self/fd"))
+    server_cli.reserve_descriptor_table(wanted)
+    assert _descriptor_slots() >= wanted
+    assert set(os.listdir("/proc/self/fd")) == opened  # the descriptor it borrowed the slot with is closed

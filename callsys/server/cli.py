@@ -8,6 +8,7 @@ import os
 import resource
 import secrets
 import signal
+import sys
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable
@@ -78,6 +79,7 @@ def _serve(args: argparse.Namespace) -> int:
                               trusted_proxies=args.trusted_proxies, hello_failures=args.hello_failures,
                               hello_failure_window_s=args.hello_window, manage_gc=True)
     _raise_open_files(settings.max_connections + SPARE_FILES)
+    reserve_descriptor_table(settings.max_connections + SPARE_FILES)
     watch = LoopWatch()  # stall figures for `stats` and the `stopped` line (see callsys.server.loopwatch)
     serve = partial(serve_callsys, hall, args.store, host=args.host, port=args.port, clock=clock,
                     secret=load_secret(args.store, args.secret_file), settings=settings, loop_watch=watch)
@@ -130,6 +132,31 @@ def _raise_open_files(wanted: int) -> None:
         logs.log(logging.WARNING, "open_files_limit", limit=soft, wanted=wanted,
                  message="the open-file limit is below --max-connections: raise it (ulimit -n, LimitNOFILE=) "
                          "or lower --max-connections")
+
+
+def reserve_descriptor_table(count: int) -> None:
+    """Grow the kernel's descriptor table of this process to *count* slots now, once.
+
+    Linux grows a process's descriptor table by doubling when a new descriptor needs a
+    higher slot; in a process with threads (the commit and speech threads) every growth
+    waits for an RCU grace period inside that ``accept()``, which stopped the event loop
+    for 10–28 ms at 1,024, 2,048, 4,096, 8,192 and 16,384 connections (measured in
+    ``benchmarks.phones``; ``docs/performance.md``). The table never shrinks, so a
+    descriptor duplicated into the top slot and closed again, before any thread starts,
+    makes every later growth unnecessary. Best effort: nothing happens where it cannot.
+    """
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    top = (count if soft == resource.RLIM_INFINITY else min(count, soft)) - 1
+    try:
+        os.fstat(top)
+        return  # in use, so the table is that large already
+    except OSError:
+        pass
+    try:
+        os.dup2(sys.stderr.fileno(), top, inheritable=False)
+        os.close(top)
+    except (OSError, ValueError):
+        pass
 
 
 def _single(exc: BaseException) -> BaseException:
