@@ -52,6 +52,9 @@ REFUSAL_LOG_INTERVAL_S: Final = 60.0  # seconds between two log lines about refu
 HTTP_KEEP_ALIVE_S: Final = 5.0  # seconds an idle HTTP (not WebSocket) connection is kept open for its next request
 HTTP_MAX_REQUESTS: Final = 1000  # HTTP requests served on one connection before it is closed (a page load is ~10)
 REFUSAL_READ_S: Final = 2.0  # seconds a refused connection gets to send its request before it is dropped
+WEBHOOK_RETRY_FIRST_S: Final = 1.0  # seconds before a failed webhook delivery is retried; doubled per failure
+WEBHOOK_RETRY_MAX_S: Final = 300.0  # the longest wait between two attempts of one webhook delivery (seconds)
+WEBHOOK_TIMEOUT_S: Final = 10.0  # seconds one webhook delivery may take (connect, send, answer)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -68,6 +71,9 @@ class ServerSettings:
     phone_refresh_s: float = PHONE_REFRESH_S
     queue_push_interval_s: float = QUEUE_PUSH_INTERVAL_S
     fanout_slice: int = FANOUT_SLICE
+    webhook_retry_first_s: float = WEBHOOK_RETRY_FIRST_S  # see server/webhooks.py
+    webhook_retry_max_s: float = WEBHOOK_RETRY_MAX_S
+    webhook_timeout_s: float = WEBHOOK_TIMEOUT_S
     shutdown_grace_s: float = SHUTDOWN_GRACE_S
     handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S
     max_connections: int = MAX_CONNECTIONS
