@@ -25,7 +25,7 @@ Hypercorn's ``TCPServer`` (and ``WorkerContext``, ``ConnectionState``) are what 
 
 Routes (docs/protocol.md, "HTTP"): ``/`` an index of every page per floor and zone;
 ``/board``, ``/led``, ``/clerk``, ``/kiosk``, ``/speaker`` the devices' pages in ``displays/``, ``/phone``
-the citizen's page (a ticket's link, no token);
+and ``/take`` the citizen's pages (a ticket's link, the door code's; no token);
 ``/static/...`` every file under ``displays/``; ``/api/hall`` the hall as JSON;
 ``/healthz`` and ``/readyz``. Other parts add theirs through ``build_app(server, routes)``.
 """
@@ -72,6 +72,7 @@ PAGES: Final = {  # route -> (file in displays/, the query parameters it takes, 
     "kiosk": ("kiosk.html", (), "取号机", "Ticket kiosk"),
     "speaker": ("speaker.html", ("zone",), "语音播报", "Zone speaker"),
     "phone": ("phone.html", (), "手机查看排队", "Phone: follow a ticket"),  # a citizen's: ?ticket=&secret= or ?q=
+    "take": ("take.html", (), "手机取号", "Phone: take a number"),  # a citizen's: ?door=<door code>
 }
 PAGE_ROLES: Final = {"board": "display", "led": "display", "clerk": "clerk", "kiosk": "kiosk", "speaker": "speaker"}
 NO_CACHE: Final = {"cache-control": "no-cache"}  # revalidate pages on every load: a new release shows at once
