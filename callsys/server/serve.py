@@ -43,7 +43,7 @@ from ..log import Journal, Pending, open_journal
 from ..protocol import CODECS, PATH, VERSION, CloseCode, Unavailable
 from ..state import HallCalendar
 from ..tokens import sample_token_roles
-from . import _gc, _websocket, http
+from . import _gc, _websocket, http, pages
 from .auth import Identity
 from .hub import Hub
 from .limits import Admission, Refusal, RefusalLog
@@ -110,7 +110,8 @@ class CallsysServer:
         # Connections still waiting for their first request (a browser opens spare ones):
         # dropped at once on shutdown instead of holding it for the grace period.
         self._openings: set[trio.CancelScope] = set()
-        self.http = http.HttpFrontend(http.build_app(self, voice_http.routes(self.announcer)), settings)
+        self.http = http.HttpFrontend(http.build_app(self, [*voice_http.routes(self.announcer), *pages.routes(self)]),
+                                      settings)
 
     @property
     def url(self) -> str:
