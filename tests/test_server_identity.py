@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 from datetime import date, timedelta
+from pathlib import Path
 
 import pytest
 
-from callsys import qrcodes
+from callsys import errors, qrcodes
 from callsys.client import RequestFailed
 from callsys.identity import check_digit, derive_key, parse_resident_id, person_key
 from server_support import SECRET, START, captured_log, client, fmt, guard, server, state_of  # noqa: F401
@@ -214,3 +215,10 @@ async def test_the_resident_id_is_not_in_the_event_log(server, tmp_path):
     data = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
     assert data and YOUNG.encode() not in data and SENIOR.encode() not in data
     assert YOUNG[6:14].encode() not in data  # not even the birth date
+
+
+def test_every_engine_error_code_is_documented():
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "protocol.md").read_text(encoding="utf-8")
+    codes = {cls.code for cls in errors.EngineError.__subclasses__()}
+    assert {"invalid_resident_id", "already_holding", "booking_blocked", "qr_refused"} <= codes
+    assert all(f"| `{code}` |" in doc for code in codes), sorted(c for c in codes if f"| `{c}` |" not in doc)
