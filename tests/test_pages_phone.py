@@ -141,7 +141,7 @@ async def test_phone_link_with_a_wrong_secret_says_so_in_plain_words(nursery, de
 
 
 @guard(120)
-async def test_entrance_board_shows_the_door_code(nursery, demo_hall, tmp_path):
+async def test_entrance_board_shows_the_door_code_and_the_kiosk_the_ticket_qr(nursery, demo_hall, tmp_path):
     server, _ = await serve(nursery, demo_hall, tmp_path / "hall.db")
     async with open_browser(tmp_path) as browser:
         board = await browser.new_page(page_url(server, "board", zone="social", door="main", token=TOKENS["display"]),
@@ -163,5 +163,13 @@ async def test_entrance_board_shows_the_door_code(nursery, demo_hall, tmp_path):
         await plain.wait_for("document.body.dataset.connects === '1'")
         assert await plain.evaluate("document.getElementById('door').hidden") is True  # no &door: no code
 
-        assert board.errors == [] and plain.errors == []
+        kiosk = await browser.new_page(page_url(server, "kiosk", token=TOKENS["kiosk"]))
+        await kiosk.wait_for("document.querySelectorAll('.tile').length === 5")
+        await kiosk.click(".tile[data-code=SOC]")
+        await kiosk.wait_for("document.body.classList.contains('show-ticket')")
+        await kiosk.wait_for("document.getElementById('ticket-qr-img').naturalWidth > 0")
+        src = await kiosk.evaluate("document.getElementById('ticket-qr-img').src")
+        assert "/qr/CS1.t.demo." in src
+        await kiosk.screenshot(ARTIFACTS / "kiosk-ticket-qr.png")
+        assert board.errors == [] and plain.errors == [] and kiosk.errors == []
     server.shutdown()

@@ -14,7 +14,7 @@ import segno
 from callsys import qrcodes
 from callsys.identity import derive_key
 from callsys.server.pages import svg
-from server_support import SECRET, TOKENS, guard, server  # noqa: F401  (fixture)
+from server_support import SECRET, TOKENS, client, guard, server  # noqa: F401  (fixture)
 from test_http import get
 
 KEY = derive_key(SECRET, "qr")
@@ -95,3 +95,11 @@ async def test_the_door_code_image_needs_a_device_token_and_encodes_the_take_pag
         assert float(reply.headers["x-door-rotates-at"]) == (period + 1) * rotate_s
         assert reply.body == svg(f"{BASE}/take?door={quote(code, safe='')}")
         assert reply.headers["cache-control"] == "no-store"
+@guard()
+async def test_the_kiosk_ticket_qr_gives_an_image(server):
+    async with client(server, "kiosk") as kiosk:
+        ticket = await kiosk.request("take_number", service="SOC")
+    claim = qrcodes.verify(KEY, "demo", ticket["qr"], server.clock.now(), {qrcodes.TICKET})
+    assert claim.ident == str(ticket["ticket"])
+    reply = await get(server, f"/qr/{ticket['qr']}.svg")
+    assert reply.status == 200 and reply.body == svg(f"{BASE}/phone?q={quote(ticket['qr'], safe='')}")

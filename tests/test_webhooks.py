@@ -18,7 +18,7 @@ import pytest
 import trio
 
 from callsys.clock import ScaledClock
-from callsys.events import TicketCalled, TicketCancelled, TicketIssued, WindowOpened
+from callsys.events import SlotBooked, SlotRescheduled, TicketCalled, TicketCancelled, TicketIssued, WindowOpened
 from callsys.hall import Hall
 from callsys.server import CallsysServer, ServerSettings, serve_callsys
 from callsys.server.webhooks import Cursors, Target, payload, post, signature
@@ -207,6 +207,12 @@ def test_payload_carries_public_fields_only():
     assert called["event"] == "called" and called["window"] == 7 and "rank" not in called
     assert payload("demo", 11, TicketCancelled(at=3.0, ticket=4))["event"] == "cancelled"
     assert payload("demo", 12, WindowOpened(at=3.0, window=7)) is None  # not a ticket event
+    booked = payload("demo", 13, SlotBooked(at=4.0, ticket=5, service="SOC", slot_start=10.0, slot_end=20.0, green=True,
+                                            person="f00dfeed" * 4, birth_year=1950, green_reason="senior"))
+    assert booked == {"id": 13, "event": "booked", "kind": "slot_booked", "hall": "demo", "at": 4.0, "ticket": 5,
+                      "service": "SOC", "green": True, "slot_start": 10.0, "slot_end": 20.0}  # nothing of the person
+    moved = payload("demo", 14, SlotRescheduled(at=5.0, ticket=5, slot_start=30.0, slot_end=40.0))
+    assert moved["event"] == "rescheduled" and moved["slot_start"] == 30.0
 
 
 def test_signature_is_hmac_sha256_of_the_body():
