@@ -78,6 +78,10 @@ async def test_unknown_path_and_method_get_json_errors(api_server):
     async with api(api_server) as http:
         error_of(await http.get("/nothing-here"), 404, "not_found")
         error_of(await http.put("/services"), 405, "method_not_allowed")
+        error_of(await http.get("/services/A%0AB/slots"), 404, "not_found")  # the mount's pattern stops at a newline
+    async with api(api_server) as http:
+        outside = await http.get(f"http://127.0.0.1:{api_server.port}/no-page")
+        assert (outside.status_code, outside.text) == (404, "Not Found")  # pages keep Starlette's plain 404
 
 
 # ---------------------------------------------------------------------- rate limits

@@ -5,5 +5,6 @@ bodies, :mod:`.auth` API keys, rate limits and idempotency keys, :mod:`.errors` 
 """
 
 from .app import BASE, build_api
+from .errors import outer_not_found
 
-__all__ = ["BASE", "build_api"]
+__all__ = ["BASE", "build_api", "outer_not_found"]

@@ -20,7 +20,7 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from ..errors import EngineError
 from ..protocol.errors import ProtocolError
@@ -101,6 +101,14 @@ def install(app: FastAPI) -> None:
     async def bug(request: Request, exc: Exception) -> JSONResponse:  # a bug: logged, the server keeps serving
         logging.getLogger("callsys.api").exception("API request failed: %s %s", request.method, request.url.path)
         return error_response("internal", f"internal error: {type(exc).__name__}")
+
+
+async def outer_not_found(request: Request, exc: Exception) -> Response:
+    """The server app's 404: JSON under ``/api/v1/`` (a path the mount cannot match, e.g. one
+    with a newline in it, still gets the API's error body), Starlette's plain text elsewhere."""
+    if request.url.path.startswith("/api/v1/"):
+        return error_response("not_found", "no such endpoint; see /api/v1/docs")
+    return PlainTextResponse("Not Found", status_code=404)
 
 
 def _plain(details: dict[str, Any]) -> dict[str, Any]:

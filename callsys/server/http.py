@@ -276,7 +276,7 @@ def build_app(server: CallsysServer, routes: Sequence[BaseRoute] = (), *,
             body, status = f"callsys serves WebSockets at {PATH}\n", 404
         await websocket.send_denial_response(PlainTextResponse(body, status_code=status))
 
-    from ..api import BASE, build_api  # the API imports the server's parts: not at module load
+    from ..api import BASE, build_api, outer_not_found  # the API imports the server's parts: not at load
 
     return Starlette(routes=[
         Route("/", index, name="index"),
@@ -289,7 +289,7 @@ def build_app(server: CallsysServer, routes: Sequence[BaseRoute] = (), *,
         Mount(BASE, build_api(server), name="api"),
         *routes,
         WebSocketRoute("/{path:path}", websocket_elsewhere),
-    ])
+    ], exception_handlers={404: outer_not_found})
 
 
 class _Static(StaticFiles):
