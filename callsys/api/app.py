@@ -4,12 +4,17 @@ FastAPI (Starlette + pydantic, both already in callsys) builds the app: the requ
 response models of :mod:`.models` validate every request and are the schemas of the OpenAPI
 document served at ``/api/v1/openapi.json``, so the document cannot drift from the checks.
 It is mounted into the server's Starlette app (:func:`callsys.server.http.build_app`), so it
-shares the one port, hypercorn's keep-alive and the connection caps. Why FastAPI and not
-plain Starlette routes: measured with ``python -m benchmarks.api`` (docs/performance.md),
-booking through it costs well under the engine's and the log's share, and the server stays
-above the 2,000 bookings/s target — a hand-written OpenAPI document would be one more thing
-to keep in step for no measurable gain. The handlers return ``JSONResponse`` themselves (the
-``response_model`` is for the document only), so no second validation runs per answer.
+shares the one port, hypercorn's keep-alive and the connection caps.
+
+Why FastAPI and not plain Starlette routes with a hand-written document: measured on one
+server (8 kept-alive connections, 2-core EPYC, docs/performance.md), a plain Starlette
+``GET /healthz`` costs the server ~1.3 ms of CPU per request — hypercorn's HTTP/1.1 handling
+and Starlette's routing — while FastAPI's ``GET /api/v1/tickets/{id}`` (path validation, the
+API-key dependency, the JSON answer) costs ~1.4 ms: FastAPI adds about a tenth to what any
+HTTP request costs here, so dropping it would not change what limits ``benchmarks.api`` and
+would leave a second description of the API to keep in step. The handlers return
+``JSONResponse`` themselves (``response_model`` is for the document only), so no second
+validation runs per answer.
 
 The docs page ``/api/v1/docs`` is Swagger UI from the ``fastapi-offline`` package's assets,
 served by callsys itself: it works in a hall with no Internet access (no CDN).
