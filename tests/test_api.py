@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import re
 
+import pytest
 import trio
 
+from callsys import qrcodes
+from callsys.identity import derive_key
 from api_support import (FAST_KEY, KEY, OTHER_KEY, SLOT_1000, SLOW_KEY, api, api_server,  # noqa: F401
                          error_of, hall_with_clients)
-from server_support import guard, state_of
+from server_support import SECRET, START, guard, start_server, state_of
 
 # ---------------------------------------------------------------------- the document and the docs page
 
@@ -258,3 +261,109 @@ async def test_take_a_number_remotely_and_follow_it(api_server):
         second = (await http.post("/tickets", json={"service": "SOC"})).json()
         assert second["ahead"] == 1
         assert (await http.get(f"/tickets/{second['ticket']}")).json() == second
+
+
+# ---------------------------------------------------------------------- QR codes: check-in, look-up, door code
+
+
+def qr_key() -> bytes:
+    return derive_key(SECRET, "qr")
+
+
+@guard()
+async def test_a_booking_carries_its_signed_appointment_code_and_its_urls(api_server):
+    async with api(api_server) as http:
+        ticket = (await http.post("/appointments", json={"service": "SOC", "slot_start": SLOT_1000})).json()
+    claim = qrcodes.verify(qr_key(), "demo", ticket["qr"], api_server.clock.now(), {qrcodes.APPOINTMENT})
+    assert claim.ident == str(ticket["ticket"]) and claim.expires_at >= SLOT_1000 + 1800
+    assert ticket["qr_svg"] == f"/qr/{ticket['qr']}.svg" and ticket["phone_url"] == f"/phone?q={ticket['qr']}"
+
+
+@guard()
+async def test_check_in_with_the_qr_code_then_the_code_is_spent(api_server):
+    async with api(api_server) as http:
+        booked = (await http.post("/appointments", json={"service": "SOC", "slot_start": SLOT_1000})).json()
+        reply = await http.post("/check-in", json={"qr": booked["qr"]}, headers={"idempotency-key": "scan-1"})
+        assert reply.status_code == 200
+        waiting = reply.json()
+        assert waiting["ticket"] == booked["ticket"] and waiting["status"] == "waiting"
+        assert waiting["number"].startswith("C") and waiting["qr"].startswith("CS1.t.demo.")
+        again = await http.post("/check-in", json={"qr": booked["qr"]}, headers={"idempotency-key": "scan-1"})
+        assert again.status_code == 200 and again.json() == waiting  # a retry of the same scan
+        spent = error_of(await http.post("/check-in", json={"qr": booked["qr"]}), 400, "qr_refused")
+        assert spent["details"]["reason"] == "already_used" and spent["details"]["status"] == "waiting"
+
+
+@pytest.mark.parametrize("make, reason", [
+    (lambda qr, tid: qr[:-1] + ("A" if qr[-1] != "A" else "B"), "forged"),  # altered signature
+    (lambda qr, tid: qr.replace(f".{tid}.", f".{tid + 1}."), "forged"),  # another ticket, same signature
+    (lambda qr, tid: qrcodes.sign(qr_key(), "a", "demo", tid, START.timestamp() - 1), "expired"),
+    (lambda qr, tid: qrcodes.sign(qr_key(), "t", "demo", tid, START.timestamp() + 3600), "wrong_kind"),
+    (lambda qr, tid: qrcodes.sign(qr_key(), "a", "other-hall", tid, START.timestamp() + 3600), "wrong_hall"),
+    (lambda qr, tid: qrcodes.sign(b"not the hall's key", "a", "demo", tid, START.timestamp() + 3600), "forged"),
+    (lambda qr, tid: "hello", "malformed"),
+])
+@guard()
+async def test_a_forged_altered_expired_or_foreign_code_is_refused_with_the_reason(api_server, make, reason):
+    async with api(api_server) as http:
+        booked = (await http.post("/appointments", json={"service": "SOC", "slot_start": SLOT_1000})).json()
+        before = state_of(api_server)
+        refused = error_of(await http.post("/check-in", json={"qr": make(booked["qr"], booked["ticket"])}),
+                           400, "qr_refused")
+        assert refused["details"]["reason"] == reason
+        assert state_of(api_server) == before
+
+
+@guard()
+async def test_qr_lookup_is_public_and_gives_the_phone_its_ticket_and_secret(api_server):
+    async with api(api_server) as http:
+        booked = (await http.post("/appointments", json={"service": "SOC", "slot_start": SLOT_1000})).json()
+        taken = (await http.post("/tickets", json={"service": "SOC"})).json()
+    async with api(api_server, key=None) as phone:
+        assert (await phone.get(f"/qr/{booked['qr']}")).json() == {"ticket": booked["ticket"],
+                                                                  "secret": booked["secret"], "kind": "appointment"}
+        assert (await phone.get(f"/qr/{taken['qr']}")).json() == {"ticket": taken["ticket"],
+                                                                 "secret": taken["secret"], "kind": "ticket"}
+        door = qrcodes.door_code(qr_key(), "demo", "main", api_server.clock.now(), 300)
+        assert error_of(await phone.get(f"/qr/{door}"), 400, "qr_refused")["details"]["reason"] == "wrong_kind"
+
+
+@guard()
+async def test_a_phone_on_site_takes_a_number_with_the_door_code_not_from_home(api_server):
+    now = api_server.clock.now()
+    current = qrcodes.door_code(qr_key(), "demo", "main", now, 300)
+    previous = qrcodes.door_code(qr_key(), "demo", "main", now - 300, 300)  # replaced one rotation ago: still valid
+    stale = qrcodes.door_code(qr_key(), "demo", "main", now - 900, 300)  # a photo taken long before
+    async with api(api_server, key=None) as phone:
+        for code in (current, previous):
+            reply = await phone.post("/tickets", json={"service": "SOC", "door_code": code})
+            assert reply.status_code == 201 and reply.json()["channel"] == "qr" and reply.json()["status"] == "waiting"
+        before = state_of(api_server)
+        assert error_of(await phone.post("/tickets", json={"service": "SOC", "door_code": stale}),
+                        400, "qr_refused")["details"]["reason"] == "expired"
+        ticket_code = reply.json()["qr"]
+        assert error_of(await phone.post("/tickets", json={"service": "SOC", "door_code": ticket_code}),
+                        400, "qr_refused")["details"]["reason"] == "wrong_kind"
+        error_of(await phone.post("/tickets", json={"service": "SOC"}), 401, "unauthorized")
+        assert state_of(api_server) == before
+        mine = reply.json()
+        assert (await phone.get(f"/tickets/{mine['ticket']}", params={"secret": mine["secret"]})).json() == mine
+
+
+@guard()
+async def test_the_public_endpoints_are_rate_limited_per_address(nursery, hall_with_clients, tmp_path):
+    server = await start_server(nursery, hall_with_clients, tmp_path / "hall.db", api_public_rate_per_s=0.001,
+                                api_public_burst=3)
+    door = qrcodes.door_code(qr_key(), "demo", "main", server.clock.now(), 300)
+    async with api(server, key=None) as phone:
+        for _ in range(2):
+            assert (await phone.post("/tickets", json={"service": "SOC", "door_code": door})).status_code == 201
+        taken = (await phone.post("/tickets", json={"service": "SOC", "door_code": door})).json()
+        before = state_of(server)
+        refused = await phone.post("/tickets", json={"service": "SOC", "door_code": door})
+        assert error_of(refused, 429, "rate_limited") and int(refused.headers["retry-after"]) >= 1
+        error_of(await phone.get(f"/qr/{taken['qr']}"), 429, "rate_limited")
+        assert state_of(server) == before
+    async with api(server) as integration:  # an API client has its own limit
+        assert (await integration.post("/tickets", json={"service": "SOC"})).status_code == 201
+    server.shutdown()

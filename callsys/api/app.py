@@ -39,16 +39,19 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from .. import commands as cmd
-from ..errors import UnknownTicket
+from .. import qrcodes
+from ..errors import InvalidState, QrRefused, UnknownTicket
+from ..identity import derive_key
 from ..events import Event
 from ..log import LogError
 from ..server import queries
 from ..server.auth import phone_secret
+from ..server.limits import address_key
 from ..server.projections import service_summaries
 from . import errors
 from .auth import Caller, Gate, command_key
 from .errors import ApiError
-from .models import (BookingRequest, ErrorOut, HallOut, ServiceCode, ServiceOut, SlotOut,
+from .models import (BookingRequest, CheckInRequest, ErrorOut, HallOut, QrOut, ServiceCode, ServiceOut, SlotOut,
                      TicketOut, TicketRequest)
 
 if TYPE_CHECKING:
@@ -74,6 +77,7 @@ ERRORS: Final = {status: {"model": ErrorOut, "description": text} for status, te
 def build_api(server: "CallsysServer") -> FastAPI:
     """The API app of *server*, to mount at :data:`BASE`."""
     hall = server.hall
+    qr_key = derive_key(server.secret, "qr")
     gate = Gate(hall.integrations, server.settings.api_public_rate_per_s, server.settings.api_public_burst)
     api_key = APIKeyHeader(name="X-API-Key", auto_error=False,
                            description="the integration client's key (hall file, `[integrations.<name>]`)")
@@ -111,10 +115,11 @@ def build_api(server: "CallsysServer") -> FastAPI:
     def ticket_object(tid: int) -> dict[str, Any]:
         t = server.engine.state.tickets[tid]
         p = server.engine.position(tid)
+        qr = queries.ticket_qr(hall, server.secret, t)
         return {"ticket": tid, "number": t.number, "service": t.service, "channel": t.channel, "status": t.status,
                 "ahead": p.ahead, "estimated_wait_s": p.estimated_wait_s, "window": p.window,
                 "slot_start": t.slot_start, "slot_end": t.slot_end, "green": t.green,
-                "qr": None, "qr_svg": None, "phone_url": None,
+                "qr": qr, "qr_svg": f"/qr/{qr}.svg", "phone_url": f"/phone?q={qr}",
                 "secret": phone_secret(server.secret, hall.id, tid)}
 
     def owned(caller: Caller, tid: int, secret: str | None) -> int:
@@ -195,16 +200,49 @@ def build_api(server: "CallsysServer") -> FastAPI:
         await durable(cmd.Cancel(server.clock.now(), tid, key=command_key(caller.name, idempotency_key)))
         return answer(ticket_object(tid))
 
+    @app.post("/check-in", response_model=TicketOut, responses=ERRORS, tags=["appointments"],
+              summary="check an appointment in with its QR code: the ticket, now waiting with a number")
+    async def check_in(body: CheckInRequest, caller: Client, idempotency_key: IdempotencyKey = None) -> Response:
+        tid = _ticket_of(qrcodes.verify(qr_key, hall.id, body.qr, server.clock.now(), {qrcodes.APPOINTMENT}))
+        try:
+            await durable(cmd.CheckIn(server.clock.now(), tid, key=command_key(caller.name, idempotency_key)))
+        except InvalidState as exc:  # checked in or cancelled before: the code is spent
+            raise QrRefused(f"this appointment code was already used (the booking is {exc.details['status']})",
+                            reason="already_used", ticket=tid, status=exc.details["status"]) from None
+        return answer(ticket_object(tid))
+
+    @app.get("/qr/{payload}", response_model=QrOut, responses=ERRORS, tags=["tickets"],
+             summary="PUBLIC: verify a ticket or appointment QR code; the ticket and its secret, for the phone page")
+    async def qr_lookup(request: Request, payload: Annotated[str, PathParam(max_length=qrcodes.MAX_PAYLOAD)]) -> Response:
+        gate.public(_host(request))
+        claim = qrcodes.verify(qr_key, hall.id, payload, server.clock.now(), {qrcodes.TICKET, qrcodes.APPOINTMENT})
+        tid = _ticket_of(claim)
+        return answer({"ticket": tid, "secret": phone_secret(server.secret, hall.id, tid),
+                       "kind": "appointment" if claim.kind == qrcodes.APPOINTMENT else "ticket"})
+
+    def _ticket_of(claim: qrcodes.QrClaim) -> int:
+        """The ticket a verified ticket or appointment code names (it must still exist)."""
+        tid = int(claim.ident)
+        if tid not in server.engine.state.tickets:
+            raise UnknownTicket(f"ticket {tid} is no longer known in hall {hall.id!r}", ticket=tid)
+        return tid
+
     @app.post("/tickets", response_model=TicketOut, status_code=201, responses=ERRORS, tags=["tickets"],
               summary="take a number remotely (channel qr): with an API key, or on site with the door code")
     async def take(request: Request, body: TicketRequest, idempotency_key: IdempotencyKey = None,
                    key: Annotated[str | None, Security(api_key)] = None) -> Response:
-        caller = gate.client(key)
-        command = cmd.TakeNumber(server.clock.now(), body.service, "qr",
-                                 key=command_key(caller.name, idempotency_key))
+        if body.door_code is not None:  # a phone on site: PUBLIC, limited per address
+            host = _host(request)
+            gate.public(host)
+            qrcodes.verify(qr_key, hall.id, body.door_code, server.clock.now(), {qrcodes.DOOR})
+            namespace = f"door:{address_key(host)}"
+        else:
+            namespace = gate.client(key).name
+        command = cmd.TakeNumber(server.clock.now(), body.service, "qr", key=command_key(namespace, idempotency_key))
         events = await durable(command)
         tid = events[0].ticket
-        gate.owners[tid] = caller.name
+        if body.door_code is None:
+            gate.owners[tid] = namespace
         return answer(ticket_object(tid), 201)
 
     return app
