@@ -367,3 +367,27 @@ async def test_the_public_endpoints_are_rate_limited_per_address(nursery, hall_w
     async with api(server) as integration:  # an API client has its own limit
         assert (await integration.post("/tickets", json={"service": "SOC"})).status_code == 201
     server.shutdown()
+
+
+# ---------------------------------------------------------------------- resident ids
+
+SENIOR_ID = "110101195001010017"  # born 1950-01-01: 76 on the test day
+YOUNG_ID = "110101200001010010"  # born 2000-01-01
+
+
+@guard()
+async def test_a_resident_id_is_validated_gives_seniors_the_green_channel_and_is_never_shown(api_server):
+    async with api(api_server) as http:
+        senior = await http.post("/appointments", json={"service": "SOC", "slot_start": SLOT_1000,
+                                                        "resident_id": SENIOR_ID})
+        young = await http.post("/tickets", json={"service": "SOC", "resident_id": YOUNG_ID})
+        assert senior.status_code == young.status_code == 201
+        assert senior.json()["green"] is True and young.json()["green"] is False
+        for reply in (senior, young, await http.get(f"/tickets/{senior.json()['ticket']}")):
+            assert SENIOR_ID not in reply.text and YOUNG_ID not in reply.text and "1950" not in reply.text
+        before = state_of(api_server)
+        wrong = SENIOR_ID[:-1] + ("0" if SENIOR_ID[-1] != "0" else "1")
+        error = error_of(await http.post("/tickets", json={"service": "SOC", "resident_id": wrong}),
+                         400, "invalid_resident_id")
+        assert error["details"]["reason"] == "check_digit" and wrong not in error["message"]
+        assert state_of(api_server) == before

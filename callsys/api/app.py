@@ -41,7 +41,7 @@ from starlette.staticfiles import StaticFiles
 from .. import commands as cmd
 from .. import qrcodes
 from ..errors import InvalidState, QrRefused, UnknownTicket
-from ..identity import derive_key
+from ..identity import SENIOR_AGE, age_on, derive_key, parse_resident_id
 from ..events import Event
 from ..log import LogError
 from ..server import queries
@@ -130,6 +130,16 @@ def build_api(server: "CallsysServer") -> FastAPI:
             return tid
         raise UnknownTicket(f"no ticket {tid} of yours in hall {hall.id!r}", ticket=tid)
 
+    def identity(resident_id: str | None, green: bool = False) -> dict[str, Any]:
+        """The command fields a resident id gives: validated (GB 11643), and the green channel
+        for a resident aged :data:`~callsys.identity.SENIOR_AGE` or over on the hall's date.
+        The id itself goes no further (raises InvalidResidentId)."""
+        if resident_id is None:
+            return {"green": green}
+        resident = parse_resident_id(resident_id)
+        today = hall.local_time(server.clock.now()).date()
+        return {"green": green or age_on(resident.birth_date, today) >= SENIOR_AGE}
+
     def services() -> list[dict[str, Any]]:
         capacity = hall.appointments.capacity
         return [{"code": s["code"], "name": s["name"], "waiting": s["waiting"],
@@ -185,8 +195,8 @@ def build_api(server: "CallsysServer") -> FastAPI:
     @app.post("/appointments", response_model=TicketOut, status_code=201, responses=ERRORS, tags=["appointments"],
               summary="book a slot (201: booked and durable)")
     async def book(body: BookingRequest, caller: Client, idempotency_key: IdempotencyKey = None) -> Response:
-        command = cmd.BookSlot(server.clock.now(), body.service, body.slot_start, body.green,
-                               key=command_key(caller.name, idempotency_key))
+        command = cmd.BookSlot(server.clock.now(), body.service, body.slot_start,
+                               **identity(body.resident_id, body.green), key=command_key(caller.name, idempotency_key))
         events = await durable(command)
         tid = events[0].ticket
         gate.owners[tid] = caller.name
@@ -238,7 +248,8 @@ def build_api(server: "CallsysServer") -> FastAPI:
             namespace = f"door:{address_key(host)}"
         else:
             namespace = gate.client(key).name
-        command = cmd.TakeNumber(server.clock.now(), body.service, "qr", key=command_key(namespace, idempotency_key))
+        command = cmd.TakeNumber(server.clock.now(), body.service, "qr", **identity(body.resident_id),
+                                 key=command_key(namespace, idempotency_key))
         events = await durable(command)
         tid = events[0].ticket
         if body.door_code is None:
