@@ -391,3 +391,63 @@ async def test_a_resident_id_is_validated_gives_seniors_the_green_channel_and_is
                          400, "invalid_resident_id")
         assert error["details"]["reason"] == "check_digit" and wrong not in error["message"]
         assert state_of(api_server) == before
+
+
+@guard()
+async def test_one_active_ticket_per_person_and_service(api_server):
+    async with api(api_server) as http, api(api_server, OTHER_KEY) as other:
+        first = await http.post("/appointments", json={"service": "SOC", "slot_start": SLOT_1000,
+                                                       "resident_id": YOUNG_ID})
+        assert first.status_code == 201
+        before = state_of(api_server)
+        for client, path, body in ((http, "/appointments", {"service": "SOC", "slot_start": SLOT_1000 + 1800}),
+                                   (other, "/tickets", {"service": "SOC"})):  # another platform: the same person
+            error = error_of(await client.post(path, json={**body, "resident_id": YOUNG_ID}), 409, "already_holding")
+            assert error["details"]["status"] == "booked" and YOUNG_ID not in str(error)
+        assert state_of(api_server) == before
+        assert (await http.post("/tickets", json={"service": "BIZ", "resident_id": YOUNG_ID})).status_code == 201
+
+
+# ---------------------------------------------------------------------- reschedule, and acting with the secret
+
+
+@guard()
+async def test_reschedule_moves_the_booking_and_its_place_at_once(api_server):
+    later = SLOT_1000 + 3600
+    async with api(api_server) as http:
+        booked = (await http.post("/appointments", json={"service": "BIZ", "slot_start": SLOT_1000})).json()
+        moved = await http.post(f"/appointments/{booked['ticket']}/reschedule",
+                                json={"slot_start": "2026-11-23T11:00:00+08:00"}, headers={"idempotency-key": "r1"})
+        assert moved.status_code == 200
+        ticket = moved.json()
+        assert ticket["ticket"] == booked["ticket"] and ticket["slot_start"] == later and ticket["status"] == "booked"
+        again = await http.post(f"/appointments/{booked['ticket']}/reschedule",
+                                json={"slot_start": later}, headers={"idempotency-key": "r1"})
+        assert again.status_code == 200 and again.json() == ticket
+        bookings = api_server.engine.state.bookings
+        assert (bookings[("BIZ", SLOT_1000)], bookings[("BIZ", later)]) == (0, 1)
+        for _ in range(2):
+            await http.post("/appointments", json={"service": "BIZ", "slot_start": SLOT_1000})
+        filler = (await http.post("/appointments", json={"service": "BIZ", "slot_start": SLOT_1000})).json()
+        before = state_of(api_server)
+        error_of(await http.post(f"/appointments/{booked['ticket']}/reschedule", json={"slot_start": SLOT_1000}),
+                 409, "slot_full")
+        error_of(await http.post(f"/appointments/{booked['ticket']}/reschedule", json={"slot_start": later + 60}),
+                 400, "invalid_slot")
+        assert state_of(api_server) == before
+        assert filler["status"] == "booked"
+
+
+@guard()
+async def test_whoever_holds_the_secret_may_reschedule_and_cancel_without_a_key(api_server):
+    async with api(api_server) as http:
+        booked = (await http.post("/appointments", json={"service": "SOC", "slot_start": SLOT_1000})).json()
+    tid, secret = booked["ticket"], booked["secret"]
+    async with api(api_server, key=None) as phone:
+        error_of(await phone.delete(f"/appointments/{tid}"), 401, "unauthorized")
+        error_of(await phone.delete(f"/appointments/{tid}", params={"secret": "f" * 32}), 404, "unknown_ticket")
+        moved = await phone.post(f"/appointments/{tid}/reschedule", params={"secret": secret},
+                                 json={"slot_start": SLOT_1000 + 1800})
+        assert moved.status_code == 200 and moved.json()["slot_start"] == SLOT_1000 + 1800
+        cancelled = await phone.delete(f"/appointments/{tid}", params={"secret": secret})
+        assert cancelled.json()["status"] == "cancelled"

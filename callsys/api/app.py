@@ -26,6 +26,7 @@ answer is ``unavailable`` (503). A repeated ``Idempotency-Key`` answers with the
 and the ticket as it stands now; the command ran once.
 """
 
+import hmac
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Final
@@ -41,18 +42,19 @@ from starlette.staticfiles import StaticFiles
 from .. import commands as cmd
 from .. import qrcodes
 from ..errors import InvalidState, QrRefused, UnknownTicket
-from ..identity import SENIOR_AGE, age_on, derive_key, parse_resident_id
+from ..identity import derive_key
 from ..events import Event
 from ..log import LogError
 from ..server import queries
 from ..server.auth import phone_secret
+from ..server.handlers import identify
 from ..server.limits import address_key
 from ..server.projections import service_summaries
 from . import errors
 from .auth import Caller, Gate, command_key
 from .errors import ApiError
-from .models import (BookingRequest, CheckInRequest, ErrorOut, HallOut, QrOut, ServiceCode, ServiceOut, SlotOut,
-                     TicketOut, TicketRequest)
+from .models import (BookingRequest, CheckInRequest, ErrorOut, HallOut, QrOut, RescheduleRequest, ServiceOut,
+                     SlotOut, TicketOut, TicketRequest)
 
 if TYPE_CHECKING:
     from ..server.serve import CallsysServer
@@ -99,6 +101,9 @@ def build_api(server: "CallsysServer") -> FastAPI:
         return gate.client(key)
 
     Client = Annotated[Caller, Depends(client)]
+    ApiKey = Annotated[str | None, Security(api_key)]
+    TicketSecret = Annotated[str | None, Query(max_length=64, description="the ticket's `secret`, instead of an "
+                                                                          "API key (a phone, or after a restart)")]
 
     async def durable(command: cmd.Command) -> list[Event]:
         """Execute *command*; its events once durable."""
@@ -125,20 +130,26 @@ def build_api(server: "CallsysServer") -> FastAPI:
     def owned(caller: Caller, tid: int, secret: str | None) -> int:
         """*tid* if *caller* may act on it (its client, or the ticket's secret); else not found."""
         known = tid in server.engine.state.tickets
-        if known and (gate.may_see(caller, tid) or (secret is not None and secret == phone_secret(
-                server.secret, hall.id, tid))):
+        if known and (gate.may_see(caller, tid) or (secret is not None and hmac.compare_digest(
+                secret, phone_secret(server.secret, hall.id, tid)))):
             return tid
         raise UnknownTicket(f"no ticket {tid} of yours in hall {hall.id!r}", ticket=tid)
 
     def identity(resident_id: str | None, green: bool = False) -> dict[str, Any]:
-        """The command fields a resident id gives: validated (GB 11643), and the green channel
-        for a resident aged :data:`~callsys.identity.SENIOR_AGE` or over on the hall's date.
-        The id itself goes no further (raises InvalidResidentId)."""
-        if resident_id is None:
-            return {"green": green}
-        resident = parse_resident_id(resident_id)
-        today = hall.local_time(server.clock.now()).date()
-        return {"green": green or age_on(resident.birth_date, today) >= SENIOR_AGE}
+        """The command fields of a resident id (see :func:`callsys.server.handlers.identify`)."""
+        fields = {"resident_id": resident_id, "green": green}
+        identify(server, fields)
+        return fields
+
+    def acting(request: Request, key: str | None, tid: int, secret: str | None) -> tuple[Caller, int]:
+        """Who acts on ticket *tid*: the API client of *key* (rate limit taken) that took or
+        booked it, or — with no key — whoever holds the ticket's *secret* (limited per address)."""
+        caller = gate.client(key) if key is not None or secret is None else gate.public(_host(request))
+        return caller, owned(caller, tid, secret)
+
+    def namespace(caller: Caller, tid: int) -> str:
+        """Whose idempotency keys these are: the client's, or the ticket's for a secret holder."""
+        return caller.name if caller.client is not None else f"ticket:{tid}"
 
     def services() -> list[dict[str, Any]]:
         capacity = hall.appointments.capacity
@@ -183,12 +194,9 @@ def build_api(server: "CallsysServer") -> FastAPI:
 
     @app.get("/tickets/{ticket}", response_model=TicketOut, responses=ERRORS, tags=["tickets"],
              summary="a ticket: status, people ahead, estimated wait, window when called")
-    async def get_ticket(request: Request, ticket: TicketId,
-                         key: Annotated[str | None, Security(api_key)] = None,
-                         secret: Annotated[str | None, Query(max_length=64, description="the ticket's secret "
-                                                             "(instead of an API key)")] = None) -> Response:
-        caller = gate.client(key) if secret is None else gate.public(_host(request))
-        return answer(ticket_object(owned(caller, ticket, secret)))
+    async def get_ticket(request: Request, ticket: TicketId, key: ApiKey = None,
+                         secret: TicketSecret = None) -> Response:
+        return answer(ticket_object(acting(request, key, ticket, secret)[1]))
 
     # ------------------------------------------------------------------ commands
 
@@ -202,12 +210,21 @@ def build_api(server: "CallsysServer") -> FastAPI:
         gate.owners[tid] = caller.name
         return answer(ticket_object(tid), 201)
 
+    @app.post("/appointments/{ticket}/reschedule", response_model=TicketOut, responses=ERRORS,
+              tags=["appointments"], summary="move a booking to another slot of its service (same ticket)")
+    async def reschedule(request: Request, ticket: TicketId, body: RescheduleRequest, key: ApiKey = None,
+                         secret: TicketSecret = None, idempotency_key: IdempotencyKey = None) -> Response:
+        caller, tid = acting(request, key, ticket, secret)
+        await durable(cmd.Reschedule(server.clock.now(), tid, body.slot_start,
+                                     key=command_key(namespace(caller, tid), idempotency_key)))
+        return answer(ticket_object(tid))
+
     @app.delete("/appointments/{ticket}", response_model=TicketOut, responses=ERRORS, tags=["appointments"],
                 summary="cancel a booking (the ticket object, now cancelled)")
-    async def cancel(ticket: TicketId, caller: Client, idempotency_key: IdempotencyKey = None,
-                     secret: Annotated[str | None, Query(max_length=64)] = None) -> Response:
-        tid = owned(caller, ticket, secret)
-        await durable(cmd.Cancel(server.clock.now(), tid, key=command_key(caller.name, idempotency_key)))
+    async def cancel(request: Request, ticket: TicketId, key: ApiKey = None, secret: TicketSecret = None,
+                     idempotency_key: IdempotencyKey = None) -> Response:
+        caller, tid = acting(request, key, ticket, secret)
+        await durable(cmd.Cancel(server.clock.now(), tid, key=command_key(namespace(caller, tid), idempotency_key)))
         return answer(ticket_object(tid))
 
     @app.post("/check-in", response_model=TicketOut, responses=ERRORS, tags=["appointments"],
@@ -240,7 +257,7 @@ def build_api(server: "CallsysServer") -> FastAPI:
     @app.post("/tickets", response_model=TicketOut, status_code=201, responses=ERRORS, tags=["tickets"],
               summary="take a number remotely (channel qr): with an API key, or on site with the door code")
     async def take(request: Request, body: TicketRequest, idempotency_key: IdempotencyKey = None,
-                   key: Annotated[str | None, Security(api_key)] = None) -> Response:
+                   key: ApiKey = None) -> Response:
         if body.door_code is not None:  # a phone on site: PUBLIC, limited per address
             host = _host(request)
             gate.public(host)

@@ -95,21 +95,6 @@ def ticket_qr(hall: Hall, secret: bytes, t: Ticket) -> str:
     return qrcodes.sign(derive_key(secret, "qr"), kind, hall.id, t.id, expires)
 
 
-def ticket_qr(hall: Hall, secret: bytes, t: Ticket) -> str:
-    """The signed QR payload of ticket *t* (see :mod:`callsys.qrcodes`).
-
-    A booking gets an appointment code (``"a"``, shown at the door to check in), any other
-    ticket a ticket code (``"t"``, to follow it on a phone). It expires ``[qr]
-    ticket_valid_hours`` after issue, and an appointment's not before its slot end plus the late
-    grace. Computed from the ticket alone, so a repeated request gets the same text.
-    """
-    expires = t.issued_at + hall.qr.ticket_valid_s
-    if t.slot_end is not None:
-        expires = max(expires, t.slot_end + hall.appointments.late_grace_s)
-    kind = qrcodes.APPOINTMENT if t.status == BOOKED else qrcodes.TICKET
-    return qrcodes.sign(derive_key(secret, "qr"), kind, hall.id, t.id, expires)
-
-
 def stats(engine: QueueEngine, connections: dict[str, int], hub: Hub, journal: Journal,
           loop_watch: LoopWatch | None = None) -> dict[str, Any]:
     """Engine statistics plus the server's connections, fan-out and commit counters, and
