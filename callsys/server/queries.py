@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import asdict
+from datetime import date, datetime
 from typing import Any, Final
 
 from .. import qrcodes
 from ..commands import TicketRef
 from ..engine import QueueEngine
-from ..errors import UnknownWindow
+from ..errors import UnknownService, UnknownWindow
 from ..hall import Hall
 from ..identity import derive_key
 from ..log import Journal
@@ -101,3 +102,26 @@ def stats(engine: QueueEngine, connections: dict[str, int], hub: Hub, journal: J
     return {**asdict(engine.statistics()), "connections": connections, "pushes": hub.pushes,
             "durable_seq": journal.durable_seq, "commits": journal.batches,
             "loop": loop_watch.figures() if loop_watch is not None else None}
+
+
+def slots(engine: QueueEngine, service: str, day: date, now: float) -> list[dict[str, Any]]:
+    """The appointment slots of *service* on the hall's local *day* that are not over at *now*,
+    with their capacity and the places left (raises UnknownService; none if it takes no
+    appointments)."""
+    hall = engine.hall
+    if service not in hall.services_by_code:
+        raise UnknownService(f"service {service!r} does not exist in hall {hall.id!r}", service=service)
+    rules = hall.appointments
+    capacity = rules.capacity[service]
+    if capacity == 0:
+        return []
+    bookings = engine.state.bookings
+    out = []
+    for first, end in hall.hours.sessions(day.weekday()):
+        for minute in range(first, end - rules.slot_minutes + 1, rules.slot_minutes):
+            start = datetime(day.year, day.month, day.day, minute // 60, minute % 60, tzinfo=hall.tz).timestamp()
+            slot_end = start + rules.slot_minutes * 60
+            if slot_end > now:
+                out.append({"slot_start": start, "slot_end": slot_end, "capacity": capacity,
+                            "remaining": max(0, capacity - bookings[(service, start)])})
+    return out
