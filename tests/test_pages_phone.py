@@ -173,3 +173,53 @@ async def test_entrance_board_shows_the_door_code_and_the_kiosk_the_ticket_qr(nu
         await kiosk.screenshot(ARTIFACTS / "kiosk-ticket-qr.png")
         assert board.errors == [] and plain.errors == [] and kiosk.errors == []
     server.shutdown()
+
+
+@guard(120)
+async def test_take_page_with_the_door_code_takes_a_number_and_refuses_an_expired_code(nursery, demo_hall, tmp_path):
+    server, _ = await serve(nursery, demo_hall, tmp_path / "hall.db")
+    key, rotate_s = derive_key(SECRET, "qr"), demo_hall.qr.door_rotate_s
+    code = qrcodes.door_code(key, "demo", "main", server.clock.now(), rotate_s)
+    async with open_browser(tmp_path) as browser:
+        take = await browser.new_page(page_url(server, "take", door=code), width=390, height=844)
+        await take.wait_for("document.querySelectorAll('#services button').length === 5")
+        assert await take.evaluate("document.getElementById('take-button').disabled") is True  # choose first
+        await take.click("#services button[data-code=SOC]")
+        await take.screenshot(ARTIFACTS / "take.png")
+        await take.click("#take-button")
+        await take.wait_for("location.pathname === '/phone' && document.body?.dataset.status === 'waiting'")
+        assert "q=CS1.t.demo." in await take.evaluate("location.search")
+        number = await take.text("#number")
+        (ticket,) = [t for t in server.engine.state.tickets.values() if t.number == number]
+        assert ticket.channel == "qr" and ticket.service == "SOC"
+        await take.wait_for("!document.getElementById('move').hidden")  # its QR, to move to another phone
+        await take.wait_for("document.getElementById('qr').naturalWidth > 0")
+
+        old = qrcodes.door_code(key, "demo", "main", server.clock.now() - 3 * rotate_s, rotate_s)
+        late = await browser.new_page(page_url(server, "take", door=old), width=390, height=844)
+        await late.wait_for("document.querySelectorAll('#services button').length === 5")
+        await late.click("#services button[data-code=SOC]")
+        await late.click("#take-button")
+        await late.wait_for("document.body.dataset.refused === '1'")
+        message = await late.text("#message")
+        assert "过期" in message and "scan the code at the entrance again" in message
+        assert len(server.engine.state.tickets) == 1  # nothing issued
+        assert take.errors == [] and late.errors == []
+    server.shutdown()
+
+
+@guard(120)
+async def test_phone_page_opens_from_the_ticket_qr_and_refuses_a_forged_one(nursery, demo_hall, tmp_path):
+    server, _ = await serve(nursery, demo_hall, tmp_path / "hall.db")
+    async with client(server, "kiosk") as kiosk:
+        mine = await kiosk.request("take_number", service="SOC")
+    async with open_browser(tmp_path) as browser:
+        phone = await browser.new_page(page_url(server, "phone", q=mine["qr"]), width=390, height=844)
+        await phone.wait_for(shows(0))
+        assert await phone.text("#number") == mine["number"]
+        await phone.wait_for("document.getElementById('qr').naturalWidth > 0")
+        forged = await browser.new_page(page_url(server, "phone", q=mine["qr"][:-2] + "xx"), width=390, height=844)
+        await forged.wait_for("document.body.dataset.refused === '1'")
+        assert "not valid" in await forged.text("#message")
+        assert phone.errors == []
+    server.shutdown()
