@@ -8,7 +8,7 @@ import hashlib
 import hmac
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -19,9 +19,11 @@ import trio
 
 from callsys.clock import ScaledClock
 from callsys.events import SlotBooked, SlotRescheduled, TicketCalled, TicketCancelled, TicketIssued, WindowOpened
-from callsys.hall import Hall
+from callsys.errors import ConfigError
+from callsys.hall import Hall, Integration, hall_from_mapping, read_toml
 from callsys.server import CallsysServer, ServerSettings, serve_callsys
-from callsys.server.webhooks import Cursors, Target, payload, post, signature
+from callsys.server.webhooks import Cursors, Target, payload, post, signature, targets_of
+from conftest import CONFIG
 from server_support import SECRET, START, client, guard
 
 HOOK_SECRET = b"hook-secret"
@@ -107,15 +109,18 @@ class Receiver:
 
 
 async def serve(nursery: trio.Nursery, hall: Hall, store: Path, receiver: Receiver) -> tuple[CallsysServer, trio.Event]:
-    """A server posting to *receiver* (retries at once: the test waits for deliveries, not time)."""
+    """A server for *hall* with an integration client "wechat" posting to *receiver* (retries at
+    once: the test waits for deliveries, not time)."""
     stopped = trio.Event()
+    hall = replace(hall, integrations={**hall.integrations, "wechat": Integration(
+        "wechat", "wechat-test-key", 50.0, 100, receiver.url, HOOK_SECRET.decode())})
     settings = ServerSettings(phone_refresh_s=math.inf, webhook_retry_first_s=0.001, webhook_retry_max_s=0.01)
 
     async def run(task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as own:
             task_status.started(await own.start(partial(
                 serve_callsys, hall, f"file:{store}", port=0, clock=ScaledClock(START), secret=SECRET,
-                settings=settings, webhooks=[Target("wechat", receiver.url, HOOK_SECRET)])))
+                settings=settings)))
         stopped.set()
 
     return await nursery.start(run), stopped
@@ -237,3 +242,19 @@ async def test_post_reports_a_receiver_that_is_not_there():
         await listener.aclose()  # nothing listens there now
     with pytest.raises(OSError):
         await post(f"http://127.0.0.1:{port}/hook", b"{}", [], 10.0)
+
+
+@pytest.mark.parametrize("client, problem", [
+    ({"webhook_url": "ftp://example.org/hook", "webhook_secret": "s3cret"}, "integrations.a.webhook_url"),
+    ({"webhook_url": "example.org/hook", "webhook_secret": "s3cret"}, "integrations.a.webhook_url"),
+    ({"webhook_url": "https://example.org/hook"}, "integrations.a.webhook_secret"),
+])
+def test_the_hall_file_refuses_a_webhook_it_cannot_post_or_sign(client, problem):
+    data = read_toml(CONFIG / "demo.toml")
+    data["integrations"] = {"a": {"key": "k" * 20, **client}}
+    with pytest.raises(ConfigError) as caught:
+        hall_from_mapping(data, source="x.toml")
+    assert problem in str(caught.value)
+    data["integrations"]["a"].update(webhook_url="https://example.org/hook", webhook_secret="s3cret")
+    assert targets_of(hall_from_mapping(data, source="x.toml").integrations) == [
+        Target("a", "https://example.org/hook", b"s3cret")]

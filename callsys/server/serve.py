@@ -22,7 +22,7 @@ import logging
 import os
 from collections import Counter
 from functools import partial
-from typing import Any, Sequence
+from typing import Any
 
 import trio
 from wsproto.events import Request
@@ -51,7 +51,7 @@ from .logs import log
 from .loopwatch import LoopWatch
 from .session import Session
 from .settings import DEFAULT_HOST, DEFAULT_PORT, REFUSAL_READ_S, ServerSettings
-from .webhooks import Cursors, Target, Webhooks
+from .webhooks import Cursors, Webhooks, targets_of
 
 SERVER_NAME = f"callsys/{__version__}"
 
@@ -431,7 +431,6 @@ def _warn_sample_tokens(hall: Hall) -> None:
 async def serve_callsys(hall: Hall, store: str, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
                         clock: Clock | None = None, secret: bytes | None = None,
                         settings: ServerSettings | None = None, loop_watch: LoopWatch | None = None,
-                        webhooks: Sequence[Target] = (),
                         task_status: trio.TaskStatus[CallsysServer] = trio.TASK_STATUS_IGNORED) -> None:
     """Serve *hall* with its events in *store* until shut down.
 
@@ -449,7 +448,6 @@ async def serve_callsys(hall: Hall, store: str, *, host: str = DEFAULT_HOST, por
         loop_watch: a :class:`LoopWatch` installed in this trio run (``trio.run(instruments=)``
             or ``trio.lowlevel.add_instrument``): its figures go into ``stats`` and the
             ``stopped`` log line.
-        webhooks: where ticket events are posted (:mod:`~callsys.server.webhooks`).
 
     Raises:
         LogError: the store cannot be opened or recovered.
@@ -459,8 +457,8 @@ async def serve_callsys(hall: Hall, store: str, *, host: str = DEFAULT_HOST, por
         engine, _ = await journal.recover()
         settings = settings or ServerSettings()
         deliveries = None
-        if webhooks:
-            deliveries = Webhooks(webhooks, hall.id, journal, engine, Cursors.for_store(store),
+        if targets := targets_of(hall.integrations):  # the clients with a webhook_url
+            deliveries = Webhooks(targets, hall.id, journal, engine, Cursors.for_store(store),
                                   retry_first_s=settings.webhook_retry_first_s,
                                   retry_max_s=settings.webhook_retry_max_s, timeout_s=settings.webhook_timeout_s)
         server = CallsysServer(hall, engine, journal, clock=clock or RealClock(),
