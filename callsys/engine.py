@@ -446,22 +446,43 @@ class QueueEngine:
         """The ticket with this id or today's number (raises UnknownTicket)."""
         return _ticket(self.state, ref)
 
-    def position(self, ref: cmd.TicketRef) -> Position:
-        """Tickets ahead of *ref* in its queue and its estimated wait.
+    def position(self, ref: cmd.TicketRef, now: float | None = None) -> Position:
+        """Tickets ahead of *ref* in its queue and its estimated wait at *now* (the state's
+        time horizon by default), from the hall's one estimator (:mod:`callsys.estimate`).
 
-        The estimate is (tickets ahead + 1) x the service's expected minutes, shared by the
-        open windows that serve it; None when no open window serves it.
+        The estimate is None when the ticket does not wait or no open window serves it.
         """
         state = self.state
         ticket = _ticket(state, ref)
         if ticket.id not in state.book:
             return Position(ticket.id, ticket.number, ticket.status, 0, None, ticket.window)
         ahead = state.book.ahead_of(ticket.id)
-        target = state.book.where.get(ticket.id, (None, None, None))[1]
-        servers = 1 if isinstance(target, int) else state.servers[ticket.service]
-        minutes = state.hall.services_by_code[ticket.service].minutes
-        estimate = (ahead + 1) * minutes * 60 / servers if servers > 0 else None
-        return Position(ticket.id, ticket.number, ticket.status, ahead, estimate, ticket.window)
+        return Position(ticket.id, ticket.number, ticket.status, ahead, self._estimate(ticket, ahead, now),
+                        ticket.window)
+
+    def estimate_new(self, service: str, now: float | None = None) -> float | None:
+        """The estimated wait (s) of a ticket of *service* taken at *now* (the state's time
+        horizon by default): behind everyone queued for it; None when no open window serves it."""
+        state = self.state
+        _service(state, service)
+        return self.estimate_at(service, state.book.waiting(service), now)
+
+    def estimate_at(self, service: str, ahead: int, now: float | None = None) -> float | None:
+        """The estimated wait (s) of a ticket with *ahead* tickets before it in *service*'s queue."""
+        state = self.state
+        return state.eta.estimate(service, ahead, state.horizon if now is None else now)
+
+    def _estimate(self, ticket: Ticket, ahead: int, now: float | None) -> float | None:
+        state = self.state
+        now = state.horizon if now is None else now
+        held = state.book.held.get(ticket.id)
+        if held is not None:  # an early check-in: called once its slot began and those ahead are
+            wait = state.eta.estimate(ticket.service, ahead, now)
+            return None if wait is None else max(wait, held[0] - now)
+        target = state.book.where[ticket.id][1]
+        if isinstance(target, int):  # in one window's own queue
+            return state.eta.estimate_window(ticket.service, ahead)
+        return state.eta.estimate(ticket.service, ahead, now)
 
     def statistics(self) -> EngineStatistics:
         state = self.state

@@ -370,12 +370,12 @@ def test_position_counts_ahead_and_estimates_with_open_windows(desk):
     desk.take("B")
     last = desk.engine.position(tickets[-1].id)
     assert (last.ahead, last.estimated_wait_s, last.status) == (3, None, "waiting")
-    desk.open(2)
-    assert desk.engine.position(tickets[-1].id).estimated_wait_s == 4 * 10 * 60
-    desk.open(1)
+    desk.open(2)  # serves A and B: half a window for A, by configuration (no calls measured yet)
+    assert desk.engine.position(tickets[-1].id).estimated_wait_s == 4 * 10 * 60 * 2
+    desk.open(1)  # universal: a third of a window more for each of A, B and C
     assert [desk.engine.position(t.id).ahead for t in tickets] == [0, 1, 2, 3]
-    assert desk.engine.position("A004").estimated_wait_s == 4 * 10 * 60 / 2
-    assert desk.engine.position("B001").estimated_wait_s == 6 * 60 / 2
+    assert desk.engine.position("A004").estimated_wait_s == 4 * 10 * 60 * 6 / 5
+    assert desk.engine.position("B001").estimated_wait_s == 6 * 60 * 6 / 5
 
 
 def test_position_counts_green_tickets_ahead(desk):

@@ -406,12 +406,12 @@ def test_position_follows_call_order(desk):
 def test_estimate_shares_work_among_open_windows(desk):
     for _ in range(6):
         desk.take("B")
-    desk.open(2)
-    assert desk.engine.position("B006").estimated_wait_s == 6 * 6 * MINUTE
-    desk.open(3, 1)
-    assert desk.engine.position("B006").estimated_wait_s == 6 * 6 * MINUTE / 3
+    desk.open(2)  # serves A and B: half of it is B's, by configuration (no calls measured yet)
+    assert desk.engine.position("B006").estimated_wait_s == 6 * 6 * MINUTE * 2
+    desk.open(3, 1)  # another half, and a third of the universal window 1
+    assert desk.engine.position("B006").estimated_wait_s == 6 * 6 * MINUTE * 3 / 4
     desk.do(cmd.Pause, window=1)
-    assert desk.engine.position("B006").estimated_wait_s == 6 * 6 * MINUTE / 2
+    assert desk.engine.position("B006").estimated_wait_s == 6 * 6 * MINUTE
     desk.do(cmd.CloseWindow, window=2)
     desk.do(cmd.CloseWindow, window=3)
     assert desk.engine.position("B006").estimated_wait_s is None

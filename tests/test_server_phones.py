@@ -176,10 +176,16 @@ async def test_places_follow_pauses_transfers_to_a_window_and_its_closing(nurser
         await seven.request("transfer", to_window=8)  # A waits in window 8's own queue, first
         moved = await a.next_push()
         assert (moved["event"], moved["status"], moved["ahead"]) == ("ticket_transferred", "waiting", 0)
-        assert await round_of(phones) == [None, (0, unit), (1, 2 * unit)]  # B and C moved up; A: no change
+        # B and C moved up; A: no change. A's call was measured: the one estimator's rate now
+        # blends it with the configured one (the phones get exactly what position() says)
+        wait = [server.engine.estimate_at("SOC", ahead) for ahead in range(3)]
+        assert wait[2] == pytest.approx(3 * wait[0], abs=1)
+        assert await round_of(phones) == [None, (0, wait[0]), (1, wait[1])]
+        assert server.engine.position(tickets[2]["ticket"]).estimated_wait_s == wait[1]
 
         await eight.request("close_window")  # A goes back to the SOC queue, ahead of B and C by its rank
-        assert await round_of(phones) == [None, (1, 2 * unit), (2, 3 * unit)]  # A: first either way
+        # A: first either way, but now at the service's rate instead of window 8's configured minutes
+        assert await round_of(phones) == [(0, wait[0]), (1, wait[1]), (2, wait[2])]
     server.shutdown()
 
 

@@ -386,15 +386,13 @@ class Hub:
         if not phones:
             return
         budget = slice_size
+        estimate_at = self.engine.estimate_at
         for code in sorted(moved):
-            servers_now = servers[code]
-            minutes = self.hall.services_by_code[code].minutes
             normal, priority = book.queues[(code, NORMAL)], book.queues[(code, PRIORITY)]
             entries = heapq.merge(list(normal), list(priority)) if priority else list(normal)  # a snapshot
             for ahead, (_, tid) in enumerate(entries):
                 if tid in phones:
-                    estimate = (ahead + 1) * minutes * 60 / servers_now if servers_now > 0 else None
-                    self._refresh_phone(tid, ahead, estimate, now)
+                    self._refresh_phone(tid, ahead, estimate_at(code, ahead), now)
                 budget -= 1
                 if not budget:
                     budget = slice_size
