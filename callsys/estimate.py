@@ -15,7 +15,12 @@ The estimator measures that rate from the hall's own events and predicts::
   configured one: every open window serving the service gives it ``60 / minutes`` calls
   per hour times its share (a window serving *k* services gives each 1/*k*). The blend
   weight of the measurement is ``n / (n + PRIOR_CALLS)`` for *n* counted calls.
-* **Nothing serves it** (no open window with the skill): None — there is no honest number.
+* **Before its windows open.** Kiosks hand out numbers before the clerks open their
+  windows (the reason the kiosk used to print "wait -"): until a window serving a service
+  has opened today, the prior counts the hall's *configured* windows for it instead, as
+  the staffing the hall is built for.
+* **Nothing serves it** — its windows were open today and are all closed or paused now, or
+  no window of the hall serves it: None; there is no honest number.
 
 The estimator is pure (no clock: every time is an argument) and its state is plain data
 (:meth:`WaitEstimator.snapshot`), kept in :class:`callsys.state.HallState` and fed by
@@ -55,12 +60,19 @@ class WaitEstimator:
 
     Args:
         minutes: every service's configured minutes at the window, by code.
+        windows: the skills of every window of the hall, as configured.
     """
 
-    def __init__(self, minutes: Mapping[str, float]) -> None:
+    def __init__(self, minutes: Mapping[str, float], windows: Iterable[Iterable[str]] = ()) -> None:
         self.minutes = dict(minutes)
         self.flows: dict[str, Flow] = {code: Flow() for code in self.minutes}
         self.share: dict[str, Fraction] = {code: Fraction(0) for code in self.minutes}
+        self.configured: dict[str, Fraction] = {code: Fraction(0) for code in self.minutes}
+        for skills in windows:
+            skills = tuple(skills)
+            for code in skills:
+                self.configured[code] += Fraction(1, len(skills))
+        self.opened: set[str] = set()  # services a window serving them was open for today
         self._rates: dict[str, float] = {}  # cached rate per service, dropped when its inputs change
 
     # ------------------------------------------------------------------ inputs
@@ -72,6 +84,8 @@ class WaitEstimator:
         for code in skills:
             self.share[code] += step
             self._rates.pop(code, None)
+        if active:
+            self.opened.update(skills)
 
     def backlog(self, code: str, at: float, running: bool) -> None:
         """Start or stop *code*'s backlog clock at *at* (it runs while tickets wait and a
@@ -99,13 +113,16 @@ class WaitEstimator:
         """Forget the measured flows (a new day: yesterday's rates are not today's)."""
         for code in self.flows:
             self.flows[code] = Flow()
+        self.opened.clear()
         self._rates.clear()
 
     # ------------------------------------------------------------------ estimates
 
     def prior_rate(self, code: str) -> float:
-        """Calls per second the open windows give *code* by configuration (their shares)."""
-        return float(self.share[code]) / (self.minutes[code] * 60.0)
+        """Calls per second the open windows give *code* by configuration (their shares); the
+        hall's configured windows for it until one of them opened today."""
+        share = self.share[code] if code in self.opened else self.configured[code]
+        return float(share) / (self.minutes[code] * 60.0)
 
     def measured(self, code: str) -> tuple[int, float]:
         """(counted departures, backlog seconds they took) of *code*'s recent history."""
@@ -155,12 +172,14 @@ class WaitEstimator:
 
     def snapshot(self) -> dict[str, Any]:
         """The measured flows as plain data (the window shares follow from the windows)."""
-        return {code: [f.banked, f.since, list(f.calls)] for code, f in sorted(self.flows.items())
-                if f.calls or f.banked or f.since is not None}
+        flows = {code: [f.banked, f.since, list(f.calls)] for code, f in sorted(self.flows.items())
+                 if f.calls or f.banked or f.since is not None}
+        return {"flows": flows, "opened": sorted(self.opened)}
 
     def restore(self, data: Mapping[str, Any]) -> None:
         """Load flows from :meth:`snapshot` output (services no longer offered are dropped)."""
-        for code, (banked, since, calls) in data.items():
+        for code, (banked, since, calls) in data.get("flows", {}).items():
             if code in self.flows:
                 self.flows[code] = Flow(banked, since, deque(calls))
+        self.opened = {code for code in data.get("opened", ()) if code in self.flows}
         self._rates.clear()

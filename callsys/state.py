@@ -154,7 +154,8 @@ class HallState:
         self.seq = 0  # events folded in so far: the log seq of the newest (the log numbers from 1)
         self.keys: dict[str, KeyEntry] = {}  # today's idempotency keys (see callsys.keys)
         self.keying: KeyEntry | None = None  # the keyed command whose events are being folded (until its seq)
-        self.eta = WaitEstimator({s.code: s.minutes for s in hall.services})  # see callsys.estimate
+        self.eta = WaitEstimator({s.code: s.minutes for s in hall.services},
+                                 [w.skills for w in hall.windows])  # see callsys.estimate
         # services whose backlog clock the next apply re-checks -> the earliest moment it may start
         self.eta_touched: dict[str, float] = {}
 
@@ -273,7 +274,8 @@ class HallState:
             window.status, window.current, window.cycle, window.served = status, current, cycle, served
             if status == OPEN:
                 state.set_window_active(window, True)
-        state.eta.restore(data.get("eta", {}))  # snapshots before the estimator had none
+        if "eta" in data:  # snapshots before the estimator had none
+            state.eta.restore(data["eta"])
         state.eta_touched.clear()
         return state
 

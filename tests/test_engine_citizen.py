@@ -369,7 +369,8 @@ def test_position_counts_ahead_and_estimates_with_open_windows(desk):
     tickets = [desk.take("A") for _ in range(4)]
     desk.take("B")
     last = desk.engine.position(tickets[-1].id)
-    assert (last.ahead, last.estimated_wait_s, last.status) == (3, None, "waiting")
+    # before any window opened: the hall's configured windows for A (1, 2, 3: 1/3 + 1/2 + 1/2)
+    assert (last.ahead, last.estimated_wait_s, last.status) == (3, 4 * 10 * 60 * 3 / 4, "waiting")
     desk.open(2)  # serves A and B: half a window for A, by configuration (no calls measured yet)
     assert desk.engine.position(tickets[-1].id).estimated_wait_s == 4 * 10 * 60 * 2
     desk.open(1)  # universal: a third of a window more for each of A, B and C

@@ -21,10 +21,27 @@ def _estimator() -> WaitEstimator:
 
 def test_none_when_no_open_window_serves_the_service():
     eta = _estimator()
-    assert eta.estimate("A", 0, 0.0) is None
+    assert eta.estimate("A", 0, 0.0) is None  # no window of the hall serves A
     eta.window_active(("B",), True)
     assert eta.estimate("A", 5, 0.0) is None
     assert eta.estimate("B", 0, 0.0) == 6 * MINUTE
+    eta.window_active(("B",), False)  # B's window was open today and closed: nothing serves B now
+    assert eta.estimate("B", 0, 0.0) is None
+
+
+def test_before_its_windows_open_the_configured_windows_count():
+    """Numbers are taken before the clerks open: the staffing the hall is configured for."""
+    eta = WaitEstimator({"A": 10.0, "B": 6.0}, [("A",), ("A", "B"), ("B",)])
+    assert eta.estimate("A", 2, 0.0) == 3 * 10 * MINUTE / 1.5
+    eta.window_active(("B",), True)  # A's windows are still all closed: still the configured ones
+    assert eta.estimate("A", 2, 0.0) == 3 * 10 * MINUTE / 1.5
+    assert eta.estimate("B", 0, 0.0) == 6 * MINUTE  # B's open window alone
+    eta.window_active(("A",), True)
+    assert eta.estimate("A", 2, 0.0) == 3 * 10 * MINUTE
+    eta.window_active(("A",), False)
+    assert eta.estimate("A", 2, 0.0) is None
+    eta.reset()  # a new day: before opening again
+    assert eta.estimate("A", 2, 0.0) == 3 * 10 * MINUTE / 1.5
 
 
 def test_prior_counts_shared_windows_by_share():
