@@ -19,6 +19,9 @@ The estimator measures that rate from the hall's own events and predicts::
   windows (the reason the kiosk used to print "wait -"): until a window serving a service
   has opened today, the prior counts the hall's *configured* windows for it instead, as
   the staffing the hall is built for.
+* **Free windows.** The open windows serving the service with nobody at them call the
+  first tickets in line at once: with *k* free, the estimate is
+  ``max(0, ahead + 1 - k) / rate`` (0 for the first *k*).
 * **Nothing serves it** — its windows were open today and are all closed or paused now, or
   no window of the hall serves it: None; there is no honest number.
 
@@ -153,13 +156,14 @@ class WaitEstimator:
             self._rates[code] = rate
         return rate
 
-    def estimate(self, code: str, ahead: int, now: float) -> float | None:
+    def estimate(self, code: str, ahead: int, now: float, idle: int = 0) -> float | None:
         """Seconds (whole) until the ticket with *ahead* tickets before it in *code*'s queue is
-        called, as seen at *now*; None when no open window serves *code*."""
+        called, as seen at *now*, with *idle* open windows serving *code* free right now (they
+        take the first *idle* in line at once); None when no open window serves *code*."""
         rate = self.rate(code)
         if rate <= 0.0:
             return None
-        return float(round((ahead + 1) / rate))
+        return float(round(max(0, ahead + 1 - idle) / rate))
 
     def estimate_window(self, code: str, ahead: int) -> float:
         """Seconds until a ticket of *code* with *ahead* before it in one window's own queue

@@ -113,6 +113,25 @@ def test_monotone_in_ahead_and_positive(gaps, windows, ahead):
     assert eta.estimate("A", ahead, t) == one  # the cached rate gives the same answer
 
 
+def test_free_windows_take_the_first_in_line_at_once():
+    eta = _estimator()
+    eta.window_active(("A",), True)
+    eta.window_active(("A",), True)
+    step = 10 * MINUTE / 2
+    assert [eta.estimate("A", ahead, 0.0, idle=2) for ahead in range(4)] == [0.0, 0.0, step, 2 * step]
+    assert [eta.estimate("A", ahead, 0.0, idle=0) for ahead in range(2)] == [step, 2 * step]
+
+
+def test_engine_counts_free_windows(small_hall, monday_0930):
+    desk = Desk(small_hall, monday_0930)
+    desk.open(4)  # C only, 5 minutes
+    desk.take("C")
+    desk.take("C")
+    assert [desk.engine.position(n).estimated_wait_s for n in ("C001", "C002")] == [0.0, 5 * MINUTE]
+    desk.call(4)  # window 4 busy: C002 is next, after one service at the measured-and-configured rate
+    assert desk.engine.position("C002").estimated_wait_s == desk.engine.estimate_at("C", 0) > 0
+
+
 def test_snapshot_round_trip():
     eta = _estimator()
     eta.window_active(("A",), True)
