@@ -8,14 +8,16 @@ The public names are re-exported here; the modules behind them are:
 * :mod:`callsys.policy` — the calling rules (rank, interleave, wait threshold, skill order)
 * :mod:`callsys.queues` — the indexed waiting room
 * :mod:`callsys.errors` — every error, with a stable ``code``
+* :mod:`callsys.identity` / :mod:`callsys.qrcodes` — resident ids and signed QR payloads
 """
 
 from .commands import (BookSlot as BookSlot, Cancel as Cancel, CallNext as CallNext,
                        CallNumber as CallNumber, CheckIn as CheckIn, CloseWindow as CloseWindow,
-                       Command as Command, FinishService as FinishService, NoShow as NoShow,
-                       OpenWindow as OpenWindow, Park as Park, Pause as Pause,
+                       Command as Command, FinishService as FinishService, FlagGreen as FlagGreen,
+                       NoShow as NoShow, OpenWindow as OpenWindow, Park as Park, Pause as Pause,
                        ReassignSkills as ReassignSkills, Recall as Recall, Requeue as Requeue,
-                       ResetDay as ResetDay, Resume as Resume, ReturnTicket as ReturnTicket,
+                       Reschedule as Reschedule, ResetDay as ResetDay, Resume as Resume,
+                       ReturnTicket as ReturnTicket,
                        StartService as StartService, TakeNumber as TakeNumber, Transfer as Transfer)
 from .engine import (EngineStatistics as EngineStatistics, Position as Position,
                      QueueEngine as QueueEngine, apply as apply, decide as decide)

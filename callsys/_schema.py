@@ -76,6 +76,9 @@ class AppointmentsSpec(_Model):
     early_checkin_min: int = Field(default=60, ge=0)
     late_grace_min: int = Field(default=15, ge=0)
     late_rule: Literal["walk_in", "reject"] = "walk_in"
+    no_show_limit: int = Field(default=2, ge=0)  # 0: the no-show rule is off
+    no_show_window_days: int = Field(default=30, ge=1, le=366)
+    no_show_block_days: int = Field(default=90, ge=1, le=3660)
 
     @field_validator("capacity")
     @classmethod
@@ -184,6 +187,24 @@ class VoiceSpec(_Model):
     silent_zones: tuple[str, ...] = ()
 
 
+class QrSpec(_Model):
+    """The ``[qr]`` table: signed QR payloads and the door code (see :mod:`callsys.qrcodes`)."""
+
+    ticket_valid_hours: float = Field(default=24.0, gt=0, le=24 * 30)
+    door_rotate_minutes: float = Field(default=5.0, gt=0, le=24 * 60)
+    doors: tuple[str, ...] = ("main",)
+
+    @field_validator("doors")
+    @classmethod
+    def _door_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for door in value:
+            if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,31}", door):
+                raise ValueError(f"door name {door!r} must be lower-case letters, digits, '_' or '-'")
+        if len(set(value)) != len(value):
+            raise ValueError("a door is listed twice")
+        return value
+
+
 class HallFile(_Model):
     """A whole hall file, as written."""
 
@@ -199,3 +220,4 @@ class HallFile(_Model):
     window_blocks: tuple[WindowBlockSpec, ...] = ()
     tokens: TokensSpec = TokensSpec()
     voice: VoiceSpec = VoiceSpec()
+    qr: QrSpec = QrSpec()

@@ -30,22 +30,50 @@ class Command:
 
 @dataclass(frozen=True, slots=True)
 class TakeNumber(Command):
-    """Take a number on site: at a kiosk (``channel="kiosk"``) or by scanning the QR code (``"qr"``)."""
+    """Take a number on site: at a kiosk (``channel="kiosk"``) or by scanning the QR code (``"qr"``).
+
+    Identity (optional, decided by the server from a resident id, see :mod:`callsys.identity`):
+    ``person`` is the keyed hash that stands for the citizen (one active ticket per person and
+    service), ``birth_year`` the year of birth. ``green_reason`` says why ``green`` is set:
+    ``"senior"`` (60 or over) or ``"requested"`` (the default for a green ticket).
+    """
 
     kind = "take_number"
     service: str
     channel: str = "kiosk"
     green: bool = False
+    person: str | None = None
+    birth_year: int | None = None
+    green_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class BookSlot(Command):
-    """Book an appointment for *service* in the slot that starts at *slot_start*."""
+    """Book an appointment for *service* in the slot that starts at *slot_start*.
+
+    ``person``, ``birth_year`` and ``green_reason`` as for :class:`TakeNumber`; a person who
+    missed too many appointments recently may not book (see :mod:`callsys.policy`).
+    """
 
     kind = "book_slot"
     service: str
     slot_start: float
     green: bool = False
+    person: str | None = None
+    birth_year: int | None = None
+    green_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reschedule(Command):
+    """Move a booked (not yet checked-in) appointment to the slot that starts at *slot_start*.
+
+    The ticket keeps its id; the old slot's place is freed and the new one taken at once.
+    """
+
+    kind = "reschedule"
+    ticket: TicketRef
+    slot_start: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +184,14 @@ class Park(WindowCommand):
 
 
 @dataclass(frozen=True, slots=True)
+class FlagGreen(WindowCommand):
+    """The clerk gives a waiting citizen the green-channel credit (elderly, disabled, pregnant...)."""
+
+    kind = "flag_green"
+    ticket: TicketRef
+
+
+@dataclass(frozen=True, slots=True)
 class Pause(WindowCommand):
     """The clerk takes a break; the window calls nobody until resumed."""
 
@@ -198,9 +234,9 @@ class ResetDay(Command):
 COMMANDS: dict[str, type[Command]] = {
     cls.kind: cls
     for cls in (
-        TakeNumber, BookSlot, CheckIn, Cancel, Requeue, ReturnTicket,
+        TakeNumber, BookSlot, Reschedule, CheckIn, Cancel, Requeue, ReturnTicket,
         CallNext, CallNumber, Recall, NoShow, StartService, FinishService,
-        Transfer, Park, Pause, Resume, OpenWindow, CloseWindow,
+        Transfer, Park, FlagGreen, Pause, Resume, OpenWindow, CloseWindow,
         ReassignSkills, ResetDay,
     )
 }

@@ -16,6 +16,7 @@ horizon back (:meth:`HallState.rewind`), so the rejection leaves the snapshot as
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from typing import Any, Callable, Iterable, Mapping
 
 from . import commands as cmd
@@ -23,7 +24,7 @@ from . import errors as err
 from . import events as ev
 from .hall import UNIVERSAL, Hall
 from .keys import KeyEntry, digest
-from .policy import rank_of, select
+from .policy import GREEN_REASONS, booking_block, rank_of, select
 from .state import (BOOKED, CALLED, CLOSED, NO_SHOW, OPEN, PARKED, PAUSED, SERVING, WAITING,
                     HallState, Ticket, WindowState, apply)
 
@@ -147,6 +148,50 @@ def _number(state: HallState, service: str, at: float) -> tuple[str, int, int]:
     return f"{prefix}{seq:0{hall.number_width}d}", day, seq
 
 
+# ---------------------------------------------------------------------- fairness
+
+
+def _green_reason(green: bool, reason: str | None) -> str | None:
+    """The recorded reason of a citizen command's green flag (``"requested"`` by default)."""
+    if reason is None:
+        return "requested" if green else None
+    if not green or reason not in GREEN_REASONS[:2]:
+        raise err.InvalidArgument(f"green_reason must be 'senior' or 'requested' on a green ticket, got {reason!r}",
+                                  green_reason=reason)
+    return reason
+
+
+def _identity(state: HallState, person: str | None, birth_year: int | None, service: str) -> None:
+    """Check a citizen command's identity fields and the one-active-ticket rule."""
+    if person is not None and (not isinstance(person, str) or not 8 <= len(person) <= 64):
+        raise err.InvalidArgument("person must be a keyed hash of 8 to 64 characters")
+    if birth_year is not None and (isinstance(birth_year, bool) or not isinstance(birth_year, int)
+                                   or not 1850 <= birth_year <= 9999):
+        raise err.InvalidArgument(f"birth_year must be a year, got {birth_year!r}", birth_year=birth_year)
+    if person is None:
+        return
+    held = state.holding(person, service)
+    if held is not None:
+        ref = {"number": held.number} if held.number is not None else {"ticket": held.id}
+        raise err.AlreadyHolding(f"this person already has a {held.status} ticket for {service!r}",
+                                 status=held.status, **ref)
+
+
+def _not_blocked(state: HallState, person: str | None, now: float) -> None:
+    """Refuse a booking by a person whose appointment no-shows block booking (policy.booking_block)."""
+    if person is None or person not in state.no_shows:
+        return
+    rules = state.hall.appointments
+    block = booking_block(state.no_shows[person], state.calendar.day(now).ordinal, limit=rules.no_show_limit,
+                          window_days=rules.no_show_window_days, block_days=rules.no_show_block_days)
+    if block is not None:
+        until, count = block
+        raise err.BookingBlocked(
+            f"{count} missed appointments within {rules.no_show_window_days} days: "
+            f"booking is possible again from {date.fromordinal(until).isoformat()}",
+            reason="no_shows", until=date.fromordinal(until).isoformat(), no_shows=count)
+
+
 # ---------------------------------------------------------------------- citizen side
 
 
@@ -154,35 +199,63 @@ def _take_number(state: HallState, c: cmd.TakeNumber, now: float) -> list[ev.Eve
     _service(state, c.service)
     if c.channel not in CHANNELS:
         raise err.InvalidArgument(f"channel must be one of {CHANNELS}, got {c.channel!r}", channel=c.channel)
+    reason = _green_reason(c.green, c.green_reason)
+    _identity(state, c.person, c.birth_year, c.service)
     number, day, seq = _number(state, c.service, now)
     klass = "priority" if c.green else "normal"
     rank = now - state.hall.policy.green_credit_s if c.green else now
-    return [ev.TicketIssued(now, state.next_id, number, c.service, c.channel, c.green, klass, rank, day, seq)]
+    return [ev.TicketIssued(now, state.next_id, number, c.service, c.channel, c.green, klass, rank, day, seq,
+                            c.person, c.birth_year, reason)]
 
 
-def _book_slot(state: HallState, c: cmd.BookSlot, now: float) -> list[ev.Event]:
-    _service(state, c.service)
+def _slot(state: HallState, service: str, slot_start: float, now: float) -> float:
+    """The end of the bookable slot of *service* that starts at *slot_start*.
+
+    Raises:
+        InvalidSlot: the service takes no appointments, or the slot is off the grid or over.
+        SlotFull: no place is left in it.
+    """
     rules = state.hall.appointments
-    capacity = rules.capacity[c.service]
+    capacity = rules.capacity[service]
     if capacity == 0:
-        raise err.InvalidSlot(f"service {c.service!r} takes no appointments", service=c.service)
+        raise err.InvalidSlot(f"service {service!r} takes no appointments", service=service)
     slot_s = rules.slot_minutes * 60
     try:
-        day, minute = state.calendar.minute(c.slot_start)
+        day, minute = state.calendar.minute(slot_start)
     except (OverflowError, OSError, ValueError):  # a time no calendar can show (1e300, nan...)
-        raise err.InvalidSlot("the slot start is not a valid time", slot_start=c.slot_start) from None
+        raise err.InvalidSlot("the slot start is not a valid time", slot_start=slot_start) from None
     on_grid = any(
         start <= minute and minute + rules.slot_minutes <= end and (minute - start) % rules.slot_minutes == 0
         for start, end in state.hall.hours.sessions(day.weekday)
     )
     if not on_grid:
-        raise err.InvalidSlot("the slot is not on the hall's appointment grid", slot_start=c.slot_start)
-    if c.slot_start + slot_s <= now:
-        raise err.InvalidSlot("the slot is over", slot_start=c.slot_start)
-    if state.bookings[(c.service, c.slot_start)] >= capacity:
-        raise err.SlotFull(f"the slot is fully booked for {c.service!r} ({capacity} places)",
-                           service=c.service, slot_start=c.slot_start, capacity=capacity)
-    return [ev.SlotBooked(now, state.next_id, c.service, c.slot_start, c.slot_start + slot_s, c.green)]
+        raise err.InvalidSlot("the slot is not on the hall's appointment grid", slot_start=slot_start)
+    if slot_start + slot_s <= now:
+        raise err.InvalidSlot("the slot is over", slot_start=slot_start)
+    if state.bookings[(service, slot_start)] >= capacity:
+        raise err.SlotFull(f"the slot is fully booked for {service!r} ({capacity} places)",
+                           service=service, slot_start=slot_start, capacity=capacity)
+    return slot_start + slot_s
+
+
+def _book_slot(state: HallState, c: cmd.BookSlot, now: float) -> list[ev.Event]:
+    _service(state, c.service)
+    reason = _green_reason(c.green, c.green_reason)
+    _not_blocked(state, c.person, now)
+    _identity(state, c.person, c.birth_year, c.service)
+    slot_end = _slot(state, c.service, c.slot_start, now)
+    return [ev.SlotBooked(now, state.next_id, c.service, c.slot_start, slot_end, c.green,
+                          c.person, c.birth_year, reason)]
+
+
+def _reschedule(state: HallState, c: cmd.Reschedule, now: float) -> list[ev.Event]:
+    ticket = _ticket(state, c.ticket)
+    _expect(ticket, BOOKED)
+    if c.slot_start == ticket.slot_start:
+        raise err.InvalidSlot("the appointment is already booked for that slot", ticket=ticket.id,
+                              slot_start=c.slot_start)
+    slot_end = _slot(state, ticket.service, c.slot_start, now)
+    return [ev.SlotRescheduled(now, ticket.id, c.slot_start, slot_end)]
 
 
 def _check_in(state: HallState, c: cmd.CheckIn, now: float) -> list[ev.Event]:
@@ -218,6 +291,8 @@ def _cancel(state: HallState, c: cmd.Cancel, now: float) -> list[ev.Event]:
 def _requeue(state: HallState, c: cmd.Requeue, now: float) -> list[ev.Event]:
     ticket = _ticket(state, c.ticket)
     _expect(ticket, NO_SHOW)
+    if ticket.person is not None:  # the person may have taken a new number since
+        _identity(state, ticket.person, None, ticket.service)
     _issuing_day(state, now)
     rank = ticket.rank if state.hall.policy.requeue == "keep" else now
     return [ev.TicketRequeued(now, ticket.id, rank)]
@@ -294,6 +369,8 @@ def _transfer(state: HallState, c: cmd.Transfer, now: float) -> list[ev.Event]:
     if c.service is not None:
         _service(state, c.service)
         service = c.service
+        if ticket.person is not None and service != ticket.service:
+            _identity(state, ticket.person, None, service)
     else:
         _window(state, c.to_window)
         if c.to_window == window.id:
@@ -304,6 +381,17 @@ def _transfer(state: HallState, c: cmd.Transfer, now: float) -> list[ev.Event]:
 def _park(state: HallState, c: cmd.Park, now: float) -> list[ev.Event]:
     window, ticket = _current(state, c.window, CALLED, SERVING)
     return [ev.TicketParked(now, ticket.id, window.id)]
+
+
+def _flag_green(state: HallState, c: cmd.FlagGreen, now: float) -> list[ev.Event]:
+    window = _window(state, c.window)
+    ticket = _ticket(state, c.ticket)
+    _expect(ticket, WAITING)
+    if ticket.green:
+        raise err.InvalidState(f"ticket {ticket.number} already has the green credit", ticket=ticket.id,
+                               status=ticket.status, green_reason=ticket.green_reason)
+    rank = ticket.rank - state.hall.policy.green_credit_s
+    return [ev.GreenFlagged(now, ticket.id, window.id, "priority", rank)]
 
 
 def _window_move(source: tuple[str, ...], event: type[ev.Event], *, idle: bool) -> Callable:
@@ -350,6 +438,7 @@ def _reset_day(state: HallState, c: cmd.ResetDay, now: float) -> list[ev.Event]:
 _DECIDE: dict[str, Callable[[HallState, Any, float], list[ev.Event]]] = {
     cmd.TakeNumber.kind: _take_number,
     cmd.BookSlot.kind: _book_slot,
+    cmd.Reschedule.kind: _reschedule,
     cmd.CheckIn.kind: _check_in,
     cmd.Cancel.kind: _cancel,
     cmd.Requeue.kind: _requeue,
@@ -362,6 +451,7 @@ _DECIDE: dict[str, Callable[[HallState, Any, float], list[ev.Event]]] = {
     cmd.FinishService.kind: _finish,
     cmd.Transfer.kind: _transfer,
     cmd.Park.kind: _park,
+    cmd.FlagGreen.kind: _flag_green,
     cmd.Pause.kind: _window_move((OPEN,), ev.WindowPaused, idle=True),
     cmd.Resume.kind: _window_move((PAUSED,), ev.WindowResumed, idle=False),
     cmd.OpenWindow.kind: _window_move((CLOSED,), ev.WindowOpened, idle=False),

@@ -132,3 +132,33 @@ class KeyReused(EngineError):
     """The idempotency key was used today for a different command (or other fields)."""
 
     code = "key_reused"
+
+
+class InvalidResidentId(EngineError):
+    """The resident id is not a valid 18-character GB 11643 citizen id (length, digits, birth date or check digit)."""
+
+    code = "invalid_resident_id"
+
+
+class QrRefused(EngineError):
+    """A scanned QR payload is refused; ``details["reason"]`` says why.
+
+    Reasons: ``malformed`` (not a callsys payload), ``forged`` (the signature does not match:
+    altered or made without the hall's key), ``wrong_hall``, ``wrong_kind`` (e.g. a ticket code
+    shown at the check-in scanner), ``expired``, ``already_used`` (an appointment already checked in
+    or cancelled; decided by the server, not the signature).
+    """
+
+    code = "qr_refused"
+
+
+class AlreadyHolding(EngineError):
+    """The person already has an active ticket or booking for that service (one per person per service)."""
+
+    code = "already_holding"
+
+
+class BookingBlocked(EngineError):
+    """The person missed too many appointments recently and may not book until ``details["until"]``."""
+
+    code = "booking_blocked"

@@ -33,6 +33,9 @@ class TicketIssued(Event):
     rank: float
     day: int
     seq: int
+    person: str | None = None  # keyed hash of the resident id (never shown, see callsys.identity)
+    birth_year: int | None = None
+    green_reason: str | None = None  # "senior" | "requested" when green
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +48,30 @@ class SlotBooked(Event):
     slot_start: float
     slot_end: float
     green: bool
+    person: str | None = None
+    birth_year: int | None = None
+    green_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SlotRescheduled(Event):
+    """A booked appointment moved to another slot (same ticket, same service)."""
+
+    kind = "slot_rescheduled"
+    ticket: int
+    slot_start: float
+    slot_end: float
+
+
+@dataclass(frozen=True, slots=True)
+class GreenFlagged(Event):
+    """The clerk at ``by_window`` gave waiting ``ticket`` the green credit: its new class and rank."""
+
+    kind = "green_flagged"
+    ticket: int
+    by_window: int
+    klass: str
+    rank: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,7 +232,7 @@ EVENTS: dict[str, type[Event]] = {
     cls.kind: cls
     for cls in (
         CommandKeyed, TicketIssued, SlotBooked, CheckedIn, TicketCancelled, TicketCalled, TicketRecalled,
-        TicketNoShow, TicketRequeued, ServiceStarted, ServiceFinished, TicketTransferred,
+        SlotRescheduled, GreenFlagged, TicketNoShow, TicketRequeued, ServiceStarted, ServiceFinished, TicketTransferred,
         TicketParked, TicketReturned, WindowOpened, WindowClosed, WindowPaused,
         WindowResumed, SkillsReassigned, DayReset,
     )

@@ -65,6 +65,9 @@ class Appointments:
     early_checkin_s: float
     late_grace_s: float
     late_rule: str  # "walk_in" | "reject"
+    no_show_limit: int = 2  # appointment no-shows within the window that block booking; 0 = rule off
+    no_show_window_days: int = 30
+    no_show_block_days: int = 90
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +143,15 @@ class Voice:
 
 
 @dataclass(frozen=True, slots=True)
+class Qr:
+    """The ``[qr]`` table: how long signed QR payloads live and how the door code rotates."""
+
+    ticket_valid_s: float = 24 * 3600.0  # ticket QR lifetime after issue (appointments: at least to slot end + grace)
+    door_rotate_s: float = 300.0
+    doors: tuple[str, ...] = ("main",)  # entrances that show a door code
+
+
+@dataclass(frozen=True, slots=True)
 class Hall:
     id: str
     name: Names
@@ -156,6 +168,7 @@ class Hall:
     windows: tuple[Window, ...]
     tokens: Mapping[str, frozenset[str]]
     voice: Voice = Voice()
+    qr: Qr = Qr()
     source: str = ""
     services_by_code: Mapping[str, Service] = field(default_factory=dict, repr=False)
     windows_by_id: Mapping[int, Window] = field(default_factory=dict, repr=False)
@@ -304,6 +317,7 @@ class _Compiler:
             windows=windows,
             tokens=tokens,
             voice=voice,
+            qr=Qr(spec.qr.ticket_valid_hours * 3600, spec.qr.door_rotate_minutes * 60, tuple(spec.qr.doors)),
             source=self.source,
             services_by_code=MappingProxyType({s.code: s for s in services}),
             windows_by_id=MappingProxyType({w.id: w for w in windows}),
@@ -441,6 +455,9 @@ class _Compiler:
             early_checkin_s=a.early_checkin_min * 60,
             late_grace_s=a.late_grace_min * 60,
             late_rule=a.late_rule,
+            no_show_limit=a.no_show_limit,
+            no_show_window_days=a.no_show_window_days,
+            no_show_block_days=a.no_show_block_days,
         )
 
     def tokens(self) -> Mapping[str, frozenset[str]]:

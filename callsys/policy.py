@@ -13,6 +13,19 @@ This is where the hall's calling rules live (see ``[policy]`` in a hall file):
   each class falling back to the other when empty, so neither class starves.
 * **Skill order** (``skill_order``): ``"rank"`` takes the best rank over all skills;
   ``"strict"`` serves skills in listed order (primary service first).
+
+Fairness rules for people who give their resident id (see :mod:`callsys.identity`):
+
+* **Green channel**: people aged 60 or over (``"senior"``, decided by the server from the
+  birth date), people a clerk flags while they wait (``"clerk"``) and green tickets asked
+  for at the kiosk (``"requested"``) get the green credit; the ticket records the reason.
+* **No hoarding**: one active ticket or booking per person per service.
+* **No-shows** (``[appointments]`` ``no_show_limit``, ``no_show_window_days``,
+  ``no_show_block_days``): an appointment booked and never checked in, or checked in and then
+  marked no-show by a clerk, counts against its person on the slot's day (counted when the
+  day is reset). ``no_show_limit`` of them within ``no_show_window_days`` days block new
+  bookings for ``no_show_block_days`` days from the last of them; the refusal gives the
+  reason and the end date. Taking a number on site is never blocked.
 """
 
 from __future__ import annotations
@@ -33,6 +46,32 @@ class WindowView(Protocol):
     skill_order: str
     interleave: tuple[int, ...]
     cycle: int
+
+
+GREEN_REASONS: Final = ("senior", "requested", "clerk")
+"""Why a ticket has the green credit; ``"clerk"`` only through the clerk's flag."""
+
+
+def booking_block(no_shows: list[int], today: int, *, limit: int, window_days: int,
+                  block_days: int) -> tuple[int, int] | None:
+    """Whether a person with appointment no-shows on days *no_shows* may book on day *today*.
+
+    Days are proleptic Gregorian ordinals of the hall's local dates, oldest first.
+
+    Returns:
+        None when booking is allowed; else ``(last blocked day + 1, no-shows counted)``: the
+        first day booking is allowed again and the no-shows within the window that caused it.
+    """
+    if limit <= 0 or len(no_shows) < limit:
+        return None
+    for last in range(len(no_shows) - 1, limit - 2, -1):  # the most recent trigger decides
+        day = no_shows[last]
+        if day + block_days <= today:
+            return None  # older triggers end even earlier
+        counted = sum(1 for d in no_shows[: last + 1] if d > day - window_days)
+        if counted >= limit:
+            return day + block_days, counted
+    return None
 
 
 def rank_of(at: float, *, green: bool, credit: float, green_credit: float) -> float:

@@ -32,6 +32,7 @@ DONE = "done"
 CANCELLED = "cancelled"
 EXPIRED = "expired"
 FINAL = frozenset({DONE, CANCELLED, EXPIRED})
+ACTIVE = frozenset({BOOKED, WAITING, CALLED, SERVING, PARKED})  # one per person and service
 
 # Window statuses.
 CLOSED, OPEN, PAUSED = "closed", "open", "paused"
@@ -62,6 +63,13 @@ class Ticket:
     transfers: int = 0
     rating: str | None = None
     score: int | None = None
+    person: str | None = None  # keyed hash of the resident id: engine state and log only, never shown
+    birth_year: int | None = None
+    green_reason: str | None = None  # "senior" | "requested" | "clerk" when green
+
+
+PRIVATE_FIELDS = frozenset({"person", "birth_year"})  # ticket fields no query or push shows
+_TICKET_FIELDS_BEFORE_PERSONS = 23  # snapshot rows written before tickets had persons
 
 
 @dataclass(slots=True)
@@ -154,6 +162,10 @@ class HallState:
         self.seq = 0  # events folded in so far: the log seq of the newest (the log numbers from 1)
         self.keys: dict[str, KeyEntry] = {}  # today's idempotency keys (see callsys.keys)
         self.keying: KeyEntry | None = None  # the keyed command whose events are being folded (until its seq)
+        # Fairness (callsys.policy): the ticket last given to (person, service) — it holds that
+        # pair while it is active — and each person's appointment no-show days (local ordinals).
+        self.holders: dict[tuple[str, str], int] = {}
+        self.no_shows: dict[str, list[int]] = {}
         self.eta = WaitEstimator({s.code: s.minutes for s in hall.services},
                                  [w.skills for w in hall.windows])  # see callsys.estimate
         # services whose backlog clock the next apply re-checks -> the earliest moment it may start
@@ -190,6 +202,25 @@ class HallState:
     def ticket_by_number(self, number: str) -> Ticket | None:
         tid = self.numbers.get(number)
         return None if tid is None else self.tickets[tid]
+
+    def holding(self, person: str, service: str) -> Ticket | None:
+        """The active ticket *person* holds for *service*, or None."""
+        ticket = self.tickets.get(self.holders.get((person, service), 0))
+        if ticket is None or ticket.status not in ACTIVE or ticket.service != service:
+            return None
+        return ticket
+
+    def hold_for(self, ticket: Ticket) -> None:
+        """Record *ticket* as its person's ticket for its service (no person: nothing)."""
+        if ticket.person is not None:
+            self.holders[(ticket.person, ticket.service)] = ticket.id
+
+    def count_no_show(self, ticket: Ticket) -> None:
+        """Count an appointment no-show of *ticket*'s person on its slot's local day."""
+        if ticket.person is not None and ticket.slot_start is not None:
+            days = self.no_shows.setdefault(ticket.person, [])
+            days.append(self.calendar.day(ticket.slot_start).ordinal)
+            days.sort()
 
     def queue_key(self, ticket: Ticket) -> tuple[str, str]:
         return (ticket.service, ticket.klass)
@@ -228,6 +259,8 @@ class HallState:
                 [w.id, w.status, list(w.skills), w.current, w.cycle, w.served]
                 for w in sorted(self.windows.values(), key=lambda w: w.id)
             ],
+            "ticket_fields": len(Ticket.__slots__),
+            "no_shows": sorted([person, list(days)] for person, days in self.no_shows.items()),
             "eta": self.eta.snapshot(),
         }
 
@@ -255,11 +288,13 @@ class HallState:
         state.seq = data.get("seq", 0)  # snapshots before idempotency keys had neither
         for key, command, digest, seq, rows in data.get("keys", ()):
             state.keys[key] = KeyEntry(key, command, digest, seq, [ev.from_row(row) for row in rows])
-        names = Ticket.__slots__
+        names = Ticket.__slots__[: data.get("ticket_fields", _TICKET_FIELDS_BEFORE_PERSONS)]
         for row in data["tickets"]:
             ticket = Ticket(**dict(zip(names, row[: len(names)])))
             queue, held = row[len(names)], row[len(names) + 1]
             state.tickets[ticket.id] = ticket
+            if ticket.status in ACTIVE:
+                state.hold_for(ticket)
             if ticket.number is not None and ticket.day == state.day:  # as live: final ones too
                 state.numbers[ticket.number] = ticket.id
             if queue is not None:
@@ -274,6 +309,7 @@ class HallState:
             window.status, window.current, window.cycle, window.served = status, current, cycle, served
             if status == OPEN:
                 state.set_window_active(window, True)
+        state.no_shows = {person: list(days) for person, days in data.get("no_shows", ())}
         if "eta" in data:  # snapshots before the estimator had none
             state.eta.restore(data["eta"])
         state.eta_touched.clear()
@@ -343,8 +379,10 @@ def _issue(state: HallState, ticket: Ticket, number: str, day: int, seq: int) ->
 
 def _ticket_issued(state: HallState, e: ev.TicketIssued) -> None:
     ticket = Ticket(e.ticket, e.service, e.channel, e.green, "waiting", e.at,
-                    klass=e.klass, rank=e.rank, eligible_at=e.at)
+                    klass=e.klass, rank=e.rank, eligible_at=e.at,
+                    person=e.person, birth_year=e.birth_year, green_reason=e.green_reason)
     state.tickets[e.ticket] = ticket
+    state.hold_for(ticket)
     state.next_id = e.ticket + 1
     _issue(state, ticket, e.number, e.day, e.seq)
     state.book.add(e.ticket, e.rank, (e.service, e.klass), e.at)
@@ -352,11 +390,37 @@ def _ticket_issued(state: HallState, e: ev.TicketIssued) -> None:
 
 
 def _slot_booked(state: HallState, e: ev.SlotBooked) -> None:
-    state.tickets[e.ticket] = Ticket(e.ticket, e.service, "appointment", e.green, BOOKED, e.at,
-                                     slot_start=e.slot_start, slot_end=e.slot_end)
+    ticket = state.tickets[e.ticket] = Ticket(
+        e.ticket, e.service, "appointment", e.green, BOOKED, e.at, slot_start=e.slot_start, slot_end=e.slot_end,
+        person=e.person, birth_year=e.birth_year, green_reason=e.green_reason)
+    state.hold_for(ticket)
     state.next_id = e.ticket + 1
     state.bookings[(e.service, e.slot_start)] += 1
     state.totals["booked"] += 1
+
+
+def _slot_rescheduled(state: HallState, e: ev.SlotRescheduled) -> None:
+    ticket = state.tickets[e.ticket]
+    state.bookings[(ticket.service, ticket.slot_start)] -= 1
+    state.bookings[(ticket.service, e.slot_start)] += 1
+    ticket.slot_start, ticket.slot_end = e.slot_start, e.slot_end
+    state.totals["rescheduled"] += 1
+
+
+def _green_flagged(state: HallState, e: ev.GreenFlagged) -> None:
+    """Re-ranked where it waits: a service queue becomes the priority one, a window's own stays."""
+    ticket = state.tickets[e.ticket]
+    ticket.green, ticket.green_reason, ticket.klass, ticket.rank = True, "clerk", e.klass, e.rank
+    book = state.book
+    if e.ticket in book.held:
+        not_before, _, key = book.held[e.ticket]
+        book.remove(e.ticket)
+        book.hold(e.ticket, not_before, e.rank, key if isinstance(key, int) else state.queue_key(ticket))
+    else:
+        _, key, since = book.where[e.ticket]
+        book.remove(e.ticket)
+        book.add(e.ticket, e.rank, key if isinstance(key, int) else state.queue_key(ticket), since)
+    state.totals["green_flagged"] += 1
 
 
 def _checked_in(state: HallState, e: ev.CheckedIn) -> None:
@@ -411,6 +475,7 @@ def _requeued(state: HallState, e: ev.TicketRequeued) -> None:
     ticket = state.tickets[e.ticket]
     ticket.status, ticket.rank, ticket.window, ticket.eligible_at = WAITING, e.rank, None, e.at
     ticket.finished_at = None
+    state.hold_for(ticket)
     state.book.add(ticket.id, e.rank, state.queue_key(ticket), e.at)
     state.totals["requeued"] += 1
 
@@ -439,6 +504,7 @@ def _transferred(state: HallState, e: ev.TicketTransferred) -> None:
     _release_window(state, e.from_window)
     to_window = e.to_window if e.to_window is not None and state.windows[e.to_window].status != CLOSED else None
     ticket.status, ticket.service, ticket.window = WAITING, e.service, to_window
+    state.hold_for(ticket)
     ticket.transfers += 1
     ticket.eligible_at, ticket.started_at, ticket.called_at = e.at, None, None
     key = to_window if to_window is not None else state.queue_key(ticket)
@@ -500,9 +566,13 @@ def _day_reset(state: HallState, e: ev.DayReset) -> None:
             state.book.remove(tid)
         if ticket.status == BOOKED:
             state.bookings[(ticket.service, ticket.slot_start)] -= 1
+            state.count_no_show(ticket)  # booked, never checked in
+        elif ticket.status == NO_SHOW and ticket.channel == "appointment":
+            state.count_no_show(ticket)  # checked in, then did not come when called
     # Finished tickets are history (kept in the event log), not state.
     for tid in [t.id for t in state.tickets.values() if t.status in FINAL or t.status == NO_SHOW]:
         del state.tickets[tid]
+    _forget_persons(state, state.calendar.day(e.at).ordinal)
     state.bookings = Counter({k: n for k, n in state.bookings.items() if n > 0})
     for window in state.windows.values():
         if window.status == OPEN:
@@ -515,10 +585,25 @@ def _day_reset(state: HallState, e: ev.DayReset) -> None:
     state.totals["expired"] += len(e.expired)
 
 
+def _forget_persons(state: HallState, today: int) -> None:
+    """Day reset: drop holders of tickets gone and no-show days too old to block anyone."""
+    state.holders = {pair: tid for pair, tid in state.holders.items() if tid in state.tickets}
+    rules = state.hall.appointments
+    oldest = today - rules.no_show_window_days - rules.no_show_block_days
+    for person in list(state.no_shows):
+        days = [d for d in state.no_shows[person] if d > oldest]
+        if days:
+            state.no_shows[person] = days
+        else:
+            del state.no_shows[person]
+
+
 _APPLY: dict[str, Callable[[HallState, Any], None]] = {
     ev.CommandKeyed.kind: _command_keyed,
     ev.TicketIssued.kind: _ticket_issued,
     ev.SlotBooked.kind: _slot_booked,
+    ev.SlotRescheduled.kind: _slot_rescheduled,
+    ev.GreenFlagged.kind: _green_flagged,
     ev.CheckedIn.kind: _checked_in,
     ev.TicketCancelled.kind: _cancelled,
     ev.TicketCalled.kind: _called,

@@ -140,6 +140,17 @@ def test_window_policy_overrides_hall_policy(make_hall):
     assert hall_data["windows"][0]["interleave"] == []
 
 
+def test_qr_and_no_show_defaults_and_overrides(small_hall, make_hall):
+    assert small_hall.qr.ticket_valid_s == 24 * 3600 and small_hall.qr.door_rotate_s == 300
+    assert small_hall.qr.doors == ("main",)
+    a = small_hall.appointments
+    assert (a.no_show_limit, a.no_show_window_days, a.no_show_block_days) == (2, 30, 90)
+    hall = make_hall({"qr": {"ticket_valid_hours": 2, "door_rotate_minutes": 1.5, "doors": ["east", "west"]},
+                      "appointments": {"no_show_limit": 0}})
+    assert (hall.qr.ticket_valid_s, hall.qr.door_rotate_s, hall.qr.doors) == (7200, 90, ("east", "west"))
+    assert hall.appointments.no_show_limit == 0
+
+
 def test_numbers_never_reset(make_hall):
     assert not make_hall({"hall": {"reset_numbers": "never"}}).reset_daily
 
@@ -205,6 +216,13 @@ MISTAKES = {
     "interleave count below one": (_set("policy.interleave", [0, 1]), "policy.interleave", "two counts >= 1"),
     "no windows": (_set("windows", []), "windows", "no windows"),
     "bad policy choice": (_set("policy.requeue", "front"), "policy.requeue", "'front'"),
+    "negative no-show limit": (_set("appointments.no_show_limit", -1), "appointments.no_show_limit", "greater than or equal to 0"),
+    "zero no-show window": (_set("appointments.no_show_window_days", 0), "appointments.no_show_window_days",
+                            "greater than or equal to 1"),
+    "zero QR lifetime": (_set("qr", {"ticket_valid_hours": 0}), "qr.ticket_valid_hours", "greater than 0"),
+    "bad door name": (_set("qr", {"doors": ["Main Door"]}), "qr.doors", "door name 'Main Door'"),
+    "door listed twice": (_set("qr", {"doors": ["main", "main"]}), "qr.doors", "listed twice"),
+    "unknown QR key": (_set("qr", {"colour": "red"}), "qr.colour", "unknown key"),
 }
 
 

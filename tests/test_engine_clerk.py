@@ -38,6 +38,8 @@ CODES = {
     err.HallClosed: "hall_closed", err.InvalidSlot: "invalid_slot", err.SlotFull: "slot_full",
     err.CheckInRejected: "checkin_rejected", err.RecallLimit: "recall_limit",
     err.InvalidArgument: "invalid_argument", err.KeyReused: "key_reused",
+    err.InvalidResidentId: "invalid_resident_id", err.QrRefused: "qr_refused",
+    err.AlreadyHolding: "already_holding", err.BookingBlocked: "booking_blocked",
 }
 
 

@@ -4,8 +4,11 @@ Random scripts of citizen, clerk and manager commands run against two halls: the
 (rank order, no interleave, no wait threshold, two strict windows) and the demo hall with
 interleave [2, 1], the wait threshold and strict skill order everywhere. Commands are
 stamped with increasing times inside Monday morning's session; many are rejected, which is
-allowed as long as a rejection changes nothing. After every step the invariants below hold;
-after every script, replay equals live.
+allowed as long as a rejection changes nothing. Tickets and bookings are taken by three
+identified persons or anonymously; bookings are rescheduled and clerks flag waiting citizens
+green. After every step the invariants below hold (no ticket lost or served twice, at most
+one active ticket per person and service, no slot over capacity); after every script,
+replay equals live.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from callsys.engine import QueueEngine
 from callsys.errors import EngineError, WindowClosed
 from callsys.events import from_record, to_record
 from callsys.hall import Hall, hall_from_mapping
-from callsys.state import CALLED, FINAL, SERVING, WAITING, HallState, apply
+from callsys.state import ACTIVE, CALLED, FINAL, SERVING, WAITING, HallState, apply
 
 from conftest import CONFIG, hall_time, merged
 from engine_support import Desk
@@ -37,7 +40,9 @@ WEIGHTS = {
     "take": 8, "book": 2, "check_in": 2, "cancel": 1, "requeue": 2, "return": 2, "reassign": 1,
     "transfer_service": 1, "transfer_window": 1, "park": 2, "pause": 1, "resume": 1, "open": 3, "close": 1,
     "next": 8, "call_number": 1, "recall": 4, "no_show": 3, "start": 2, "finish": 5, "reset": 1,
+    "reschedule": 1, "flag_green": 1,
 }
+PERSONS = (None, "p" * 32, "q" * 32, "r" * 32)
 KINDS = [kind for kind, weight in WEIGHTS.items() for _ in range(weight)]
 OPS = st.lists(
     st.tuples(st.sampled_from(KINDS), st.integers(0, 63), st.integers(0, 63), st.integers(0, 90)),
@@ -154,8 +159,12 @@ class Script:
         at, window = self.now, self.window(kind, a)
         service = self.services[b % len(self.services)] if b != 63 else "NOPE"
         make = {
-            "take": lambda: cmd.TakeNumber(at, service, "qr" if a % 3 == 0 else "kiosk", a % 5 == 0),
-            "book": lambda: cmd.BookSlot(at, service, hall_time(9, 30 * (a % 7)), b % 4 == 0),
+            "take": lambda: cmd.TakeNumber(at, service, "qr" if a % 3 == 0 else "kiosk", a % 5 == 0,
+                                           person=PERSONS[b % 4]),
+            "book": lambda: cmd.BookSlot(at, service, hall_time(9, 30 * (a % 7)), b % 4 == 0,
+                                         person=PERSONS[a % 4]),
+            "reschedule": lambda: cmd.Reschedule(at, self.ref(self.pick(a, "booked"), b), hall_time(9, 30 * (b % 7))),
+            "flag_green": lambda: cmd.FlagGreen(at, window, self.ref(self.pick(b, WAITING), b)),
             "check_in": lambda: cmd.CheckIn(at, self.ref(self.pick(a, "booked"), b)),
             "cancel": lambda: cmd.Cancel(at, self.ref(self.pick(a, "booked", WAITING, CALLED), b)),
             "requeue": lambda: cmd.Requeue(at, self.ref(self.pick(a, "no_show"), b)),
@@ -248,6 +257,21 @@ class Script:
         for window, queue in book.direct.items():  # only a transfer can queue at a closed window
             assert state.windows[window].status != "closed" or all(tickets[t].transfers for _, t in queue)
         self.check_counts()
+        self.check_fairness()
+
+    def check_fairness(self) -> None:
+        """One active ticket per person and service; no slot over capacity (a checked-in
+        appointment keeps its place in the count, so bookings >= tickets still booked)."""
+        tickets = self.engine.state.tickets.values()
+        held = Counter((t.person, t.service) for t in tickets if t.person is not None and t.status in ACTIVE)
+        assert all(n == 1 for n in held.values()), held
+        booked = Counter((t.service, t.slot_start) for t in tickets if t.status == "booked")
+        places = self.engine.state.bookings
+        assert all(places[slot] >= n for slot, n in booked.items()), (booked, places)
+        capacity = self.hall.appointments.capacity
+        assert all(0 <= n <= capacity[service] for (service, _), n in places.items())
+        assert all(t.green_reason in (None, "requested", "clerk") and (t.green_reason is None) != t.green
+                   for t in tickets)
 
     def check_counts(self) -> None:
         state = self.engine.state

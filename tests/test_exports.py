@@ -18,7 +18,7 @@ PUBLIC = {
     # commands
     "Command", "TakeNumber", "BookSlot", "CheckIn", "Cancel", "Requeue", "ReturnTicket", "CallNext",
     "CallNumber", "Recall", "NoShow", "StartService", "FinishService", "Transfer", "Park", "Pause",
-    "Resume", "OpenWindow", "CloseWindow", "ReassignSkills", "ResetDay",
+    "Resume", "OpenWindow", "CloseWindow", "ReassignSkills", "ResetDay", "Reschedule", "FlagGreen",
     # engine
     "QueueEngine", "decide", "apply", "Position", "EngineStatistics", "HallState",
     # events
@@ -30,8 +30,9 @@ PUBLIC = {
 }
 
 COMMAND_FIELDS = {
-    "take_number": ("TakeNumber", ["at", "service", "channel", "green"]),
-    "book_slot": ("BookSlot", ["at", "service", "slot_start", "green"]),
+    "take_number": ("TakeNumber", ["at", "service", "channel", "green", "person", "birth_year", "green_reason"]),
+    "book_slot": ("BookSlot", ["at", "service", "slot_start", "green", "person", "birth_year", "green_reason"]),
+    "reschedule": ("Reschedule", ["at", "ticket", "slot_start"]),
     "check_in": ("CheckIn", ["at", "ticket"]),
     "cancel": ("Cancel", ["at", "ticket"]),
     "requeue": ("Requeue", ["at", "ticket"]),
@@ -44,6 +45,7 @@ COMMAND_FIELDS = {
     "finish": ("FinishService", ["at", "window", "rating", "score"]),
     "transfer": ("Transfer", ["at", "window", "service", "to_window"]),
     "park": ("Park", ["at", "window"]),
+    "flag_green": ("FlagGreen", ["at", "window", "ticket"]),
     "pause": ("Pause", ["at", "window"]),
     "resume": ("Resume", ["at", "window"]),
     "open_window": ("OpenWindow", ["at", "window"]),
@@ -53,8 +55,12 @@ COMMAND_FIELDS = {
 }
 
 EVENT_FIELDS = {
-    "ticket_issued": ["at", "ticket", "number", "service", "channel", "green", "klass", "rank", "day", "seq"],
-    "slot_booked": ["at", "ticket", "service", "slot_start", "slot_end", "green"],
+    "ticket_issued": ["at", "ticket", "number", "service", "channel", "green", "klass", "rank", "day", "seq",
+                      "person", "birth_year", "green_reason"],
+    "slot_booked": ["at", "ticket", "service", "slot_start", "slot_end", "green", "person", "birth_year",
+                    "green_reason"],
+    "slot_rescheduled": ["at", "ticket", "slot_start", "slot_end"],
+    "green_flagged": ["at", "ticket", "by_window", "klass", "rank"],
     "checked_in": ["at", "ticket", "number", "klass", "rank", "not_before", "day", "seq", "late"],
     "ticket_cancelled": ["at", "ticket"],
     "ticket_called": ["at", "ticket", "window", "number", "service", "by_number"],

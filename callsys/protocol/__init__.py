@@ -16,5 +16,5 @@ from .errors import (Forbidden as Forbidden, HelloRequired as HelloRequired, Hel
                      Unavailable as Unavailable, UnexpectedHello as UnexpectedHello, UnknownField as UnknownField,
                      UnknownType as UnknownType)
 from .messages import (COMMAND_TYPES as COMMAND_TYPES, MESSAGE_TYPES as MESSAGE_TYPES,
-                       ROLE_MESSAGES as ROLE_MESSAGES, Hello as Hello, error as error, ok as ok, parse as parse,
+                       ROLE_MESSAGES as ROLE_MESSAGES, SERVER_FIELDS as SERVER_FIELDS, Hello as Hello, error as error, ok as ok, parse as parse,
                        parse_hello as parse_hello, request_id as request_id)

@@ -70,9 +70,16 @@ _TICKET: Final = {"ticket": Field("ref", required=True)}
 _WINDOW: Final = {"window": Field("int", required=True)}
 _WINDOW_MOVES: Final = ("pause", "resume", "open_window", "close_window")
 
+# Fields the server turns into command fields before the engine sees them: a resident id
+# becomes the keyed ``person`` hash, the ``birth_year`` and, from 60, the green channel.
+SERVER_FIELDS: Final = frozenset({"resident_id"})
+_RESIDENT: Final = {"resident_id": Field("str")}
+
 _CITIZEN: dict[str, Spec] = {
-    "take_number": {"service": Field("str", True), "channel": Field("str"), "green": Field("bool")},
-    "book_slot": {"service": Field("str", True), "slot_start": Field("num", True), "green": Field("bool")},
+    "take_number": {"service": Field("str", True), "channel": Field("str"), "green": Field("bool"), **_RESIDENT},
+    "book_slot": {"service": Field("str", True), "slot_start": Field("num", True), "green": Field("bool"),
+                  **_RESIDENT},
+    "reschedule": {**_TICKET, "slot_start": Field("num", True)},
     "check_in": _TICKET,
     "cancel": _TICKET,
     "requeue": _TICKET,
@@ -86,6 +93,7 @@ _CLERK: dict[str, Spec] = {
     "finish": {"rating": Field("str", nullable=True), "score": Field("int", nullable=True)},
     "transfer": {"service": Field("str"), "to_window": Field("int")},
     "park": {},
+    "flag_green": _TICKET,
     "return_ticket": _TICKET,
     **{kind: {} for kind in _WINDOW_MOVES},
     "window": {},

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from .. import commands as cmd
 from ..events import Event, to_record
+from ..identity import SENIOR_AGE, age_on, derive_key, parse_resident_id, person_key
 from ..log import Pending
 from ..protocol import ok
 from . import queries
@@ -32,6 +33,28 @@ def _command(session: "Session", kind: str, fields: dict[str, Any]) -> cmd.Comma
     if "skills" in fields:
         fields["skills"] = tuple(fields["skills"])
     return cls(at=session.server.clock.now(), **fields)
+
+
+def _identify(session: "Session", fields: dict[str, Any]) -> None:
+    """Turn a ``resident_id`` field into the command's identity fields, in place.
+
+    The id is validated (GB 11643) and replaced by its keyed hash (``person``) and birth
+    year; a resident aged :data:`~callsys.identity.SENIOR_AGE` or over on the hall's local
+    date gets the green channel with reason ``"senior"``. The id itself goes no further.
+
+    Raises:
+        InvalidResidentId: the id is not valid.
+    """
+    text = fields.pop("resident_id", None)
+    if text is None:
+        return
+    server = session.server
+    resident = parse_resident_id(text)
+    fields["person"] = person_key(derive_key(server.secret, "person"), server.hall.id, resident)
+    fields["birth_year"] = resident.birth_year
+    today = server.hall.local_time(server.clock.now()).date()
+    if age_on(resident.birth_date, today) >= SENIOR_AGE:
+        fields["green"], fields["green_reason"] = True, "senior"
 
 
 def _handle_command(session: "Session", kind: str, rid: Any, fields: dict[str, Any]) -> Reply:
@@ -55,13 +78,16 @@ def _ticket_result(session: "Session", events: list[Event], pending: Pending, ri
     return pending, ok(rid, _repeat({
         "ticket": tid, "number": ticket.number, "service": ticket.service, "channel": ticket.channel,
         "status": ticket.status, "rank": ticket.rank, "klass": ticket.klass, "green": ticket.green,
+        "green_reason": ticket.green_reason,
         "issued_at": ticket.issued_at, "slot_start": ticket.slot_start, "slot_end": ticket.slot_end,
         "ahead": position.ahead, "estimated_wait_s": position.estimated_wait_s,
         "secret": phone_secret(server.secret, server.hall.id, tid),
+        "qr": queries.ticket_qr(server.hall, server.secret, ticket),
     }, pending))
 
 
 def _handle_ticketing(session: "Session", kind: str, rid: Any, fields: dict[str, Any]) -> Reply:
+    _identify(session, fields)
     events, pending = session.server.execute(_command(session, kind, fields))
     return _ticket_result(session, events, pending, rid)
 
@@ -110,6 +136,7 @@ HANDLERS: dict[str, Handler] = {
     cmd.TakeNumber.kind: _handle_ticketing,
     cmd.BookSlot.kind: _handle_ticketing,
     cmd.CheckIn.kind: _handle_ticketing,
+    cmd.Reschedule.kind: _handle_ticketing,
     "ping": _handle_ping,
     "position": _handle_position,
     "services": _handle_services,

@@ -69,7 +69,8 @@ _ANNOUNCED = (ev.TicketCalled.kind, ev.TicketRecalled.kind)
 # Events that add a ticket to a queue or take one out: the places behind it move. (Recalls,
 # starts, finishes, no-shows and parking concern a ticket at a window: no queue moves.)
 _QUEUE_MOVES = frozenset(e.kind for e in (ev.TicketIssued, ev.CheckedIn, ev.TicketCancelled, ev.TicketCalled,
-                                          ev.TicketRequeued, ev.TicketTransferred, ev.TicketReturned))
+                                          ev.TicketRequeued, ev.TicketTransferred, ev.TicketReturned,
+                                          ev.GreenFlagged))
 
 
 class Subscriber(Protocol):

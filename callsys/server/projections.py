@@ -70,7 +70,7 @@ TICKET_STATUS = {
     ev.TicketCancelled.kind: "cancelled", ev.TicketCalled.kind: "called", ev.TicketRecalled.kind: "called",
     ev.TicketNoShow.kind: "no_show", ev.TicketRequeued.kind: "waiting", ev.ServiceStarted.kind: "serving",
     ev.ServiceFinished.kind: "done", ev.TicketTransferred.kind: "waiting", ev.TicketParked.kind: "parked",
-    ev.TicketReturned.kind: "waiting",
+    ev.TicketReturned.kind: "waiting", ev.SlotRescheduled.kind: "booked", ev.GreenFlagged.kind: "waiting",
 }
 
 

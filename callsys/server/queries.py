@@ -11,12 +11,15 @@ import heapq
 from dataclasses import asdict
 from typing import Any, Final
 
+from .. import qrcodes
 from ..commands import TicketRef
 from ..engine import QueueEngine
 from ..errors import UnknownWindow
+from ..hall import Hall
+from ..identity import derive_key
 from ..log import Journal
 from ..queues import CLASSES
-from ..state import Ticket
+from ..state import BOOKED, PRIVATE_FIELDS, Ticket
 from .hub import Hub
 from .loopwatch import LoopWatch
 from .projections import service_summaries
@@ -73,7 +76,22 @@ def ticket(engine: QueueEngine, ref: TicketRef) -> dict[str, Any]:
 
 
 def _ticket_record(t: Ticket) -> dict[str, Any]:
-    return {name: getattr(t, name) for name in Ticket.__slots__}
+    return {name: getattr(t, name) for name in Ticket.__slots__ if name not in PRIVATE_FIELDS}
+
+
+def ticket_qr(hall: Hall, secret: bytes, t: Ticket) -> str:
+    """The signed QR payload of ticket *t* (see :mod:`callsys.qrcodes`).
+
+    A booking gets an appointment code (``"a"``, shown at the door to check in), any other
+    ticket a ticket code (``"t"``, to follow it on a phone). It expires ``[qr]
+    ticket_valid_hours`` after issue, and an appointment's not before its slot end plus the late
+    grace. Computed from the ticket alone, so a repeated request gets the same text.
+    """
+    expires = t.issued_at + hall.qr.ticket_valid_s
+    if t.slot_end is not None:
+        expires = max(expires, t.slot_end + hall.appointments.late_grace_s)
+    kind = qrcodes.APPOINTMENT if t.status == BOOKED else qrcodes.TICKET
+    return qrcodes.sign(derive_key(secret, "qr"), kind, hall.id, t.id, expires)
 
 
 def stats(engine: QueueEngine, connections: dict[str, int], hub: Hub, journal: Journal,
