@@ -4,13 +4,16 @@ Policy. A service's queue is served at some rate (calls per second) by the open 
 that serve it — its own windows and its share of windows shared with other services.
 The estimator measures that rate from the hall's own events and predicts::
 
-    estimated wait = (tickets ahead + 1) / rate          (+ the break, if it falls in one)
+    estimated wait = (tickets ahead + 1) / rate
 
-* **Measured rate.** Per service, the calls of its tickets that had waited (a ticket called
-  the instant it arrived at an idle window says nothing about capacity) are counted against
-  the *backlog clock*: the seconds during which the service had tickets waiting *and* an
-  open window serving it. calls / backlog seconds over the last ``HISTORY_CALLS`` such
-  calls (at most ``HISTORY_S`` of backlog back) is the rate the queue actually moves.
+* **Measured rate.** Per service, the tickets that left its queue after waiting there —
+  called, or cancelled: the queue drains both ways; a ticket called the instant it arrived
+  at a free window says nothing about capacity — are counted against the *backlog clock*:
+  the seconds during which the service had tickets waiting *and* an open window serving
+  it. Departures / backlog seconds over the last ``HISTORY_CALLS`` of them (at most
+  ``HISTORY_S`` of backlog back) is the rate the queue actually moves. It is read at the
+  last departure, not at the clock: an estimate changes when the hall moves, so phones
+  and screens are pushed then and not on every tick.
 * **Prior.** With little history the measured rate is noise, so it is blended with the
   configured one: every open window serving the service gives it ``60 / minutes`` calls
   per hour times its share (a window serving *k* services gives each 1/*k*). The blend
@@ -24,6 +27,11 @@ The estimator measures that rate from the hall's own events and predicts::
   ``max(0, ahead + 1 - k) / rate`` (0 for the first *k*).
 * **Nothing serves it** — its windows were open today and are all closed or paused now, or
   no window of the hall serves it: None; there is no honest number.
+
+Not modelled (measured in ``benchmarks.sim``, see docs/protocol.md "Wait estimates"): the
+wait threshold's reordering across services sharing windows, the interleave of priority
+tickets, breaks and the lunch pause. They are what keeps the error on ``qingdao-weekday``
+at about 6 minutes.
 
 The estimator is pure (no clock: every time is an argument) and its state is plain data
 (:meth:`WaitEstimator.snapshot`), kept in :class:`callsys.state.HallState` and fed by

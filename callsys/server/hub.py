@@ -103,7 +103,7 @@ class Hub:
         self._phone_last: dict[int, tuple[Any, ...]] = {}  # ticket -> (status, ahead, estimate) last pushed
         self._moved: set[str] = set()  # services whose queue moved since the last phone round
         self._moved_all = False  # a window closed or the day was reset: every service moved
-        # open windows per service as of the last phone round (the estimates divide by them)
+        # open windows per service as of the last phone round (the estimates rest on them)
         self._servers_seen = {code: engine.state.servers[code] for code in hall.services_by_code}
         self._held_seen: set[int] = set(engine.state.book.held)  # early check-ins held, last round
         self.phone_positions = 0  # phone places computed so far (on hello, on events, in rounds)
@@ -345,7 +345,7 @@ class Hub:
         Only the services whose queue moved since the last round are revisited: those
         marked by an event of one of their tickets (a ticket issued, checked in, called,
         cancelled, requeued, transferred, returned), those whose open windows changed (the
-        estimate divides by them), those whose held early check-ins were queued meanwhile, and all
+        estimate rests on them), those whose held early check-ins were queued meanwhile, and all
         after a window closed or the day was reset. One ordered walk over a service's two
         queues gives every ticket's place (its index: what :meth:`QueueEngine.position`
         counts with two bisections per ticket); a phone is pushed only if its place or
