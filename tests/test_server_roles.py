@@ -35,6 +35,9 @@ async def test_kiosk_takes_books_checks_in_cancels_requeues(server, fmt):
         assert booked["status"] == "booked" and booked["number"] is None and booked["slot_start"] == hall_time(10, 0)
         checked = await kiosk.request("check_in", ticket=booked["ticket"])
         assert checked["number"] == "C003" and checked["status"] == "waiting"
+        later = await kiosk.request("book_slot", service="SOC", slot_start=hall_time(10, 0))
+        moved = await kiosk.request("reschedule", ticket=later["ticket"], slot_start=hall_time(11, 0))
+        assert (moved["ticket"], moved["status"], moved["slot_start"]) == (later["ticket"], "booked", hall_time(11, 0))
 
         other = await kiosk.request("take_number", service="MED")
         assert kinds(await kiosk.request("cancel", ticket=other["ticket"])) == ["ticket_cancelled"]
@@ -57,6 +60,9 @@ async def test_clerk_runs_every_window_command(server, fmt):
         for _ in range(3):
             await kiosk.request("take_number", service="SOC")
         assert kinds(await clerk.request("open_window")) == ["window_opened"]
+        flagged = await clerk.request("flag_green", ticket="C001")  # first already: the order stays
+        assert (flagged["events"][0]["kind"], flagged["events"][0]["by_window"]) == ("green_flagged", 7)
+        assert server.engine.ticket("C001").green_reason == "clerk"
         assert (await clerk.request("call_next"))["events"][0]["number"] == "C001"
         assert (await clerk.request("recall"))["events"][0]["recalls"] == 1
         assert kinds(await clerk.request("start")) == ["service_started"]
@@ -143,8 +149,9 @@ async def test_display_speaker_and_phone_queries(server, fmt):
 def test_every_role_table_is_exercised():
     """The tests above send every message type each role may send."""
     sent = {
-        "kiosk": {"take_number", "book_slot", "check_in", "cancel", "requeue", "position", "services", "ping"},
-        "clerk": {"open_window", "call_next", "recall", "start", "finish", "call_number", "transfer", "park",
+        "kiosk": {"take_number", "book_slot", "check_in", "reschedule", "cancel", "requeue", "position", "services",
+                  "ping"},
+        "clerk": {"open_window", "flag_green", "call_next", "recall", "start", "finish", "call_number", "transfer", "park",
                   "return_ticket", "pause", "resume", "no_show", "close_window", "window", "ping"},
         "manager": {"open_window", "pause", "resume", "close_window", "reassign", "window", "stats", "ticket",
                     "services", "subscribe", "reset_day", "ping"},
