@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import asdict
-from typing import Any, Final
+from typing import Any, Collection, Final
 
 from .. import qrcodes
 from ..commands import TicketRef
 from ..engine import QueueEngine
-from ..errors import UnknownWindow
+from ..errors import QrRefused, UnknownTicket, UnknownWindow
 from ..hall import Hall
 from ..identity import derive_key
 from ..log import Journal
@@ -101,3 +101,38 @@ def stats(engine: QueueEngine, connections: dict[str, int], hub: Hub, journal: J
     return {**asdict(engine.statistics()), "connections": connections, "pushes": hub.pushes,
             "durable_seq": journal.durable_seq, "commits": journal.batches,
             "loop": loop_watch.figures() if loop_watch is not None else None}
+
+
+def scan_qr(engine: QueueEngine, secret: bytes, text: str, now: float,
+            kinds: Collection[str]) -> tuple[qrcodes.QrClaim, Ticket | None]:
+    """Verify a scanned QR payload of this hall and find the ticket it names.
+
+    The one check every scanner uses (the door's check-in, the phone page, the QR image route).
+
+    Args:
+        engine: the hall's engine.
+        secret: the server secret (the ``"qr"`` key is derived from it).
+        text: the scanned payload.
+        now: the server time.
+        kinds: the payload kinds this scanner takes (:data:`callsys.qrcodes.KINDS`).
+
+    Returns:
+        The claim, and the ticket for a ticket or appointment code (None for a door code).
+
+    Raises:
+        QrRefused: the payload does not verify (see :func:`callsys.qrcodes.verify`), or an
+            appointment code whose booking is no longer booked (``already_used``: checked in,
+            cancelled or gone).
+        UnknownTicket: a ticket code whose ticket is gone (a day reset removed it).
+    """
+    claim = qrcodes.verify(derive_key(secret, "qr"), engine.hall.id, text, now, kinds)
+    if claim.kind == qrcodes.DOOR:
+        return claim, None
+    ticket = engine.state.tickets.get(int(claim.ident)) if claim.ident.isdigit() else None
+    if claim.kind == qrcodes.APPOINTMENT and (ticket is None or ticket.status != BOOKED):
+        raise QrRefused("this appointment code was used already", reason="already_used",
+                        ticket=int(claim.ident) if claim.ident.isdigit() else claim.ident,
+                        status=ticket.status if ticket is not None else None)
+    if ticket is None:
+        raise UnknownTicket(f"no ticket {claim.ident} today", ticket=claim.ident)
+    return claim, ticket
