@@ -7,6 +7,13 @@
 * ``erlang_c_rel_err``: |simulated − Erlang C| / Erlang C of the mean wait of the M/M/2
   scenario ``mmc`` over ``--replications`` seeded runs of 60 days each.
 
+* ``eta_mae_min`` / ``eta_p90_abs_err_min``: how good the wait estimates are (``callsys.estimate``,
+  the one estimator the server uses): for every called citizen of ``--eta-scenario``
+  (``qingdao-weekday``), the estimate told at issue (at check-in for appointments) against
+  the actual wait until the first call — mean and 90th percentile of the absolute error, in
+  minutes. ``eta_mae_min_NAME`` / ``eta_p90_abs_err_min_NAME``: the same for each scenario of
+  ``--eta-others`` (no target).
+
 * ``live_*``: the same Monday played live (``sim.live``) against a real server started in
   a separate process (``callsys serve`` on the flagship hall, a fresh store in a temporary
   directory, its clock at 08:50 running ``--live-speed`` times real time) for
@@ -16,6 +23,7 @@
   and the end-of-run server-vs-clients check. Player and server share the machine.
 
     python -m benchmarks.sim [--json] [--repeat 3] [--replications 40] [--live-speed 60] [--live-seconds 70]
+                             [--eta-scenario qingdao-weekday] [--eta-others qingdao-peak-monday,demo,mmc]
 """
 
 from __future__ import annotations
@@ -39,6 +47,8 @@ from ._report import parser, report, row
 
 DAY_TARGET = "<= 10"
 ERLANG_TARGET = "<= 0.05"
+ETA_TARGET = "<= 3"  # minutes of mean absolute error of the wait estimates
+ETA_OTHERS = "qingdao-peak-monday,demo,mmc"
 LIVE_CLOCK = "2026-11-23T08:50"  # ten virtual minutes to connect every device before 09:00
 SERVER_START_S = 30.0  # real seconds the server may take to listen
 LIVE_MEASURES = ("command -> ack", "call -> led", "call -> tv", "call -> speaker", "call -> phone")
@@ -62,6 +72,18 @@ def bench_erlang(replications: int) -> dict[str, Any]:
     check = combine(scenario, summaries)["theory"]
     ci = interval([s["waits"]["all"]["mean_min"] for s in summaries])["ci95"]
     return check | {"ci95_rel": ci / check["erlang_c_wait_min"], "citizens": sum(s["waits"]["all"]["called"] for s in summaries)}
+
+
+def bench_eta(name: str, visitors: int | None = None) -> dict[str, Any]:
+    """One run of scenario *name* (optionally with *visitors* a day): its ``eta`` figures."""
+    scenario = load_scenario(name).adjusted(visitors=visitors) if visitors else load_scenario(name)
+    return Simulation(scenario).run()["eta"]
+
+
+def eta_rows(name: str, eta: dict[str, Any], target: bool) -> list[dict[str, Any]]:
+    suffix = "" if target else "_" + name.replace("-", "_")
+    return [row(f"eta_mae_min{suffix}", eta["mae_min"], "min", ETA_TARGET if target else None),
+            row(f"eta_p90_abs_err_min{suffix}", eta["p90_abs_err_min"], "min")]
 
 
 def start_server(directory: Path, speed: float) -> tuple[subprocess.Popen, str]:
@@ -115,6 +137,12 @@ def main() -> None:
     p.add_argument("--replications", type=int, default=40, help="M/M/2 runs for the Erlang C check")
     p.add_argument("--live-speed", type=float, default=60.0, help="server clock speed of the live play")
     p.add_argument("--live-seconds", type=float, default=70.0, help="real seconds of live play (0: skip)")
+    p.add_argument("--eta-scenario", default="qingdao-weekday",
+                   help=f"the day whose wait estimates are held to the target ({ETA_TARGET} min mean absolute error)")
+    p.add_argument("--eta-others", default=ETA_OTHERS,
+                   help="comma-separated scenarios whose wait estimates are reported too ('' for none)")
+    p.add_argument("--eta-visitors", type=int, default=None,
+                   help="visitors a day for the wait-estimate runs instead of each scenario's (smoke tests)")
     args = p.parse_args()
     seconds, summary, sim = bench_day(args.scenario, args.repeat)
     erlang = bench_erlang(args.replications)
@@ -127,6 +155,12 @@ def main() -> None:
         row("erlang_c_rel_err", erlang["rel_err"], "fraction", ERLANG_TARGET),
     ]
     notes = []
+    for name in [args.eta_scenario] + [n for n in args.eta_others.split(",") if n]:
+        eta = bench_eta(name, args.eta_visitors)
+        rows += eta_rows(name, eta, name == args.eta_scenario)
+        notes.append(f"wait estimates on {name}: {eta['estimated']:,} of {eta['called']:,} called citizens told one; "
+                     f"bias {eta['bias_min']:+.2f} min (mean estimate {eta['mean_estimate_min']:.1f} min, "
+                     f"actual {eta['mean_actual_min']:.1f} min)")
     if args.live_seconds > 0:
         live = bench_live(args.live_speed, args.live_seconds)
         rows += live_rows(live)

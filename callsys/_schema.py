@@ -173,6 +173,19 @@ class TokensSpec(_Model):
     manager: tuple[str, ...] = ()
 
 
+class IntegrationSpec(_Model):
+    """One ``[integrations.<name>]`` table: an integration client of the HTTP API (:mod:`callsys.api`)."""
+
+    key: str = Field(min_length=16, pattern=r"^[\x21-\x7e]+$")  # printable ASCII, no spaces
+    rate_per_s: float = Field(default=50, gt=0)  # requests per second on average
+    burst: int = Field(default=100, ge=1)  # requests at once
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+
+
+INTEGRATION_NAME: Final = r"^[a-z0-9][a-z0-9_-]{0,31}$"
+
+
 VOICE_LANGUAGES: Final = ("zh", "en", "ja", "ko")  # the languages voice.reading can read numbers in
 
 
@@ -221,3 +234,4 @@ class HallFile(_Model):
     tokens: TokensSpec = TokensSpec()
     voice: VoiceSpec = VoiceSpec()
     qr: QrSpec = QrSpec()
+    integrations: dict[str, IntegrationSpec] = {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import re
 import sys
 from collections import Counter
 from typing import Callable
@@ -16,9 +17,11 @@ from typing import Callable
 from rich.console import Console
 from rich.table import Table
 
-from .errors import CallsysError
+from ._schema import INTEGRATION_NAME
+from .errors import CallsysError, ConfigError
 from .hall import Hall, load_hall
-from .tokens import generate_tokens, tokens_table, write_tokens
+from .tokens import (api_client_table, generate_api_key, generate_tokens, tokens_table, write_api_key,
+                     write_tokens)
 
 Setup = Callable[[argparse.ArgumentParser], None]
 COMMANDS: dict[tuple[str, ...], tuple[str, Setup]] = {}
@@ -115,6 +118,38 @@ def _config_tokens(args: argparse.Namespace) -> int:
     write_tokens(args.file, tokens)
     print(f"wrote new tokens for {', '.join(tokens)} to {args.file}; configure the devices with them "
           "and restart the server", file=sys.stderr)
+    return 0
+
+
+# ---------------------------------------------------------------------- config api-key
+
+
+@command("config", "api-key", help="generate a strong random API key for an integration client of a hall file")
+def _config_api_key_args(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Generate a strong random key for the integration client NAME of the HTTP API (/api/v1, header "
+        "X-API-Key). Without --write, print the client's [integrations.NAME] table (its rate limit and webhook "
+        "as they are now, or the defaults for a new client) to paste into the file. With --write, replace the "
+        "key line of that table in place (the table is appended if the file has none); every other byte stays "
+        "as it was. Give the key to the client and restart the server. Keep hall files with real keys out of "
+        "version control.")
+    p.add_argument("file", help="hall file, e.g. config/qingdao.toml")
+    p.add_argument("name", help="the client's name: 1-32 of a-z, 0-9, '_' and '-' (e.g. wechat)")
+    p.add_argument("--write", action="store_true", help="set the key in FILE in place instead of printing the table")
+    p.set_defaults(run=_config_api_key)
+
+
+def _config_api_key(args: argparse.Namespace) -> int:
+    hall = load_hall(args.file)
+    if not re.match(INTEGRATION_NAME, args.name):
+        raise ConfigError(args.file, f"integrations.{args.name}", "a client name is 1-32 of a-z, 0-9, '_' and '-'")
+    key = generate_api_key()
+    if not args.write:
+        print(api_client_table(hall, args.name, key), end="")
+        return 0
+    write_api_key(args.file, hall, args.name, key)
+    print(f"wrote a new API key for client {args.name!r} to {args.file}; give it to the client and restart "
+          "the server", file=sys.stderr)
     return 0
 
 

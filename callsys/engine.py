@@ -499,6 +499,7 @@ class QueueEngine:
     def __init__(self, hall: Hall, state: HallState | None = None) -> None:
         self.hall = hall
         self.state = state if state is not None else HallState(hall)
+        self._idle_seq, self._idle_counts = -1, {}  # see _idle
 
     def decide(self, command: cmd.Command) -> list[ev.Event]:
         return decide(self.state, command)
@@ -536,22 +537,55 @@ class QueueEngine:
         """The ticket with this id or today's number (raises UnknownTicket)."""
         return _ticket(self.state, ref)
 
-    def position(self, ref: cmd.TicketRef) -> Position:
-        """Tickets ahead of *ref* in its queue and its estimated wait.
+    def position(self, ref: cmd.TicketRef, now: float | None = None) -> Position:
+        """Tickets ahead of *ref* in its queue and its estimated wait at *now* (the state's
+        time horizon by default), from the hall's one estimator (:mod:`callsys.estimate`).
 
-        The estimate is (tickets ahead + 1) x the service's expected minutes, shared by the
-        open windows that serve it; None when no open window serves it.
+        The estimate is None when the ticket does not wait or no open window serves it.
         """
         state = self.state
         ticket = _ticket(state, ref)
         if ticket.id not in state.book:
             return Position(ticket.id, ticket.number, ticket.status, 0, None, ticket.window)
         ahead = state.book.ahead_of(ticket.id)
-        target = state.book.where.get(ticket.id, (None, None, None))[1]
-        servers = 1 if isinstance(target, int) else state.servers[ticket.service]
-        minutes = state.hall.services_by_code[ticket.service].minutes
-        estimate = (ahead + 1) * minutes * 60 / servers if servers > 0 else None
-        return Position(ticket.id, ticket.number, ticket.status, ahead, estimate, ticket.window)
+        return Position(ticket.id, ticket.number, ticket.status, ahead, self._estimate(ticket, ahead, now),
+                        ticket.window)
+
+    def estimate_new(self, service: str, now: float | None = None) -> float | None:
+        """The estimated wait (s) of a ticket of *service* taken at *now* (the state's time
+        horizon by default): behind everyone queued for it; None when no open window serves it."""
+        state = self.state
+        _service(state, service)
+        return self.estimate_at(service, state.book.waiting(service), now)
+
+    def estimate_at(self, service: str, ahead: int, now: float | None = None) -> float | None:
+        """The estimated wait (s) of a ticket with *ahead* tickets before it in *service*'s queue."""
+        state = self.state
+        return state.eta.estimate(service, ahead, state.horizon if now is None else now, self._idle(service))
+
+    def _idle(self, service: str) -> int:
+        """Open windows serving *service* with nobody called or served (counted once per
+        service per event folded: a phone round or a summary round asks many times)."""
+        state = self.state
+        if self._idle_seq != state.seq:
+            self._idle_seq, self._idle_counts = state.seq, {}
+        count = self._idle_counts.get(service)
+        if count is None:
+            count = self._idle_counts[service] = sum(
+                1 for w in state.windows.values() if w.status == OPEN and w.current is None and service in w.skillset)
+        return count
+
+    def _estimate(self, ticket: Ticket, ahead: int, now: float | None) -> float | None:
+        state = self.state
+        now = state.horizon if now is None else now
+        held = state.book.held.get(ticket.id)
+        if held is not None:  # an early check-in: called once its slot began and those ahead are
+            wait = state.eta.estimate(ticket.service, ahead, now, self._idle(ticket.service))
+            return None if wait is None else max(wait, held[0] - now)
+        target = state.book.where[ticket.id][1]
+        if isinstance(target, int):  # in one window's own queue
+            return state.eta.estimate_window(ticket.service, ahead)
+        return state.eta.estimate(ticket.service, ahead, now, self._idle(ticket.service))
 
     def statistics(self) -> EngineStatistics:
         state = self.state

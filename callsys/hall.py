@@ -12,6 +12,7 @@ seconds and lookup tables built once.
 
 from __future__ import annotations
 
+import re
 import string
 import tomllib
 from dataclasses import dataclass, field
@@ -143,6 +144,27 @@ class Voice:
 
 
 @dataclass(frozen=True, slots=True)
+class Integration:
+    """An integration client of the HTTP API: its key and rate limit (``[integrations.<name>]``).
+
+    Attributes:
+        name: the client's name (the table's name), e.g. ``"wechat"``.
+        key: its API key (header ``X-API-Key``).
+        rate_per_s: requests per second it may send on average.
+        burst: requests it may send at once.
+        webhook_url: where ticket events are posted, or None.
+        webhook_secret: the HMAC key of those posts, or None.
+    """
+
+    name: str
+    key: str
+    rate_per_s: float
+    burst: int
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Qr:
     """The ``[qr]`` table: how long signed QR payloads live and how the door code rotates."""
 
@@ -174,6 +196,7 @@ class Hall:
     windows_by_id: Mapping[int, Window] = field(default_factory=dict, repr=False)
     zones_by_id: Mapping[str, Zone] = field(default_factory=dict, repr=False)
     tz: ZoneInfo = field(default=None, repr=False)  # type: ignore[assignment]
+    integrations: Mapping[str, Integration] = field(default_factory=dict, repr=False)  # name -> client
 
     def local_time(self, at: float) -> datetime:
         """The hall's local wall-clock time at POSIX time *at*."""
@@ -323,6 +346,7 @@ class _Compiler:
             windows_by_id=MappingProxyType({w.id: w for w in windows}),
             zones_by_id=MappingProxyType({z.id: z for z in zones}),
             tz=tz,
+            integrations=self.integrations(tokens),
         )
 
     def groups(self) -> tuple[Group, ...]:
@@ -468,6 +492,19 @@ class _Compiler:
                     raise self.fail(f"tokens.{role}[{i}]", f"token already given to role {owner[token]!r}")
                 owner[token] = role
         return MappingProxyType({role: frozenset(getattr(self.spec.tokens, role)) for role in ROLES})
+
+    def integrations(self, tokens: Mapping[str, frozenset[str]]) -> Mapping[str, Integration]:
+        owner: dict[str, str] = {token: f"tokens.{role}" for role, values in tokens.items() for token in values}
+        clients = {}
+        for name, spec in self.spec.integrations.items():
+            if not re.match(schema.INTEGRATION_NAME, name):
+                raise self.fail(f"integrations.{name}", "a client name is 1-32 of a-z, 0-9, '_' and '-'")
+            if spec.key in owner:
+                raise self.fail(f"integrations.{name}.key", f"key already given to {owner[spec.key]}")
+            owner[spec.key] = f"integrations.{name}"
+            clients[name] = Integration(name, spec.key, spec.rate_per_s, spec.burst, spec.webhook_url,
+                                        spec.webhook_secret)
+        return MappingProxyType(clients)
 
     def voice(self, zones: tuple[Zone, ...]) -> Voice:
         v = self.spec.voice

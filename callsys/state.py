@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any, Callable, Sequence
 
 from . import events as ev
+from .estimate import WaitEstimator
 from .hall import Hall
 from .keys import KeyEntry
 from .policy import next_cycle
@@ -165,6 +166,10 @@ class HallState:
         # pair while it is active — and each person's appointment no-show days (local ordinals).
         self.holders: dict[tuple[str, str], int] = {}
         self.no_shows: dict[str, list[int]] = {}
+        self.eta = WaitEstimator({s.code: s.minutes for s in hall.services},
+                                 [w.skills for w in hall.windows])  # see callsys.estimate
+        # services whose backlog clock the next apply re-checks -> the earliest moment it may start
+        self.eta_touched: dict[str, float] = {}
 
     # ------------------------------------------------------------------ time
 
@@ -177,6 +182,8 @@ class HallState:
         if now > self.horizon:
             self.horizon = now
             self.released = self.book.release(now) if self.book.pending else ()
+            for tid in self.released:  # their services' backlog clocks may start (see _eta_backlog)
+                self._eta_touch(self.tickets[tid].service, self.book.where[tid][2])
         return self.horizon
 
     def rewind(self, horizon: float) -> None:
@@ -222,6 +229,13 @@ class HallState:
         step = 1 if active else -1
         for code in window.skills:
             self.servers[code] += step
+        self.eta.window_active(window.skills, active)
+        for code in window.skills:
+            self._eta_touch(code, self.horizon)
+
+    def _eta_touch(self, code: str, at: float) -> None:
+        touched = self.eta_touched
+        touched[code] = min(at, touched.get(code, at))
 
     def snapshot(self) -> dict[str, Any]:
         """The logical state as plain data: what a snapshot stores and what replay must equal."""
@@ -247,6 +261,7 @@ class HallState:
             ],
             "ticket_fields": len(Ticket.__slots__),
             "no_shows": sorted([person, list(days)] for person, days in self.no_shows.items()),
+            "eta": self.eta.snapshot(),
         }
 
     def _queue_of(self, tid: int) -> Any:
@@ -295,6 +310,9 @@ class HallState:
             if status == OPEN:
                 state.set_window_active(window, True)
         state.no_shows = {person: list(days) for person, days in data.get("no_shows", ())}
+        if "eta" in data:  # snapshots before the estimator had none
+            state.eta.restore(data["eta"])
+        state.eta_touched.clear()
         return state
 
 
@@ -310,7 +328,38 @@ def apply(state: HallState, event: ev.Event) -> None:
         keying.events.append(event)
         if state.seq == keying.seq:  # its last event
             state.keying = None
+    if event.kind in _ETA_DEPARTURES:
+        _eta_departed(state, event)
     _APPLY[event.kind](state, event)
+    _eta_backlog(state, event)
+
+
+_ETA_DEPARTURES = frozenset((ev.TicketCalled.kind, ev.TicketCancelled.kind))
+
+
+def _eta_departed(state: HallState, e: ev.TicketCalled | ev.TicketCancelled) -> None:
+    """A ticket leaves its service queue (called, or cancelled: the queue drains both ways):
+    it counts toward the service's rate if it had waited there."""
+    ticket = state.tickets[e.ticket]
+    queued = state.book.where.get(e.ticket)
+    if queued is not None and not isinstance(queued[1], int):
+        state.eta.departed(ticket.service, e.at, e.at > queued[2])
+
+
+def _eta_backlog(state: HallState, event: ev.Event) -> None:
+    """Run each touched service's backlog clock while its tickets wait and a window serves it."""
+    touched = state.eta_touched
+    if event.kind == ev.DayReset.kind:
+        state.eta.reset()
+        touched.clear()
+        return
+    tid = getattr(event, "ticket", None)
+    if tid is not None and tid in state.tickets:
+        state._eta_touch(state.tickets[tid].service, event.at)
+    book, servers = state.book, state.servers
+    for code, at in touched.items():
+        state.eta.backlog(code, min(at, event.at), servers[code] > 0 and book.waiting(code) > 0)
+    touched.clear()
 
 
 def _command_keyed(state: HallState, e: ev.CommandKeyed) -> None:

@@ -49,6 +49,23 @@ def wait_stats(records: Iterable[TicketRecord], targets: dict[str, float]) -> di
     return out
 
 
+def eta_stats(records: Iterable[TicketRecord]) -> dict[str, Any]:
+    """How good the wait estimates were: for every called citizen who was told one (at issue,
+    or at check-in for appointments), |estimate - actual wait until the first call|."""
+    told = [r for r in records if r.called is not None and r.estimated_at is not None]
+    pairs = np.array([(r.estimate, r.called - r.estimated_at) for r in told if r.estimate is not None],
+                     dtype=float).reshape(-1, 2) / 60.0
+    out: dict[str, Any] = {"called": len(told), "estimated": len(pairs), "no_estimate": len(told) - len(pairs)}
+    if len(pairs):
+        error = pairs[:, 0] - pairs[:, 1]
+        out |= {"mae_min": float(np.mean(np.abs(error))), "p90_abs_err_min": float(np.percentile(np.abs(error), 90)),
+                "bias_min": float(np.mean(error)), "mean_estimate_min": float(np.mean(pairs[:, 0])),
+                "mean_actual_min": float(np.mean(pairs[:, 1]))}
+    else:
+        out |= dict.fromkeys(("mae_min", "p90_abs_err_min", "bias_min", "mean_estimate_min", "mean_actual_min"))
+    return out
+
+
 def binned_average(spells: np.ndarray, t0: float, bin_s: float, nbins: int) -> np.ndarray:
     """Time-average number of open spells per bin; *spells* is an (n, 2) array of (start, end)."""
     edges = t0 + bin_s * np.arange(nbins + 1)
@@ -118,6 +135,7 @@ def summarise(scenario: Scenario, tracker: Tracker, *, seed: int) -> dict[str, A
             "by_service": {s.code: wait_stats(by_service[s.code], targets)
                            for s in hall.services if s.code in by_service},
         },
+        "eta": eta_stats(queued),
         "utilisation": _utilisation(tracker, zones),
         "queue": _queue(scenario, tracker, zones),
         "heatmap": _heatmap(scenario, tracker, zones),

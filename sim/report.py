@@ -70,6 +70,12 @@ def print_summary(summary: Mapping[str, Any], scenario: Scenario, console: Conso
     services = sorted(waits["by_service"].items(), key=lambda kv: -(kv[1].get("p90_min") or 0))
     title = f"Waits by service (worst {min(top, len(services))} of {len(services)} by p90)"
     console.print(wait_table(title, services[:top], "service"))
+    eta = summary.get("eta")
+    if eta and eta["mae_min"] is not None:
+        console.print(f"Wait estimates (told at issue / check-in, {eta['estimated']:,} of {eta['called']:,} called "
+                      f"citizens): mean absolute error {eta['mae_min']:.2f} min, p90 {eta['p90_abs_err_min']:.2f} min, "
+                      f"bias {eta['bias_min']:+.2f} min (mean estimate {eta['mean_estimate_min']:.1f} min, "
+                      f"actual {eta['mean_actual_min']:.1f} min)")
     console.print(zone_table(summary, scenario))
     little = summary["little"]
     console.print(f"Little's law: L = {little['L']:.3f} waiting (engine count), λ·W = "

@@ -221,6 +221,7 @@ class Simulation:
         except err.HallClosed:
             self._door(t, Kind.ARRIVE, citizen)
             return
+        self._told(t, events[0].ticket)
         self._queued(t, citizen, events[0].ticket, t)
 
     def _check_in(self, t: float, citizen: Citizen) -> None:
@@ -238,7 +239,12 @@ class Simulation:
                 self._arrive(t, citizen)
             return
         eligible = max(t, events[0].not_before)
+        self._told(t, citizen.ticket)
         self._queued(t, citizen, citizen.ticket, eligible)
+
+    def _told(self, t: float, ticket: int) -> None:
+        """Record the wait the citizen is told at *t*: the take-number / check-in reply's."""
+        self.tracker.estimated(ticket, t, self.engine.position(ticket, t).estimated_wait_s)
 
     def _queued(self, t: float, citizen: Citizen, ticket: int, eligible: float) -> None:
         citizen.ticket = ticket

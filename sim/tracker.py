@@ -54,6 +54,8 @@ class TicketRecord:
     outcome: str = "waiting"  # served | cancelled | abandoned | no_show | expired | waiting
     late: bool = False
     gone: bool = False  # left without cancelling (silent abandonment)
+    estimated_at: float | None = None  # when the citizen was told an estimated wait (issue / check-in)
+    estimate: float | None = None  # that estimate (s); None if the engine had none
 
 
 @dataclass(slots=True)
@@ -127,6 +129,12 @@ class Tracker:
                 self.queue_area += self._q_n * (at - lo)
             self._q_t = at
         self._q_n = waiting
+
+    def estimated(self, ticket: int, at: float, seconds: float | None) -> None:
+        """The citizen holding *ticket* was told at *at* (taking the number, or checking in
+        for an appointment) that the wait is *seconds* (the engine's estimate, None: none)."""
+        record = self.tickets[ticket]
+        record.estimated_at, record.estimate = at, seconds
 
     def outcome(self, what: str, n: int = 1) -> None:
         """Count a non-engine outcome (hall closed, slot full, gave up at home...)."""

@@ -77,3 +77,14 @@ def test_phones_benchmark_prints_its_json_rows():
     assert rows["connections"]["value"] == rows["reconnected"]["value"] == 60  # 40 phones + 8 clerks, 8 LEDs, 2+2
     assert rows["reconnect_all_s"]["value"] > 0 and rows["phones_updated"]["value"] >= 40  # each phone's hello push
     assert rows["led_updates_missing"]["value"] == 0
+
+
+def test_api_benchmark_prints_its_json_rows():
+    out = subprocess.run([sys.executable, "-m", "benchmarks.api", "--json", "--config", "config/demo.toml",
+                          "--processes", "1", "--connections", "2", "--seconds", "0.5", "--rate", "20",
+                          "--latency-seconds", "0.5", "--pool", "2"], capture_output=True, text=True, check=True).stdout
+    rows = {r["metric"]: r for r in json.loads(out)}
+    assert list(rows) == ["bookings_per_s", "p50_ms_at_500", "p99_ms_at_500", "server_cpu", "server_cpu_per_booking",
+                          "refused"]
+    assert rows["bookings_per_s"]["value"] > 0 and rows["bookings_per_s"]["target"] == ">= 2000"
+    assert rows["p99_ms_at_500"]["value"] > 0 and rows["refused"]["value"] == 0

@@ -369,13 +369,18 @@ def test_position_counts_ahead_and_estimates_with_open_windows(desk):
     tickets = [desk.take("A") for _ in range(4)]
     desk.take("B")
     last = desk.engine.position(tickets[-1].id)
-    assert (last.ahead, last.estimated_wait_s, last.status) == (3, None, "waiting")
-    desk.open(2)
-    assert desk.engine.position(tickets[-1].id).estimated_wait_s == 4 * 10 * 60
-    desk.open(1)
+    # before any window opened: the hall's configured windows for A (1, 2, 3: 1/3 + 1/2 + 1/2)
+    assert (last.ahead, last.estimated_wait_s, last.status) == (3, 4 * 10 * 60 * 3 / 4, "waiting")
+    # a free window takes the first in line at once: A004 waits for 3 + 1 - (free windows)
+    desk.open(2)  # serves A and B: half a window for A, by configuration (no calls measured yet)
+    assert desk.engine.position(tickets[-1].id).estimated_wait_s == 3 * 10 * 60 * 2
+    desk.open(1)  # universal: a third of a window more for each of A, B and C
     assert [desk.engine.position(t.id).ahead for t in tickets] == [0, 1, 2, 3]
-    assert desk.engine.position("A004").estimated_wait_s == 4 * 10 * 60 / 2
-    assert desk.engine.position("B001").estimated_wait_s == 6 * 60 / 2
+    assert desk.engine.position("A004").estimated_wait_s == 2 * 10 * 60 * 6 / 5
+    assert desk.engine.position("B001").estimated_wait_s == 0.0  # two windows free for B
+    desk.call(1)
+    desk.call(2)  # both busy now
+    assert desk.engine.position("A004").estimated_wait_s == 2 * desk.engine.estimate_at("A", 0)
 
 
 def test_position_counts_green_tickets_ahead(desk):

@@ -265,15 +265,16 @@ def test_reassign_changes_what_next_picks(desk):
 
 def test_reassign_moves_open_capacity(desk):
     desk.take("C")
+    desk.take("C")
     desk.open(4)
-    assert desk.engine.position("C001").estimated_wait_s == 5 * MINUTE
+    assert desk.engine.position("C002").estimated_wait_s == 5 * MINUTE  # after C001, at the free window
     desk.do(cmd.ReassignSkills, window=4, skills=("A",))
-    assert desk.engine.position("C001").estimated_wait_s is None
+    assert desk.engine.position("C002").estimated_wait_s is None
     desk.do(cmd.CloseWindow, window=4)
     desk.do(cmd.ReassignSkills, window=4, skills=("C",))
-    assert desk.engine.position("C001").estimated_wait_s is None
+    assert desk.engine.position("C002").estimated_wait_s is None
     desk.open(4)
-    assert desk.engine.position("C001").estimated_wait_s == 5 * MINUTE
+    assert desk.engine.position("C002").estimated_wait_s == 5 * MINUTE
 
 
 # ---------------------------------------------------------------------- transfer, park, close
@@ -406,12 +407,13 @@ def test_position_follows_call_order(desk):
 def test_estimate_shares_work_among_open_windows(desk):
     for _ in range(6):
         desk.take("B")
-    desk.open(2)
-    assert desk.engine.position("B006").estimated_wait_s == 6 * 6 * MINUTE
-    desk.open(3, 1)
-    assert desk.engine.position("B006").estimated_wait_s == 6 * 6 * MINUTE / 3
+    # (the free windows take the first in line at once: B006 waits for the 6 - free others)
+    desk.open(2)  # serves A and B: half of it is B's, by configuration (no calls measured yet)
+    assert desk.engine.position("B006").estimated_wait_s == (6 - 1) * 6 * MINUTE * 2
+    desk.open(3, 1)  # another half, and a third of the universal window 1
+    assert desk.engine.position("B006").estimated_wait_s == (6 - 3) * 6 * MINUTE * 3 / 4
     desk.do(cmd.Pause, window=1)
-    assert desk.engine.position("B006").estimated_wait_s == 6 * 6 * MINUTE / 2
+    assert desk.engine.position("B006").estimated_wait_s == (6 - 2) * 6 * MINUTE
     desk.do(cmd.CloseWindow, window=2)
     desk.do(cmd.CloseWindow, window=3)
     assert desk.engine.position("B006").estimated_wait_s is None

@@ -30,6 +30,10 @@ async def test_kiosk_takes_a_number(nursery, demo_hall, tmp_path):
         await page.wait_for("document.body.classList.contains('show-ticket')")
         number = await page.text("#ticket-number")
         assert await page.text("#ticket-ahead") == "0"
+        # no clerk has opened a window yet, and still a wait: from the hall's configured windows
+        minutes = max(1, round(engine.estimate_at("SOC", 0) / 60))
+        assert await page.text("#ticket-wait") == f"约{minutes}分钟 · ~{minutes} min"
+        assert f"~{minutes} min" in soc  # the tile showed the same wait for a new ticket before it was taken
         (ticket,) = engine.state.tickets.values()
         assert (ticket.number, ticket.service, ticket.status, ticket.channel) == (number, "SOC", "waiting", "kiosk")
         assert number.startswith("C")

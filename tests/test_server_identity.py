@@ -3,7 +3,6 @@ over real WebSocket connections.
 
 The server turns a ``resident_id`` into a keyed hash and a birth year before the engine
 sees it; neither the id nor its hash comes back in any reply, and the id is in no log.
-``scan_qr`` is the one check every scanner (HTTP check-in, QR pages) runs on a payload.
 """
 
 from __future__ import annotations
@@ -14,13 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from callsys import commands as cmd
 from callsys import errors, qrcodes
 from callsys.client import RequestFailed
-from callsys.engine import QueueEngine
-from callsys.errors import QrRefused, UnknownTicket
 from callsys.identity import check_digit, derive_key, parse_resident_id, person_key
-from callsys.server.queries import scan_qr, ticket_qr
 from server_support import SECRET, START, captured_log, client, fmt, guard, server, state_of  # noqa: F401
 
 QR_KEY = derive_key(SECRET, "qr")
@@ -227,36 +222,3 @@ def test_every_engine_error_code_is_documented():
     codes = {cls.code for cls in errors.EngineError.__subclasses__()}
     assert {"invalid_resident_id", "already_holding", "booking_blocked", "qr_refused"} <= codes
     assert all(f"| `{code}` |" in doc for code in codes), sorted(c for c in codes if f"| `{c}` |" not in doc)
-
-
-def test_scan_qr_resolves_appointments_tickets_and_door_codes(demo_hall):
-    engine = QueueEngine(demo_hall)
-    now = START.timestamp()
-    (booked,) = engine.execute(cmd.BookSlot(now, "SOC", SLOT))
-    (other,) = engine.execute(cmd.BookSlot(now, "SOC", SLOT))
-    booking = engine.state.tickets[booked.ticket]
-    appointment = ticket_qr(demo_hall, SECRET, booking)
-    claim, ticket = scan_qr(engine, SECRET, appointment, now, [qrcodes.APPOINTMENT])
-    assert (claim.kind, ticket) == ("a", booking)
-
-    def refused(text: str, kinds: tuple[str, ...], at: float = now) -> dict:
-        with pytest.raises(QrRefused) as info:
-            scan_qr(engine, SECRET, text, at, kinds)
-        return info.value.details
-
-    engine.execute(cmd.CheckIn(now + 1, booked.ticket))
-    assert refused(appointment, ("a",)) == {"reason": "already_used", "ticket": booked.ticket, "status": "waiting"}
-    follow = ticket_qr(demo_hall, SECRET, booking)
-    assert scan_qr(engine, SECRET, follow, now, ["t"])[1] is booking
-    assert refused(follow, ("a",))["reason"] == "wrong_kind"
-    engine.execute(cmd.Cancel(now + 2, other.ticket))
-    gone = ticket_qr(demo_hall, SECRET, engine.state.tickets[other.ticket])  # a ticket code: follows the status
-    assert scan_qr(engine, SECRET, gone, now, ["t"])[1].status == "cancelled"
-    cancelled = qrcodes.sign(QR_KEY, "a", "demo", other.ticket, now + 60)
-    assert refused(cancelled, ("a",))["reason"] == "already_used"
-    assert refused(follow[:-1] + ("A" if follow[-1] != "A" else "B"), ("t",))["reason"] == "forged"
-    assert refused(follow, ("t",), now + 10**6)["reason"] == "expired"
-    with pytest.raises(UnknownTicket):
-        scan_qr(engine, SECRET, qrcodes.sign(QR_KEY, "t", "demo", 999, now + 60), now, ["t"])
-    door = qrcodes.door_code(QR_KEY, "demo", "main", now, demo_hall.qr.door_rotate_s)
-    assert scan_qr(engine, SECRET, door, now, ["d"]) == (qrcodes.verify(QR_KEY, "demo", door, now, ["d"]), None)

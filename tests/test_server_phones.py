@@ -57,20 +57,20 @@ async def test_many_phones_get_every_change_of_their_own_ticket_and_nothing_else
         phones = await _phones(stack, server, tickets)
         bystander = (await _phones(stack, server, [other]))[0]
         for i, (phone, ticket) in enumerate(zip(phones, tickets)):
-            hello = await phone.next_push()
+            hello = await phone.next_push()  # no window open yet: the hall's configured SOC windows
             assert (hello["ticket"], hello["event"], hello["ahead"], hello["estimated_wait_s"]) == \
-                (ticket["ticket"], "hello", i, None)
+                (ticket["ticket"], "hello", i, server.engine.estimate_at("SOC", i))
         assert (await bystander.next_push())["event"] == "hello"
 
         for clerk in clerks:
             await clerk.request("open_window")
         await hub.refresh_phones(server.clock.now(), server.settings.fanout_slice)
         estimates = []
-        for i, phone in enumerate(phones):  # same place, and now an estimate: two windows serve SOC
+        for i, phone in enumerate(phones):  # same place, and the open windows' estimate
             update = await phone.next_push()
             assert (update["event"], update["status"], update["ahead"]) == ("position", "waiting", i)
             estimates.append(update["estimated_wait_s"])
-        assert estimates == sorted(estimates) and estimates[0] > 0
+        assert estimates == sorted(estimates) and estimates[:2] == [0, 0] and estimates[2] > 0  # two are free
         await _nothing_more(phones + [bystander])
 
         head = 0  # index of the first ticket still waiting
@@ -166,20 +166,27 @@ async def test_places_follow_pauses_transfers_to_a_window_and_its_closing(nurser
         for clerk in (seven, eight):
             await clerk.request("open_window")
         two = await round_of(phones)
-        assert [p[0] for p in two] == [0, 1, 2]
-        await eight.request("pause")  # one window serves SOC now: every estimate doubles, no place moves
-        assert await round_of(phones) == [(ahead, wait * 2) for ahead, wait in two]
-        unit = two[0][1] * 2  # one citizen's minutes at the one window left, in seconds
+        rate = server.engine.state.eta.rate("SOC")  # two free windows take A and B at once
+        assert two == [(0, 0.0), (1, 0.0), (2, round(1 / rate))]
+        await eight.request("pause")  # one window serves SOC now, and one is free: no place moves
+        assert await round_of(phones) == [None, (1, round(2 / rate)), (2, round(4 / rate))]
 
         await seven.request("call_next")
         assert (await a.next_push())["event"] == "ticket_called"
         await seven.request("transfer", to_window=8)  # A waits in window 8's own queue, first
         moved = await a.next_push()
         assert (moved["event"], moved["status"], moved["ahead"]) == ("ticket_transferred", "waiting", 0)
-        assert await round_of(phones) == [None, (0, unit), (1, 2 * unit)]  # B and C moved up; A: no change
+        # B and C moved up; A: no change. A's call was measured: the one estimator's rate now
+        # blends it with the configured one (the phones get exactly what position() says);
+        # window 7 is free again and takes the first in line at once
+        wait = [server.engine.estimate_at("SOC", ahead) for ahead in range(3)]
+        assert wait[0] == 0 and wait[2] == pytest.approx(2 * wait[1], abs=1)
+        assert await round_of(phones) == [None, (0, wait[0]), (1, wait[1])]
+        assert server.engine.position(tickets[2]["ticket"]).estimated_wait_s == wait[1]
 
         await eight.request("close_window")  # A goes back to the SOC queue, ahead of B and C by its rank
-        assert await round_of(phones) == [None, (1, 2 * unit), (2, 3 * unit)]  # A: first either way
+        # A: first either way, but now at the service's rate instead of window 8's configured minutes
+        assert await round_of(phones) == [(0, wait[0]), (1, wait[1]), (2, wait[2])]
     server.shutdown()
 
 

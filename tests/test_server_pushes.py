@@ -106,12 +106,13 @@ async def test_phones_get_position_refreshes(nursery, demo_hall, tmp_path, fmt, 
         mine = await kiosk.request("take_number", service="SOC")
         async with client(server, "phone", fmt, ticket=mine["ticket"], secret=mine["secret"]) as phone:
             hello = await phone.next_push()
-            assert (hello["ahead"], hello["estimated_wait_s"]) == (1, None)  # no window serves it yet
+            # no window open yet: estimated from the hall's configured windows for SOC
+            assert (hello["ahead"], hello["estimated_wait_s"]) == (1, server.engine.estimate_at("SOC", 1))
             await clerk.request("open_window")
             mock_clock.jump(period)
-            estimate = await phone.next_push()  # same place, but now it has an estimate
+            estimate = await phone.next_push()  # same place, but now window 7 alone serves SOC
             assert (estimate["event"], estimate["status"], estimate["ahead"]) == ("position", "waiting", 1)
-            assert estimate["estimated_wait_s"] > 0
+            assert estimate["estimated_wait_s"] > hello["estimated_wait_s"] > 0
             await clerk.request("call_next")  # calls C001: this phone's ticket moves up
             mock_clock.jump(period)
             moved = await phone.next_push()

@@ -19,6 +19,7 @@ from . import queries
 from .auth import phone_secret, resolve_places
 
 if TYPE_CHECKING:
+    from .serve import CallsysServer
     from .session import Session
 
 Reply = tuple[Pending | None, dict[str, Any]]
@@ -35,8 +36,9 @@ def _command(session: "Session", kind: str, fields: dict[str, Any]) -> cmd.Comma
     return cls(at=session.server.clock.now(), **fields)
 
 
-def _identify(session: "Session", fields: dict[str, Any]) -> None:
-    """Turn a ``resident_id`` field into the command's identity fields, in place.
+def identify(server: "CallsysServer", fields: dict[str, Any]) -> None:
+    """Turn a ``resident_id`` field into the command's identity fields, in place (the
+    WebSocket's ``take_number``/``book_slot`` and the HTTP API's bookings and tickets).
 
     The id is validated (GB 11643) and replaced by its keyed hash (``person``) and birth
     year; a resident aged :data:`~callsys.identity.SENIOR_AGE` or over on the hall's local
@@ -48,7 +50,6 @@ def _identify(session: "Session", fields: dict[str, Any]) -> None:
     text = fields.pop("resident_id", None)
     if text is None:
         return
-    server = session.server
     resident = parse_resident_id(text)
     fields["person"] = person_key(derive_key(server.secret, "person"), server.hall.id, resident)
     fields["birth_year"] = resident.birth_year
@@ -87,7 +88,7 @@ def _ticket_result(session: "Session", events: list[Event], pending: Pending, ri
 
 
 def _handle_ticketing(session: "Session", kind: str, rid: Any, fields: dict[str, Any]) -> Reply:
-    _identify(session, fields)
+    identify(session.server, fields)
     events, pending = session.server.execute(_command(session, kind, fields))
     return _ticket_result(session, events, pending, rid)
 

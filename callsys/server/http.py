@@ -26,7 +26,8 @@ Hypercorn's ``TCPServer`` (and ``WorkerContext``, ``ConnectionState``) are what 
 Routes (docs/protocol.md, "HTTP"): ``/`` an index of every page per floor and zone;
 ``/board``, ``/led``, ``/clerk``, ``/kiosk``, ``/speaker`` the pages in ``displays/``;
 ``/static/...`` every file under ``displays/``; ``/api/hall`` the hall as JSON;
-``/healthz`` and ``/readyz``. Other parts add theirs through ``build_app(server, routes)``.
+``/api/v1/...`` the integration API (:mod:`callsys.api`); ``/healthz`` and ``/readyz``.
+Other parts add theirs through ``build_app(server, routes)``.
 """
 
 from __future__ import annotations
@@ -275,6 +276,8 @@ def build_app(server: CallsysServer, routes: Sequence[BaseRoute] = (), *,
             body, status = f"callsys serves WebSockets at {PATH}\n", 404
         await websocket.send_denial_response(PlainTextResponse(body, status_code=status))
 
+    from ..api import BASE, build_api, outer_not_found  # the API imports the server's parts: not at load
+
     return Starlette(routes=[
         Route("/", index, name="index"),
         *(page(name) for name in PAGES),
@@ -283,9 +286,10 @@ def build_app(server: CallsysServer, routes: Sequence[BaseRoute] = (), *,
         Route("/healthz", healthz, name="healthz"),
         Route("/readyz", readyz, name="readyz"),
         Route(PATH, websocket_endpoint),
+        Mount(BASE, build_api(server), name="api"),
         *routes,
         WebSocketRoute("/{path:path}", websocket_elsewhere),
-    ])
+    ], exception_handlers={404: outer_not_found})
 
 
 class _Static(StaticFiles):

@@ -103,7 +103,7 @@ class Hub:
         self._phone_last: dict[int, tuple[Any, ...]] = {}  # ticket -> (status, ahead, estimate) last pushed
         self._moved: set[str] = set()  # services whose queue moved since the last phone round
         self._moved_all = False  # a window closed or the day was reset: every service moved
-        # open windows per service as of the last phone round (the estimates divide by them)
+        # open windows per service as of the last phone round (the estimates rest on them)
         self._servers_seen = {code: engine.state.servers[code] for code in hall.services_by_code}
         self._held_seen: set[int] = set(engine.state.book.held)  # early check-ins held, last round
         self.phone_positions = 0  # phone places computed so far (on hello, on events, in rounds)
@@ -345,7 +345,7 @@ class Hub:
         Only the services whose queue moved since the last round are revisited: those
         marked by an event of one of their tickets (a ticket issued, checked in, called,
         cancelled, requeued, transferred, returned), those whose open windows changed (the
-        estimate divides by them), those whose held early check-ins were queued meanwhile, and all
+        estimate rests on them), those whose held early check-ins were queued meanwhile, and all
         after a window closed or the day was reset. One ordered walk over a service's two
         queues gives every ticket's place (its index: what :meth:`QueueEngine.position`
         counts with two bisections per ticket); a phone is pushed only if its place or
@@ -387,15 +387,13 @@ class Hub:
         if not phones:
             return
         budget = slice_size
+        estimate_at = self.engine.estimate_at
         for code in sorted(moved):
-            servers_now = servers[code]
-            minutes = self.hall.services_by_code[code].minutes
             normal, priority = book.queues[(code, NORMAL)], book.queues[(code, PRIORITY)]
             entries = heapq.merge(list(normal), list(priority)) if priority else list(normal)  # a snapshot
             for ahead, (_, tid) in enumerate(entries):
                 if tid in phones:
-                    estimate = (ahead + 1) * minutes * 60 / servers_now if servers_now > 0 else None
-                    self._refresh_phone(tid, ahead, estimate, now)
+                    self._refresh_phone(tid, ahead, estimate_at(code, ahead), now)
                 budget -= 1
                 if not budget:
                     budget = slice_size

@@ -186,16 +186,16 @@ _BOARD: dict[str, Callable[[Board, Any], list[int]]] = {
 
 def service_summaries(engine: QueueEngine) -> dict[str, Message]:
     """Every service's summary by code, in the hall's order: its queue length, the windows
-    open for it and the estimated wait of a new ticket (None when no open window serves it)."""
+    open for it and the estimated wait of a new ticket (:meth:`QueueEngine.estimate_new`,
+    the hall's one estimator; None when no open window serves it)."""
     state = engine.state
     book, servers = state.book, state.servers
     out = {}
     for s in engine.hall.services:
         waiting = book.waiting(s.code)
-        open_ = servers[s.code]
-        wait = (waiting + 1) * s.minutes * 60 / open_ if open_ > 0 else None
         out[s.code] = {"code": s.code, "prefix": s.prefix, "name": {"zh": s.name.zh, "en": s.name.en},
-                       "group": s.group, "waiting": waiting, "windows_open": open_, "estimated_wait_s": wait}
+                       "group": s.group, "waiting": waiting, "windows_open": servers[s.code],
+                       "estimated_wait_s": engine.estimate_at(s.code, waiting)}
     return out
 
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import asdict
-from typing import Any, Collection, Final
+from datetime import date, datetime
+from typing import Any, Final
 
 from .. import qrcodes
 from ..commands import TicketRef
 from ..engine import QueueEngine
-from ..errors import QrRefused, UnknownTicket, UnknownWindow
+from ..errors import UnknownService, UnknownWindow
 from ..hall import Hall
 from ..identity import derive_key
 from ..log import Journal
@@ -103,36 +104,24 @@ def stats(engine: QueueEngine, connections: dict[str, int], hub: Hub, journal: J
             "loop": loop_watch.figures() if loop_watch is not None else None}
 
 
-def scan_qr(engine: QueueEngine, secret: bytes, text: str, now: float,
-            kinds: Collection[str]) -> tuple[qrcodes.QrClaim, Ticket | None]:
-    """Verify a scanned QR payload of this hall and find the ticket it names.
-
-    The one check every scanner uses (the door's check-in, the phone page, the QR image route).
-
-    Args:
-        engine: the hall's engine.
-        secret: the server secret (the ``"qr"`` key is derived from it).
-        text: the scanned payload.
-        now: the server time.
-        kinds: the payload kinds this scanner takes (:data:`callsys.qrcodes.KINDS`).
-
-    Returns:
-        The claim, and the ticket for a ticket or appointment code (None for a door code).
-
-    Raises:
-        QrRefused: the payload does not verify (see :func:`callsys.qrcodes.verify`), or an
-            appointment code whose booking is no longer booked (``already_used``: checked in,
-            cancelled or gone).
-        UnknownTicket: a ticket code whose ticket is gone (a day reset removed it).
-    """
-    claim = qrcodes.verify(derive_key(secret, "qr"), engine.hall.id, text, now, kinds)
-    if claim.kind == qrcodes.DOOR:
-        return claim, None
-    ticket = engine.state.tickets.get(int(claim.ident)) if claim.ident.isdigit() else None
-    if claim.kind == qrcodes.APPOINTMENT and (ticket is None or ticket.status != BOOKED):
-        raise QrRefused("this appointment code was used already", reason="already_used",
-                        ticket=int(claim.ident) if claim.ident.isdigit() else claim.ident,
-                        status=ticket.status if ticket is not None else None)
-    if ticket is None:
-        raise UnknownTicket(f"no ticket {claim.ident} today", ticket=claim.ident)
-    return claim, ticket
+def slots(engine: QueueEngine, service: str, day: date, now: float) -> list[dict[str, Any]]:
+    """The appointment slots of *service* on the hall's local *day* that are not over at *now*,
+    with their capacity and the places left (raises UnknownService; none if it takes no
+    appointments)."""
+    hall = engine.hall
+    if service not in hall.services_by_code:
+        raise UnknownService(f"service {service!r} does not exist in hall {hall.id!r}", service=service)
+    rules = hall.appointments
+    capacity = rules.capacity[service]
+    if capacity == 0:
+        return []
+    bookings = engine.state.bookings
+    out = []
+    for first, end in hall.hours.sessions(day.weekday()):
+        for minute in range(first, end - rules.slot_minutes + 1, rules.slot_minutes):
+            start = datetime(day.year, day.month, day.day, minute // 60, minute % 60, tzinfo=hall.tz).timestamp()
+            slot_end = start + rules.slot_minutes * 60
+            if slot_end > now:
+                out.append({"slot_start": start, "slot_end": slot_end, "capacity": capacity,
+                            "remaining": max(0, capacity - bookings[(service, start)])})
+    return out

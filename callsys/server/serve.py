@@ -42,7 +42,7 @@ from ..hall import Hall
 from ..log import Journal, Pending, open_journal
 from ..protocol import CODECS, PATH, VERSION, CloseCode, Unavailable
 from ..state import HallCalendar
-from ..tokens import sample_token_roles
+from ..tokens import sample_api_clients, sample_token_roles
 from . import _gc, _websocket, http
 from .auth import Identity
 from .hub import Hub
@@ -412,6 +412,12 @@ def _warn_sample_tokens(hall: Hall) -> None:
         log(logging.WARNING, "sample_tokens", roles=roles, hall_file=hall.source,
             message="these roles accept the tokens published with callsys: anyone who can reach this server can "
                     "use them; generate real ones with `callsys config tokens HALL_FILE --write`")
+    clients = sample_api_clients(hall)
+    if clients:
+        log(logging.WARNING, "sample_api_keys", clients=clients, hall_file=hall.source,
+            message="these integration clients have the API keys published with callsys: anyone who can reach "
+                    "this server can use the API as them; generate real keys with "
+                    "`callsys config api-key HALL_FILE NAME --write`")
 
 
 async def serve_callsys(hall: Hall, store: str, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,

@@ -51,6 +51,10 @@ HELLO_FAILURE_WINDOW_S: Final = 60.0  # seconds a failed hello counts against it
 REFUSAL_LOG_INTERVAL_S: Final = 60.0  # seconds between two log lines about refusals of one address
 HTTP_KEEP_ALIVE_S: Final = 5.0  # seconds an idle HTTP (not WebSocket) connection is kept open for its next request
 HTTP_MAX_REQUESTS: Final = 1000  # HTTP requests served on one connection before it is closed (a page load is ~10)
+# The public API endpoints (door code, QR look-up) per client address: generous, since a hall's
+# guest Wi-Fi puts every phone behind one address (callsys.api.auth).
+API_PUBLIC_RATE_PER_S: Final = 2.0  # requests per second per address, on average
+API_PUBLIC_BURST: Final = 60  # requests at once per address
 REFUSAL_READ_S: Final = 2.0  # seconds a refused connection gets to send its request before it is dropped
 
 
@@ -80,6 +84,8 @@ class ServerSettings:
     refusal_log_interval_s: float = REFUSAL_LOG_INTERVAL_S
     http_keep_alive_s: float = HTTP_KEEP_ALIVE_S
     http_max_requests: int = HTTP_MAX_REQUESTS
+    api_public_rate_per_s: float = API_PUBLIC_RATE_PER_S
+    api_public_burst: int = API_PUBLIC_BURST
     manage_gc: bool = False  # tune the process's garbage collector for serving (see server/_gc.py)
 
     def limits(self) -> dict[str, float]:
