@@ -241,8 +241,8 @@ def _slot(state: HallState, service: str, slot_start: float, now: float) -> floa
 def _book_slot(state: HallState, c: cmd.BookSlot, now: float) -> list[ev.Event]:
     _service(state, c.service)
     reason = _green_reason(c.green, c.green_reason)
-    _not_blocked(state, c.person, now)
     _identity(state, c.person, c.birth_year, c.service)
+    _not_blocked(state, c.person, now)
     slot_end = _slot(state, c.service, c.slot_start, now)
     return [ev.SlotBooked(now, state.next_id, c.service, c.slot_start, slot_end, c.green,
                           c.person, c.birth_year, reason)]

@@ -7,7 +7,7 @@ import re
 import pytest
 import trio
 
-from callsys import qrcodes
+from callsys import commands as cmd, qrcodes
 from callsys.identity import derive_key
 from api_support import (FAST_KEY, KEY, OTHER_KEY, SLOT_1000, SLOW_KEY, api, api_server,  # noqa: F401
                          error_of, hall_with_clients)
@@ -451,3 +451,20 @@ async def test_whoever_holds_the_secret_may_reschedule_and_cancel_without_a_key(
         assert moved.status_code == 200 and moved.json()["slot_start"] == SLOT_1000 + 1800
         cancelled = await phone.delete(f"/appointments/{tid}", params={"secret": secret})
         assert cancelled.json()["status"] == "cancelled"
+
+
+@guard()
+async def test_a_person_with_two_missed_appointments_is_blocked_with_the_reason_and_end_date(api_server):
+    async with api(api_server) as http:
+        for service in ("SOC", "BIZ"):
+            assert (await http.post("/appointments", json={"service": service, "slot_start": SLOT_1000,
+                                                           "resident_id": YOUNG_ID})).status_code == 201
+        night = SLOT_1000 + 13 * 3600  # 23:00: both slots over, never checked in
+        _, pending = api_server.execute(cmd.ResetDay(night))
+        await pending.wait()
+        tuesday = "2026-11-24T10:00:00+08:00"
+        error = error_of(await http.post("/appointments", json={"service": "SOC", "slot_start": tuesday,
+                                                                "resident_id": YOUNG_ID}), 409, "booking_blocked")
+        assert error["details"]["no_shows"] == 2 and error["details"]["until"] >= "2027-02-"
+        assert (await http.post("/appointments", json={"service": "SOC", "slot_start": tuesday,
+                                                       "resident_id": SENIOR_ID})).status_code == 201

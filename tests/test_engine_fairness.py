@@ -68,6 +68,7 @@ def test_green_without_reason_is_requested(desk):
     {"person": "short"},
     {"person": "x" * 65},
     {"person": 12345678},
+    {"person": ["a" * 32]},
     {"birth_year": 1700},
     {"birth_year": "1958"},
     {"birth_year": True},
