@@ -502,6 +502,12 @@ class _Compiler:
             if spec.key in owner:
                 raise self.fail(f"integrations.{name}.key", f"key already given to {owner[spec.key]}")
             owner[spec.key] = f"integrations.{name}"
+            if spec.webhook_url is not None:  # callsys.server.webhooks posts there
+                if not re.match(r"^https?://[^/?#\s]+", spec.webhook_url):
+                    raise self.fail(f"integrations.{name}.webhook_url", "an http:// or https:// URL")
+                if not spec.webhook_secret:
+                    raise self.fail(f"integrations.{name}.webhook_secret",
+                                    "required with webhook_url: the posts are signed with it")
             clients[name] = Integration(name, spec.key, spec.rate_per_s, spec.burst, spec.webhook_url,
                                         spec.webhook_secret)
         return MappingProxyType(clients)

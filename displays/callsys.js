@@ -13,7 +13,10 @@
  *     ±50 %), except after close 4000/4001/4009 (a bad hello, a bad token, another console
  *     took the window over): reconnecting cannot help there;
  *   - after every (re)connect the page re-syncs from the fresh `board` push;
- *   - it pings every third of the server's idle timeout.
+ *   - it pings every third of the server's idle timeout;
+ *   - `revive()` (a phone woke up, the page became visible, the network came back) skips the
+ *     backoff wait when down, and replaces a socket whose ping gets no answer within REVIVE_S
+ *     (a sleeping phone's socket may be dead without the browser having noticed).
  * The hall clock is the server's: server_time + (now - received_at) * clock_speed, shown in
  * the hall's timezone — never the browser's own time (`make demo` runs a virtual clock).
  */
@@ -26,6 +29,7 @@ const Callsys = (() => {
   const JITTER = 0.5;             // ± fraction of the delay
   const RETRY_FOR_S = 60.0;       // how long a request is retried across reconnects
   const DEFAULT_PING_S = 40.0;    // ping interval when welcome has no idle timeout
+  const REVIVE_S = 5.0;           // seconds revive() waits for a ping's answer before reconnecting
   const COMMANDS = new Set([
     "take_number", "book_slot", "check_in", "cancel", "requeue", "call_next", "call_number", "recall",
     "no_show", "start", "finish", "transfer", "park", "return_ticket", "pause", "resume", "open_window",
@@ -138,6 +142,7 @@ const Callsys = (() => {
       this.pingTimer = null;
       this.welcomed = false;      // the current socket got its welcome
       this.helloError = null;     // the error that answered our hello, if any
+      this.retryTimer = null;     // the pending reconnect while backing off
     }
 
     start() {
@@ -172,6 +177,32 @@ const Callsys = (() => {
         this.pending.set(message.id, { message, resolve, reject, deadline: Date.now() + RETRY_FOR_S * 1000 });
         if (this.connected) this._send(message);
       });
+    }
+
+    /**
+     * Make sure the connection is alive now (the page became visible again, the network came
+     * back): reconnect at once if down; if up, ping it and replace the socket when no answer
+     * comes within `withinS` seconds. The new connection's welcome and first pushes re-sync
+     * the page, like any reconnect.
+     */
+    revive(withinS = REVIVE_S) {
+      if (this.stopped) return;
+      if (this.retryTimer !== null) {  // waiting out a backoff: try now
+        clearTimeout(this.retryTimer);
+        this.retryTimer = null;
+        this._open();
+        return;
+      }
+      if (!this.connected) return;  // a connection attempt is under way
+      const socket = this.socket;
+      const timer = setTimeout(() => {
+        if (this.socket !== socket) return;
+        socket.onclose = null;  // a dead socket may take minutes to report its close: drop it now
+        socket.onmessage = null;
+        try { socket.close(1000, "no answer"); } catch (_) { /* already closing */ }
+        this._closed({ code: 1006 });
+      }, withinS * 1000);
+      this.request("ping").then(() => clearTimeout(timer), () => clearTimeout(timer));
     }
 
     stop() {
@@ -275,7 +306,7 @@ const Callsys = (() => {
       const delay = base * (1 + JITTER * (2 * Math.random() - 1));
       this.failures += 1;
       this._status("reconnecting", `retry in ${delay.toFixed(1)} s`);
-      setTimeout(() => this._open(), delay * 1000);
+      this.retryTimer = setTimeout(() => { this.retryTimer = null; this._open(); }, delay * 1000);
     }
   }
 

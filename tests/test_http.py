@@ -19,7 +19,7 @@ import trio
 import trio.testing
 
 from callsys.server import http as http_module
-from callsys.server.http import PAGES, hall_json, page_urls
+from callsys.server.http import PAGE_ROLES, PAGES, hall_json, page_urls
 from callsys.server.settings import RETRY_AFTER_S
 from server_support import (TOKENS, captured_log, client, guard, push_of, server, start_server,  # noqa: F401
                             still_served)
@@ -214,7 +214,7 @@ async def test_pages_are_served_from_displays_or_404_with_why(nursery, demo_hall
     assert wrong.status == 404 and b"hall 'demo' has no window '999'" in wrong.body
     assert (await get(server, "/board?floor=7")).status == 404
     assert (await get(server, "/speaker?zone=roof")).status == 404
-    assert set(PAGES) == {"board", "led", "clerk", "kiosk", "speaker"}
+    assert set(PAGES) == {"board", "led", "clerk", "kiosk", "speaker", "phone", "take"}
 
 
 @guard()
@@ -344,7 +344,7 @@ async def test_page_urls_name_every_page_kind_with_a_token_of_its_role(server, d
     assert urls["clerk"] == f"{base}/clerk?window=1&token={TOKENS['clerk']}"
     assert urls["kiosk"] == f"{base}/kiosk?token={TOKENS['kiosk']}"
     assert urls["speaker"] == f"{base}/speaker?zone=universal&token={TOKENS['speaker']}"
-    assert set(urls) == {"index", "board_floor", *PAGES}
+    assert set(urls) == {"index", "board_floor", *PAGE_ROLES}  # the devices' pages: a phone's need a ticket or a door code
 
 
 @guard()

@@ -24,7 +24,8 @@ Hypercorn's ``TCPServer`` (and ``WorkerContext``, ``ConnectionState``) are what 
 0.18.x and ``tests/test_http.py`` exercises the hand-off over real sockets.
 
 Routes (docs/protocol.md, "HTTP"): ``/`` an index of every page per floor and zone;
-``/board``, ``/led``, ``/clerk``, ``/kiosk``, ``/speaker`` the pages in ``displays/``;
+``/board``, ``/led``, ``/clerk``, ``/kiosk``, ``/speaker`` the devices' pages in ``displays/``, ``/phone``
+and ``/take`` the citizen's pages (a ticket's link, the door code's; no token);
 ``/static/...`` every file under ``displays/``; ``/api/hall`` the hall as JSON;
 ``/api/v1/...`` the integration API (:mod:`callsys.api`); ``/healthz`` and ``/readyz``.
 Other parts add theirs through ``build_app(server, routes)``.
@@ -71,6 +72,8 @@ PAGES: Final = {  # route -> (file in displays/, the query parameters it takes, 
     "clerk": ("clerk.html", ("window",), "窗口工作台", "Clerk console"),
     "kiosk": ("kiosk.html", (), "取号机", "Ticket kiosk"),
     "speaker": ("speaker.html", ("zone",), "语音播报", "Zone speaker"),
+    "phone": ("phone.html", (), "手机查看排队", "Phone: follow a ticket"),  # a citizen's: ?ticket=&secret= or ?q=
+    "take": ("take.html", (), "手机取号", "Phone: take a number"),  # a citizen's: ?door=<door code>
 }
 PAGE_ROLES: Final = {"board": "display", "led": "display", "clerk": "clerk", "kiosk": "kiosk", "speaker": "speaker"}
 NO_CACHE: Final = {"cache-control": "no-cache"}  # revalidate pages on every load: a new release shows at once

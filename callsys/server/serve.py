@@ -43,7 +43,7 @@ from ..log import Journal, Pending, open_journal
 from ..protocol import CODECS, PATH, VERSION, CloseCode, Unavailable
 from ..state import HallCalendar
 from ..tokens import sample_api_clients, sample_token_roles
-from . import _gc, _websocket, http
+from . import _gc, _websocket, http, pages
 from .auth import Identity
 from .hub import Hub
 from .limits import Admission, Refusal, RefusalLog
@@ -51,6 +51,7 @@ from .logs import log
 from .loopwatch import LoopWatch
 from .session import Session
 from .settings import DEFAULT_HOST, DEFAULT_PORT, REFUSAL_READ_S, ServerSettings
+from .webhooks import Cursors, Webhooks, targets_of
 
 SERVER_NAME = f"callsys/{__version__}"
 
@@ -72,12 +73,14 @@ class CallsysServer:
         http: the HTTP side of the port (:class:`~callsys.server.http.HttpFrontend`).
         loop_watch: the event loop's stall figures (:mod:`~callsys.server.loopwatch`), or None
             when the run has no :class:`LoopWatch` installed.
+        webhooks: the webhook deliveries (:mod:`~callsys.server.webhooks`), or None without targets.
     """
 
     def __init__(self, hall: Hall, engine: QueueEngine, journal: Journal, *, clock: Clock, secret: bytes,
                  settings: ServerSettings, announcer: Announcer | None = None,
-                 loop_watch: LoopWatch | None = None) -> None:
+                 loop_watch: LoopWatch | None = None, webhooks: Webhooks | None = None) -> None:
         self.hall = hall
+        self.webhooks = webhooks
         self.loop_watch = loop_watch
         self.engine = engine
         self.journal = journal
@@ -107,7 +110,8 @@ class CallsysServer:
         # Connections still waiting for their first request (a browser opens spare ones):
         # dropped at once on shutdown instead of holding it for the grace period.
         self._openings: set[trio.CancelScope] = set()
-        self.http = http.HttpFrontend(http.build_app(self, voice_http.routes(self.announcer)), settings)
+        self.http = http.HttpFrontend(http.build_app(self, [*voice_http.routes(self.announcer), *pages.routes(self)]),
+                                      settings)
 
     @property
     def url(self) -> str:
@@ -142,6 +146,8 @@ class CallsysServer:
 
     def on_durable(self, batch: list[tuple[int, Event]]) -> None:
         """The journal's hook after each durable batch: fan the events out."""
+        if self.webhooks is not None:
+            self.webhooks.on_durable(batch)
         try:
             self.hub.on_durable(batch)
         except Exception:  # a bug in a projection: the log is intact, displays may lag; keep serving
@@ -317,6 +323,8 @@ class CallsysServer:
                                              handler_nursery=connections))
                 self.host, self.port = host, listeners[0].socket.getsockname()[1]
                 services.start_soon(self._refresh_phones)
+                if self.webhooks is not None:
+                    services.start_soon(self.webhooks.run)
                 services.start_soon(self.hub.deliver, settings.fanout_slice)
                 services.start_soon(self.hub.push_summaries, settings.queue_push_interval_s, self.clock.now,
                                     settings.fanout_slice)
@@ -447,10 +455,16 @@ async def serve_callsys(hall: Hall, store: str, *, host: str = DEFAULT_HOST, por
     """
     async with open_journal(store, hall) as journal:
         engine, _ = await journal.recover()
+        settings = settings or ServerSettings()
+        deliveries = None
+        if targets := targets_of(hall.integrations):  # the clients with a webhook_url
+            deliveries = Webhooks(targets, hall.id, journal, engine, Cursors.for_store(store),
+                                  retry_first_s=settings.webhook_retry_first_s,
+                                  retry_max_s=settings.webhook_retry_max_s, timeout_s=settings.webhook_timeout_s)
         server = CallsysServer(hall, engine, journal, clock=clock or RealClock(),
                                secret=secret if secret is not None else os.urandom(32),
-                               settings=settings or ServerSettings(), announcer=Announcer.for_store(store),
-                               loop_watch=loop_watch)
+                               settings=settings, announcer=Announcer.for_store(store),
+                               loop_watch=loop_watch, webhooks=deliveries)
         journal.on_durable = server.on_durable
         journal.on_failure = server.fail
         try:

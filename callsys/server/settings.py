@@ -56,6 +56,9 @@ HTTP_MAX_REQUESTS: Final = 1000  # HTTP requests served on one connection before
 API_PUBLIC_RATE_PER_S: Final = 2.0  # requests per second per address, on average
 API_PUBLIC_BURST: Final = 60  # requests at once per address
 REFUSAL_READ_S: Final = 2.0  # seconds a refused connection gets to send its request before it is dropped
+WEBHOOK_RETRY_FIRST_S: Final = 1.0  # seconds before a failed webhook delivery is retried; doubled per failure
+WEBHOOK_RETRY_MAX_S: Final = 300.0  # the longest wait between two attempts of one webhook delivery (seconds)
+WEBHOOK_TIMEOUT_S: Final = 10.0  # seconds one webhook delivery may take (connect, send, answer)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -72,6 +75,9 @@ class ServerSettings:
     phone_refresh_s: float = PHONE_REFRESH_S
     queue_push_interval_s: float = QUEUE_PUSH_INTERVAL_S
     fanout_slice: int = FANOUT_SLICE
+    webhook_retry_first_s: float = WEBHOOK_RETRY_FIRST_S  # see server/webhooks.py
+    webhook_retry_max_s: float = WEBHOOK_RETRY_MAX_S
+    webhook_timeout_s: float = WEBHOOK_TIMEOUT_S
     shutdown_grace_s: float = SHUTDOWN_GRACE_S
     handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S
     max_connections: int = MAX_CONNECTIONS
