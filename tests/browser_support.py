@@ -267,12 +267,13 @@ def page_url(server: CallsysServer, page: str, **query: Any) -> str:
     return f"http://{server.host}:{server.port}/{page}?{urlencode(query)}"
 
 
-async def serve_hall(nursery: trio.Nursery, hall: Hall, store: Path, port: int = 0) -> tuple[CallsysServer, trio.Event]:
+async def serve_hall(nursery: trio.Nursery, hall: Hall, store: Path, port: int = 0,
+                     phone_refresh_s: float = math.inf) -> tuple[CallsysServer, trio.Event]:
     """A server for *hall* on *port* (0: a free one) in a nursery of its own, for pages that must
     see it restart on the same port; returns it and an event set once it has stopped."""
     stopped = trio.Event()
     # the pages and the test's clients send as fast as the server answers: no rate limit in the way
-    settings = ServerSettings(phone_refresh_s=math.inf, rate_per_s=1e6, rate_burst=1_000_000)
+    settings = ServerSettings(phone_refresh_s=phone_refresh_s, rate_per_s=1e6, rate_burst=1_000_000)
 
     async def run(task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as own:

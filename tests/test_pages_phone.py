@@ -6,19 +6,16 @@ page reconnects and shows the window, big. The screenshot is kept as ``tests/art
 
 from __future__ import annotations
 
-import math
-from functools import partial
 from pathlib import Path
 
 import trio
 
-from browser_support import ARTIFACTS, needs_chromium, open_browser, page_url
+from browser_support import ARTIFACTS, needs_chromium, open_browser, page_url, serve_hall
 from callsys import qrcodes
-from callsys.clock import ScaledClock
 from callsys.identity import derive_key
 from callsys.hall import Hall
-from callsys.server import CallsysServer, ServerSettings, serve_callsys
-from server_support import SECRET, START, TOKENS, client, guard
+from callsys.server import CallsysServer
+from server_support import SECRET, TOKENS, client, guard
 
 pytestmark = needs_chromium
 
@@ -27,19 +24,8 @@ PHONE_REFRESH_S = 0.05  # the phones' place refresh: frequent, the test waits fo
 
 
 async def serve(nursery: trio.Nursery, hall: Hall, store: Path, port: int = 0) -> tuple[CallsysServer, trio.Event]:
-    """A server (phones refreshed) in a nursery of its own, to restart on the same *port*;
-    returns it and an event set once it has stopped."""
-    stopped = trio.Event()
-    settings = ServerSettings(phone_refresh_s=PHONE_REFRESH_S, rate_per_s=1e6, rate_burst=1_000_000)
-
-    async def run(task_status: trio.TaskStatus = trio.TASK_STATUS_IGNORED) -> None:
-        async with trio.open_nursery() as own:
-            task_status.started(await own.start(partial(
-                serve_callsys, hall, f"file:{store}", port=port, clock=ScaledClock(START), secret=SECRET,
-                settings=settings)))
-        stopped.set()
-
-    return await nursery.start(run), stopped
+    """A server with the phones refreshed often, restartable on the same *port* (see serve_hall)."""
+    return await serve_hall(nursery, hall, store, port, phone_refresh_s=PHONE_REFRESH_S)
 
 
 async def call_next(server: CallsysServer) -> str:

@@ -36,6 +36,7 @@ import os
 import queue
 import tempfile
 import threading
+import wave
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,15 +81,29 @@ def espeak_synthesise(utterance: Utterance, path: Path) -> None:
                           "see `espeak-ng --voices`")
     engine.setProperty("voice", utterance.voice)
     engine.setProperty("rate", utterance.rate)
-    # espeak-ng runs its own synthesis thread here (pyttsx3 starts it in retrieval mode): a
-    # rate change is queued there, so without waiting for it a render may still use the
-    # previous rate (measured: 1 render in 4 came out at the wrong speed).
-    espeak.Synchronize()
-    engine.save_to_file(utterance.spoken, str(path))
-    engine.runAndWait()
-    espeak.Synchronize()
-    if not path.exists():
-        raise RenderError(f"espeak-ng wrote no audio for {utterance.lang} voice {utterance.voice!r}")
+    for _ in range(SYNTH_ATTEMPTS):
+        # espeak-ng runs its own synthesis thread here (pyttsx3 starts it in retrieval mode): a
+        # rate change is queued there, so without waiting for it a render may still use the
+        # previous rate (measured: 1 render in 4 came out at the wrong speed).
+        espeak.Synchronize()
+        engine.save_to_file(utterance.spoken, str(path))
+        engine.runAndWait()
+        espeak.Synchronize()
+        if _audio_frames(path) > 0:
+            return
+    raise RenderError(f"espeak-ng wrote no audio for {utterance.lang} voice {utterance.voice!r}")
+
+
+SYNTH_ATTEMPTS: Final = 3  # espeak-ng now and then writes a header and no samples (seen in the suite, ~1 in 1,000)
+
+
+def _audio_frames(path: Path) -> int:
+    """The sample frames of the WAV file at *path* (0: missing, empty or not a WAV)."""
+    try:
+        with wave.open(str(path), "rb") as wav:
+            return wav.getnframes()
+    except (FileNotFoundError, EOFError, wave.Error):
+        return 0
 
 
 SPEECH_NICENESS: Final = 5  # the speech process yields the CPU to the server's call path
