@@ -12,7 +12,7 @@ import json
 import re
 import sys
 from collections import Counter
-from typing import Callable
+from typing import Any, Callable
 
 from rich.console import Console
 from rich.table import Table
@@ -27,6 +27,30 @@ Setup = Callable[[argparse.ArgumentParser], None]
 COMMANDS: dict[tuple[str, ...], tuple[str, Setup]] = {}
 # Modules that register sub-commands with @command when imported.
 PLUGINS = ("callsys.server.cli", "callsys.log.cli", "callsys.tools", "sim.cli", "voice.cli")
+
+
+def bounded(kind: type, low: float | None = None, high: float | None = None, *,
+            above: bool = False) -> Callable[[str], Any]:
+    """An ``argparse`` type: *text* read as *kind*, from *low* (exclusive when *above*) to *high*.
+
+    A value out of range is a one-line usage error (``argparse`` exits with 2), never a
+    traceback further on.
+    """
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {'a whole number' if kind is int else 'a number'}: {text!r}") from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
+        if low is not None and (value <= low if above else value < low):
+            raise argparse.ArgumentTypeError(f"must be {'>' if above else '>='} {low:g}, got {text}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be <= {high:g}, got {text}")
+        return value
+
+    return parse
 
 
 def command(*path: str, help: str) -> Callable[[Setup], Setup]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, model_validator
 
 _CLOCK = re.compile(r"^(\d{2}):(\d{2})$")
 Share = float
@@ -28,14 +28,34 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+MAX_DAYS = 3650  # simulated days in one run (ten years)
+MAX_SEED = 2**32 - 1  # numpy's seeds are 0 ... 2**32 - 1
+
+
+def check_warmup(warmup_min: float, days: int) -> None:
+    """A warm-up must leave part of the run to measure.
+
+    Raises:
+        ValueError: it covers the whole run.
+    """
+    if warmup_min >= days * 24 * 60:
+        raise ValueError(f"warmup_min {warmup_min:g} leaves nothing of a {days}-day run to measure "
+                         f"(it must be below {days * 24 * 60})")
+
+
 class ScenarioSpec(_Model):
     name: str = ""
     description: str = ""
     hall: str  # hall file, relative to the scenario file
     date: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$")  # first simulated day (local)
-    days: int = Field(default=1, ge=1, le=3650)
-    seed: int = 1
+    days: int = Field(default=1, ge=1, le=MAX_DAYS)
+    seed: int = Field(default=1, ge=0, le=MAX_SEED)
     warmup_min: float = Field(default=0.0, ge=0)  # measurements ignore this start of the run
+
+    @model_validator(mode="after")
+    def _warmup_inside_the_run(self) -> "ScenarioSpec":
+        check_warmup(self.warmup_min, self.days)
+        return self
 
 
 class ArrivalsSpec(_Model):
@@ -72,7 +92,7 @@ class ServiceTimesSpec(_Model):
     model: Literal["lognormal", "exponential", "empirical"] = "lognormal"
     cv: float = Field(default=0.6, gt=0)  # lognormal coefficient of variation
     scale: float = Field(default=1.0, gt=0)  # multiplies every mean (e.g. 1.1 on a bad day)
-    minutes: dict[str, float] = {}  # per-service mean overrides (else the hall's minutes)
+    minutes: dict[str, PositiveFloat] = {}  # per-service mean overrides (else the hall's minutes)
     csv: str = ""  # empirical: columns service,minutes; "*" rows serve any service
 
 

@@ -11,17 +11,23 @@ from typing import Callable, Iterator
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-from callsys.cli import command
+from callsys.cli import bounded, command
 
-from . import report
+from . import _scenario_schema as schema, report
 from .scenario import Scenario, load_scenario
+
+
+MAX_REPLICATIONS = 1000  # runs of one `sim run`
 
 
 def _scenario_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("scenario", help="scenario name in sim/scenarios/ (e.g. qingdao-peak-monday) or a .toml path")
-    p.add_argument("--seed", type=int, help="seed of the (first) run; the scenario's by default")
-    p.add_argument("--days", type=int, help="simulate this many days instead of the scenario's")
-    p.add_argument("--visitors", type=float, help="expected visitors per day instead of the scenario's")
+    p.add_argument("--seed", type=bounded(int, 0, schema.MAX_SEED),
+                   help="seed of the (first) run, 0 ... 2**32 - 1; the scenario's by default")
+    p.add_argument("--days", type=bounded(int, 1, schema.MAX_DAYS),
+                   help=f"simulate this many days (1 ... {schema.MAX_DAYS}) instead of the scenario's")
+    p.add_argument("--visitors", type=bounded(float, 0, above=True),
+                   help="expected visitors per day instead of the scenario's")
     p.add_argument("--out", type=Path, help="output directory (default out/sim/<scenario>)")
 
 
@@ -53,8 +59,9 @@ def progress_bar(console: Console, total: int, label: str, enabled: bool = True)
 @command("sim", "run", help="simulate a scenario in virtual time on the real engine")
 def _run_args(p: argparse.ArgumentParser) -> None:
     _scenario_args(p)
-    p.add_argument("--replications", type=int, default=1, help="runs with seeds seed, seed+1, ... (default 1)")
-    p.add_argument("--top", type=int, default=report.TOP_SERVICES, help="services shown in the wait table")
+    p.add_argument("--replications", type=bounded(int, 1, MAX_REPLICATIONS), default=1,
+                   help=f"runs with seeds seed, seed+1, ... (default 1, at most {MAX_REPLICATIONS})")
+    p.add_argument("--top", type=bounded(int, 1), default=report.TOP_SERVICES, help="services shown in the wait table")
     p.add_argument("--no-charts", action="store_true", help="skip the PNG charts")
     p.add_argument("--json", action="store_true", help="print only the summary JSON to stdout")
     p.set_defaults(run=_run)
@@ -98,7 +105,7 @@ def _plan_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", required=True, help='e.g. "p90 wait <= 15 min", "mean wait <= 600 s", '
                                                    '"within target >= 80 %%"')
     p.add_argument("--by", choices=("zone", "service"), default="zone", help="plan per zone (default) or per service")
-    p.add_argument("--max-scale", type=float, default=MAX_SCALE,
+    p.add_argument("--max-scale", type=bounded(float, 1), default=MAX_SCALE,
                    help=f"a pool may grow to this multiple of its windows (default {MAX_SCALE:g})")
     p.add_argument("--json", action="store_true", help="print only the plan JSON to stdout")
     p.set_defaults(run=_plan)

@@ -78,9 +78,14 @@ def parse_target(text: str) -> Target:
                                           "\"within target >= 80 %\"")
     if m["stat"]:
         limit = float(m["limit"]) / (60.0 if (m["unit"] or "min").lower() == "s" else 1.0)
+        if not limit > 0:
+            raise ConfigError("--target", "", f"{text.strip()!r}: a wait limit must be above 0")
         return Target(f"{m['stat'].lower()}_min", limit, text.strip())
     share = float(m["share"])
-    return Target("within_target", share / 100 if m["pct"] or share > 1 else share, text.strip())
+    share = share / 100 if m["pct"] or share > 1 else share
+    if not 0 < share <= 1:
+        raise ConfigError("--target", "", f"{text.strip()!r}: a share within target must be above 0 and at most 100 %")
+    return Target("within_target", share, text.strip())
 
 
 # ---------------------------------------------------------------------- pools

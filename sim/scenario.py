@@ -83,8 +83,12 @@ class Scenario:
         """The same scenario with another number of days and/or daily visitors (None: keep)."""
         out = self
         if days is not None:
-            if days < 1:
-                raise ConfigError(self.source, "scenario.days", f"days must be >= 1, got {days}")
+            if not 1 <= days <= schema.MAX_DAYS:
+                raise ConfigError(self.source, "scenario.days", f"days must be 1 ... {schema.MAX_DAYS}, got {days}")
+            try:
+                schema.check_warmup(self.warmup_s / 60.0, days)
+            except ValueError as exc:
+                raise ConfigError(self.source, "scenario.warmup_min", str(exc)) from None
             out = replace(out, days=days)
         if visitors is not None:
             if visitors <= 0:

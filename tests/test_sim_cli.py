@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from callsys.cli import main
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -49,6 +51,29 @@ def test_unknown_scenario_and_bad_target_are_reported(capsys):
     assert "file not found" in capsys.readouterr().err
     assert main(["sim", "plan", "demo", "--target", "soon"]) == 2
     assert "cannot read 'soon'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, problem", [
+    (["sim", "run", "mmc", "--replications", "0"], "must be >= 1, got 0"),
+    (["sim", "run", "mmc", "--seed", "-1"], "must be >= 0, got -1"),
+    (["sim", "run", "mmc", "--days", "100000"], "must be <= 3650, got 100000"),
+    (["sim", "run", "mmc", "--visitors", "nan"], "not a finite number"),
+    (["sim", "plan", "demo", "--target", "p90 wait <= 15 min", "--max-scale", "0"], "must be >= 1, got 0"),
+])
+def test_out_of_range_options_are_one_line_usage_errors(args, problem, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and problem in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("target, problem", [
+    ("within target >= 150 %", "at most 100 %"),
+    ("p90 wait <= 0 min", "above 0"),
+])
+def test_impossible_targets_are_refused(target, problem, capsys):
+    assert main(["sim", "plan", "demo", "--target", target]) == 2
+    assert problem in capsys.readouterr().err
 
 
 def test_the_benchmark_prints_only_its_json_rows():

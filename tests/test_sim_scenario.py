@@ -49,6 +49,9 @@ def test_a_path_and_a_name_find_the_same_file():
     ("clerks", {"staffing_by_zone": {"attic": 0.5}}, "clerks.staffing_by_zone.attic"),
     ("service_times", {"model": "empirical"}, "service_times.csv"),
     ("appointments", {"no_show": 1.5}, "appointments.no_show"),
+    ("service_times", {"minutes": {"SOC": -5}}, "service_times.minutes.SOC"),
+    ("scenario", {"seed": -1}, "scenario.seed"),
+    ("scenario", {"days": 1, "warmup_min": 1440}, "scenario"),  # the warm-up would be the whole run
 ])
 def test_mistakes_name_the_key(table, values, key):
     data = demo_data()
@@ -89,3 +92,16 @@ def test_adjusted_changes_days_and_visitors_only():
     assert t.arrivals.profile == s.arrivals.profile
     with pytest.raises(ConfigError):
         s.adjusted(days=0)
+
+
+def test_more_days_than_allowed_or_fewer_than_the_warm_up_are_config_errors():
+    scenario = load_scenario("mmc")  # 60 days with a 240-minute warm-up
+    with pytest.raises(ConfigError, match="days must be 1 ... 3650"):
+        scenario.adjusted(days=100_000)
+    data = demo_data()
+    data["scenario"] = {**data["scenario"], "warmup_min": 2000}  # more than a day, less than two
+    two_days = scenario_from_mapping({**data, "scenario": {**data["scenario"], "days": 2}}, source="w.toml",
+                                     base=SCENARIO_DIR)
+    with pytest.raises(ConfigError, match="leaves nothing of a 1-day run") as info:
+        two_days.adjusted(days=1)
+    assert info.value.key == "scenario.warmup_min"

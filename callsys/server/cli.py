@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import trio
 
-from ..cli import command
+from ..cli import bounded, command
 from ..clock import parse_clock
 from ..errors import CallsysError
 from ..hall import load_hall
@@ -47,21 +47,21 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rate", type=float, default=RATE_PER_S, help="messages/s per connection (default: %(default)s)")
     p.add_argument("--burst", type=int, default=RATE_BURST, help="burst per connection (default: %(default)s)")
     p.add_argument("--idle-timeout", type=float, default=IDLE_TIMEOUT_S, help="seconds (default: %(default)s)")
-    p.add_argument("--handshake-timeout", type=_positive(float), default=HANDSHAKE_TIMEOUT_S,
+    p.add_argument("--handshake-timeout", type=bounded(float, 0, above=True), default=HANDSHAKE_TIMEOUT_S,
                    help="seconds from TCP accept to the head of the first request, WebSocket upgrade or HTTP "
                         "(default: %(default)s)")
-    p.add_argument("--max-connections", type=_positive(int), default=MAX_CONNECTIONS,
+    p.add_argument("--max-connections", type=bounded(int, 0, above=True), default=MAX_CONNECTIONS,
                    help="open connections at most; more are refused with HTTP 503 (default: %(default)s)")
-    p.add_argument("--max-connections-per-address", type=_positive(int), default=MAX_CONNECTIONS_PER_ADDRESS,
+    p.add_argument("--max-connections-per-address", type=bounded(int, 0, above=True), default=MAX_CONNECTIONS_PER_ADDRESS,
                    help="open connections from one address (IPv6: one /64) at most (default: %(default)s)")
     p.add_argument("--trusted-proxies", type=_networks, default=TRUSTED_PROXIES, metavar="ADDRS",
                    help="comma-separated addresses or networks of gateways/reverse proxies that many clients come "
                         "through: exempt from the per-address cap and the failed-hello throttle; '' for none "
                         f"(default: {','.join(TRUSTED_PROXIES)})")
-    p.add_argument("--hello-failures", type=_positive(int), default=HELLO_FAILURES,
+    p.add_argument("--hello-failures", type=bounded(int, 0, above=True), default=HELLO_FAILURES,
                    help="failed hellos from one address within --hello-window before it is refused "
                         "(default: %(default)s)")
-    p.add_argument("--hello-window", type=_positive(float), default=HELLO_FAILURE_WINDOW_S,
+    p.add_argument("--hello-window", type=bounded(float, 0, above=True), default=HELLO_FAILURE_WINDOW_S,
                    help="seconds a failed hello counts against its address (default: %(default)s)")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     p.add_argument("--log-format", default="kv", choices=("kv", "json"), help="key=value or JSON lines")
@@ -91,18 +91,6 @@ def _serve(args: argparse.Namespace) -> int:
             raise inner from None
         raise
     return 0
-
-
-def _positive(kind: type) -> Callable[[str], Any]:
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-        return value
-    return parse
 
 
 def _networks(text: str) -> tuple[str, ...]:

@@ -32,7 +32,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from ..cli import command
+from ..cli import bounded, command
 from ..client import Device, connect_device
 from ..errors import CallsysError
 from ..hall import load_hall
@@ -84,16 +84,9 @@ def _display_args(p: argparse.ArgumentParser) -> None:
     target.add_argument("--window", type=int, help="show this window's LED strip")
     add_connection_args(p)
     p.add_argument("--once", action="store_true", help="print the first frame (after the first board) and exit")
-    p.add_argument("--frames", type=_positive, metavar="N", help="print a frame on each of the first N changes and exit")
-    p.add_argument("--calls", type=_positive, default=MAX_CALLS, help="rows in the call list (default: %(default)s)")
+    p.add_argument("--frames", type=bounded(int, 1), metavar="N", help="print a frame on each of the first N changes and exit")
+    p.add_argument("--calls", type=bounded(int, 1), default=MAX_CALLS, help="rows in the call list (default: %(default)s)")
     p.set_defaults(run=_display)
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def _display(args: argparse.Namespace) -> int:
