@@ -336,7 +336,10 @@ class Simulation:
             self.push(called_at + (k + 1) * self.recall_s, Kind.RECALL, (window, ticket, k + 1))
 
     def _finish(self, t: float, window: int) -> None:
-        citizen = self.by_ticket[self.engine.state.windows[window].current]
+        current = self.engine.state.windows[window].current
+        if current is None:  # the day was reset under a service in progress (a hall open at midnight)
+            return
+        citizen = self.by_ticket[current]
         if citizen.transfer is not None:
             service, citizen.transfer = citizen.transfer, None
             citizen.service, citizen.service_s = service, citizen.transfer_s

@@ -159,3 +159,20 @@ def test_any_demo_day_keeps_the_books(visitors, staffing, patience, patience_min
     assert all(w.status != OPEN for w in sim.engine.state.windows.values())
     for u in summary["utilisation"]["by_zone"].values():
         assert u is None or 0 <= u <= 1 + 1e-9
+
+
+def test_a_hall_open_round_the_clock_runs_through_midnight(tmp_path):
+    """Services in progress when the day resets at midnight end with it: their scheduled
+    finish finds the window empty (it raised ``KeyError: None`` before)."""
+    hall = (SCENARIO_DIR / "../../config/demo.toml").resolve().read_text(encoding="utf-8")
+    days = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+    for day in days:
+        hall = "\n".join(f'{day} = ["00:00-24:00"]' if line.startswith(f"{day} = ") else line
+                         for line in hall.splitlines())
+    (tmp_path / "hall24.toml").write_text(hall, encoding="utf-8")
+    data = tomllib.loads((SCENARIO_DIR / "demo.toml").read_text(encoding="utf-8"))
+    data["scenario"] |= {"hall": "hall24.toml", "days": 2}
+    data["arrivals"] |= {"visitors": 1500, "profile": [["00:00", 1.0], ["24:00", 1.0]], "door_wait_min": 0}
+    scenario = scenario_from_mapping(data, source=str(tmp_path / "s.toml"), base=tmp_path)
+    summary = Simulation(scenario).run()
+    assert summary["windows"]["opened"] > 0 and summary["flow"]["served"] > 1000
