@@ -202,6 +202,11 @@ class Hall:
         """The hall's local wall-clock time at POSIX time *at*."""
         return datetime.fromtimestamp(at, self.tz)
 
+    def unserved_services(self) -> tuple[str, ...]:
+        """Codes of the services no window has the skill for: their tickets can never be called."""
+        served = {code for w in self.windows for code in w.skills}
+        return tuple(s.code for s in self.services if s.code not in served)
+
     def role_of(self, token: str) -> str | None:
         """The role a device token belongs to, or None."""
         for role, tokens in self.tokens.items():

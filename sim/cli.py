@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
@@ -32,8 +33,19 @@ def _scenario_args(p: argparse.ArgumentParser) -> None:
 
 
 def scenario_from_args(args: argparse.Namespace) -> Scenario:
-    scenario = load_scenario(args.scenario)
-    return scenario.adjusted(days=args.days, visitors=args.visitors)
+    scenario = load_scenario(args.scenario).adjusted(days=args.days, visitors=args.visitors)
+    for warning in scenario_warnings(scenario):
+        print(f"callsys: warning: {warning}", file=sys.stderr)
+    return scenario
+
+
+def scenario_warnings(scenario: Scenario) -> list[str]:
+    """What a valid scenario will do that its author probably did not mean."""
+    unserved = [code for code in scenario.hall.unserved_services() if scenario.mix.get(code, 0) > 0]
+    if not unserved:
+        return []
+    return [f"no window serves {', '.join(unserved)}: their citizens take numbers that are never called "
+            "(give a window the skill, or weight 0 in [mix])"]
 
 
 def out_dir(args: argparse.Namespace, scenario: Scenario, sub: str = "") -> Path:

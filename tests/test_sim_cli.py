@@ -7,6 +7,7 @@ import json
 import pytest
 
 from callsys.cli import main
+from sim.scenario import SCENARIO_DIR
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -91,3 +92,17 @@ def test_the_benchmark_prints_only_its_json_rows():
     assert rows["qingdao_day_s"]["target"] == "<= 10" and rows["qingdao_day_s"]["value"] > 0
     assert rows["erlang_c_rel_err"]["unit"] == "fraction" and 0 <= rows["erlang_c_rel_err"]["value"] < 1
     assert all(set(r) == {"metric", "value", "unit", "target"} for r in rows.values())
+
+
+def test_a_service_no_window_serves_is_warned_about(tmp_path, capsys):
+    hall = (SCENARIO_DIR.parent.parent / "config" / "demo.toml").read_text(encoding="utf-8")
+    # no window serves PERMIT: the universal windows serve BIZ only, the business ones drop it
+    lines = [line.replace('["*"]', '["BIZ"]').replace(', "PERMIT"', "") if line.startswith("skills") else line
+             for line in hall.splitlines()]
+    (tmp_path / "hall.toml").write_text("\n".join(lines), encoding="utf-8")
+    scenario = (SCENARIO_DIR / "demo.toml").read_text(encoding="utf-8").replace(
+        'hall = "../../config/demo.toml"', 'hall = "hall.toml"')
+    (tmp_path / "s.toml").write_text(scenario, encoding="utf-8")
+    assert main(["sim", "run", str(tmp_path / "s.toml"), "--days", "1", "--no-charts", "--json",
+                 "--out", str(tmp_path / "out")]) == 0
+    assert "callsys: warning: no window serves PERMIT" in capsys.readouterr().err
