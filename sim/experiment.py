@@ -12,6 +12,8 @@ import math
 import time
 from typing import Any, Callable
 
+from scipy.stats import t as student_t
+
 from . import theory
 from .runner import Simulation
 from .scenario import Scenario
@@ -61,7 +63,11 @@ def combine(scenario: Scenario, summaries: list[dict]) -> dict[str, Any]:
 
 
 def interval(values: list[float | None]) -> dict[str, float | None]:
-    """Mean and 95 % half-width over runs (None values skipped)."""
+    """Mean and 95 % half-width over runs (None values skipped).
+
+    The half-width is Student's t (n - 1 degrees of freedom) times the standard error: with
+    the few replications a manager runs, the normal 1.96 is too narrow (n = 4: 3.18).
+    """
     xs = [v for v in values if v is not None]
     if not xs:
         return {"mean": None, "ci95": None}
@@ -69,4 +75,4 @@ def interval(values: list[float | None]) -> dict[str, float | None]:
     if len(xs) < 2:
         return {"mean": mean, "ci95": None}
     sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1))
-    return {"mean": mean, "ci95": 1.96 * sd / math.sqrt(len(xs))}
+    return {"mean": mean, "ci95": float(student_t.ppf(0.975, len(xs) - 1)) * sd / math.sqrt(len(xs))}

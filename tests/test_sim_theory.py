@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sim.experiment import combine, replicate
+from sim.experiment import combine, interval, replicate
 from sim.runner import Simulation
 from sim.scenario import SCENARIO_DIR, load_scenario
 from sim.theory import MMc, erlang_b, erlang_c, mmc_of
@@ -77,3 +77,12 @@ def test_littles_law_holds_on_every_shipped_scenario(name):
     assert little["L"] > 0
     # exact without warm-up (empty hall at the start); spells crossing a warm-up cut blur it
     assert little["rel_err"] < (1e-9 if scenario.warmup_s == 0 else 0.02)
+
+
+def test_replication_intervals_use_students_t():
+    """Four runs: 3.182 (t, 3 degrees of freedom, 97.5 %) times the standard error, not 1.96."""
+    values = [10.0, 12.0, 14.0, 16.0]  # mean 13, sample sd sqrt(20/3)
+    out = interval(values)
+    assert out["mean"] == 13.0
+    assert out["ci95"] == pytest.approx(3.182446 * math.sqrt(20 / 3) / 2, rel=1e-6)
+    assert interval([5.0])["ci95"] is None and interval([None, None]) == {"mean": None, "ci95": None}
