@@ -344,7 +344,9 @@ async def test_page_urls_name_every_page_kind_with_a_token_of_its_role(server, d
     assert urls["clerk"] == f"{base}/clerk?window=1&token={TOKENS['clerk']}"
     assert urls["kiosk"] == f"{base}/kiosk?token={TOKENS['kiosk']}"
     assert urls["speaker"] == f"{base}/speaker?zone=universal&token={TOKENS['speaker']}"
-    assert set(urls) == {"index", "board_floor", *PAGE_ROLES}  # the devices' pages: a phone's need a ticket or a door code
+    assert urls["board_door"] == f"{base}/board?zone=universal&door=main&token={TOKENS['display']}"
+    assert urls["api_docs"] == f"{base}/api/v1/docs"
+    assert set(urls) == {"index", "board_floor", "board_door", "api_docs", *PAGE_ROLES}  # the devices' pages: a phone's need a ticket or a door code
 
 
 @guard()

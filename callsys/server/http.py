@@ -421,6 +421,8 @@ def page_urls(server: CallsysServer, host: str | None = None) -> dict[str, str]:
     zone, floor, window = hall.zones[0].id, hall.floors[0].number, _first_window(hall)
     where = {"board": {"zone": zone}, "board_floor": {"floor": floor}, "led": {"window": window},
              "clerk": {"window": window}, "kiosk": {}, "speaker": {"zone": zone}}
+    if hall.qr.doors:  # the entrance board, with the door code phones scan to take a number
+        where["board_door"] = {"zone": zone, "door": hall.qr.doors[0]}
     urls = {"index": base + "/"}
     for name, query in where.items():
         page = name.split("_")[0]
@@ -428,6 +430,7 @@ def page_urls(server: CallsysServer, host: str | None = None) -> dict[str, str]:
         if tokens:
             query = {**query, "token": tokens[0]}
         urls[name] = f"{base}/{page}?{urlencode(query)}" if query else f"{base}/{page}"
+    urls["api_docs"] = f"{base}/api/v1/docs"  # the integration API, tried from the browser
     return urls
 
 
