@@ -39,7 +39,7 @@ from trio_websocket import WebSocketConnection, open_websocket_url
 from callsys.clock import ScaledClock
 from callsys.hall import Hall
 from callsys.server import CallsysServer, ServerSettings, serve_callsys
-from server_support import SECRET, START, hang_guard
+from server_support import SECRET, START, client, hang_guard
 
 CHROMIUM: Final = shutil.which("chromium")
 ARTIFACTS: Final = Path(__file__).parent / "artifacts"  # screenshots (gitignored)
@@ -283,3 +283,17 @@ async def serve_hall(nursery: trio.Nursery, hall: Hall, store: Path, port: int =
         stopped.set()
 
     return await nursery.start(run), stopped
+
+
+async def clerk_calls_next(server: CallsysServer, window: int) -> str:
+    """The clerk of *window* opens it if closed, finishes its current ticket if any, and calls
+    the next: the number called there."""
+    async with client(server, "clerk", window=window) as clerk:
+        if (await clerk.request("window"))["status"] == "closed":
+            await clerk.request("open_window")
+        if (await clerk.request("window"))["current"] is not None:
+            await clerk.request("finish")
+        result = await clerk.request("call_next")
+    (called,) = [e for e in result["events"] if e["kind"] == "ticket_called"]
+    assert called["window"] == window
+    return called["number"]

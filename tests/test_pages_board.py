@@ -9,7 +9,7 @@ import json
 
 import trio
 
-from browser_support import ARTIFACTS, needs_chromium, open_browser, page_url, serve_hall
+from browser_support import ARTIFACTS, clerk_calls_next, needs_chromium, open_browser, page_url, serve_hall
 from server_support import TOKENS, client, guard
 
 pytestmark = needs_chromium
@@ -31,15 +31,7 @@ async def call_next(server, window: int) -> str:
     """A kiosk takes a SOC number and the clerk of *window* calls next: the number called."""
     async with client(server, "kiosk") as kiosk:
         await kiosk.request("take_number", service="SOC")
-    async with client(server, "clerk", window=window) as clerk:
-        if (await clerk.request("window"))["status"] == "closed":
-            await clerk.request("open_window")
-        if (await clerk.request("window"))["current"] is not None:
-            await clerk.request("finish")
-        result = await clerk.request("call_next")
-    (called,) = [e for e in result["events"] if e["kind"] == "ticket_called"]
-    assert called["window"] == window
-    return called["number"]
+    return await clerk_calls_next(server, window)
 
 
 @guard(180)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import trio
 
-from browser_support import ARTIFACTS, needs_chromium, open_browser, page_url, serve_hall
+from browser_support import ARTIFACTS, clerk_calls_next, needs_chromium, open_browser, page_url, serve_hall
 from callsys import qrcodes
 from callsys.identity import derive_key
 from callsys.hall import Hall
@@ -30,14 +30,7 @@ async def serve(nursery: trio.Nursery, hall: Hall, store: Path, port: int = 0) -
 
 async def call_next(server: CallsysServer) -> str:
     """The clerk of WINDOW finishes its current ticket (if any) and calls the next: the number called."""
-    async with client(server, "clerk", window=WINDOW) as clerk:
-        if (await clerk.request("window"))["status"] == "closed":
-            await clerk.request("open_window")
-        if (await clerk.request("window"))["current"] is not None:
-            await clerk.request("finish")
-        result = await clerk.request("call_next")
-    (called,) = [e for e in result["events"] if e["kind"] == "ticket_called"]
-    return called["number"]
+    return await clerk_calls_next(server, WINDOW)
 
 
 def shows(ahead: int) -> str:
