@@ -111,6 +111,22 @@ class PolicySpec(_Model):
     _interleave = field_validator("interleave")(classmethod(lambda cls, v: _check_interleave(v)))
 
 
+class IssuingSpec(_Model):
+    """The ``[issuing]`` table: daily caps per service (限号) and the capacity-aware cutoff."""
+
+    daily_cap: dict[str, int] = {}  # service code -> numbers a day (walk-ins + today's appointments)
+    cutoff: Literal["off", "warn", "refuse"] = "off"
+    cutoff_margin_min: float = Field(default=0.0, ge=0, le=24 * 60)  # the call must be predicted this long before closing
+
+    @field_validator("daily_cap")
+    @classmethod
+    def _caps(cls, value: dict[str, int]) -> dict[str, int]:
+        for code, cap in value.items():
+            if cap < 0:
+                raise ValueError(f"daily_cap of {code!r} must be >= 0, got {cap}")
+        return value
+
+
 class GroupSpec(_Model):
     code: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     name: NamesSpec
@@ -225,6 +241,7 @@ class HallFile(_Model):
     hours: HoursSpec
     appointments: AppointmentsSpec = AppointmentsSpec()
     policy: PolicySpec = PolicySpec()
+    issuing: IssuingSpec = IssuingSpec()
     groups: tuple[GroupSpec, ...] = Field(min_length=1)
     floors: tuple[FloorSpec, ...] = Field(min_length=1)
     zones: tuple[ZoneSpec, ...] = Field(min_length=1)

@@ -26,7 +26,7 @@ from .hall import UNIVERSAL, Hall
 from .keys import KeyEntry, digest
 from .policy import GREEN_REASONS, booking_block, rank_of, select
 from .state import (BOOKED, CALLED, CLOSED, NO_SHOW, OPEN, PARKED, PAUSED, SERVING, WAITING,
-                    HallState, Ticket, WindowState, apply)
+                    Day, HallState, Ticket, WindowState, apply)
 
 __all__ = ["decide", "apply", "repeat_of", "QueueEngine", "Position", "EngineStatistics"]
 
@@ -202,10 +202,68 @@ def _take_number(state: HallState, c: cmd.TakeNumber, now: float) -> list[ev.Eve
     reason = _green_reason(c.green, c.green_reason)
     _identity(state, c.person, c.birth_year, c.service)
     number, day, seq = _number(state, c.service, now)
+    today = state.calendar.day(now)
+    _within_cap(state, c.service, today)
+    warning = _cutoff(state, c.service, today, now)
     klass = "priority" if c.green else "normal"
     rank = now - state.hall.policy.green_credit_s if c.green else now
     return [ev.TicketIssued(now, state.next_id, number, c.service, c.channel, c.green, klass, rank, day, seq,
-                            c.person, c.birth_year, reason)]
+                            c.person, c.birth_year, reason, warning)]
+
+
+# ---------------------------------------------------------------------- issuing (see callsys.hall.Issuing)
+
+
+def _within_cap(state: HallState, service: str, today: Day) -> None:
+    """Refuse a walk-in number past the service's daily cap (限号).
+
+    Raises:
+        DailyCapReached: today's walk-in numbers plus today's appointments reached the cap.
+    """
+    cap = state.hall.issuing.daily_cap.get(service)
+    if cap is None:
+        return
+    if state.issued_on(today.ordinal, service) + state.booked_on(today, service) >= cap:
+        raise err.DailyCapReached(f"today's {cap} numbers for {service!r} are all given out; "
+                                  "please come back another day or book an appointment", service=service, cap=cap)
+
+
+def new_ticket_wait(state: HallState, service: str, now: float, idle: int) -> float | None:
+    """The estimated wait (s) of a ticket of *service* taken at *now*: behind everyone queued
+    for it, with *idle* free open windows serving it (the one estimator, :mod:`callsys.estimate`)."""
+    return state.eta.estimate(service, state.book.waiting(service), now, idle)
+
+
+def idle_windows(state: HallState, service: str) -> int:
+    """Open windows serving *service* with nobody called or served."""
+    return sum(1 for w in state.windows.values() if w.status == OPEN and w.current is None and service in w.skillset)
+
+
+def _cutoff(state: HallState, service: str, today: Day, now: float) -> tuple[float, float] | None:
+    """The capacity-aware cutoff: None when the call of a new ticket is predicted in time (or
+    the cutoff is off, or there is no estimate), else ``(predicted wait s, closing)`` to warn.
+
+    The predicted call is *now* plus the estimated wait counted in opening hours
+    (:meth:`Day.open_after`: the lunch break does not serve anyone); it must fall
+    ``cutoff_margin_s`` before the end of the day's last session.
+
+    Raises:
+        PastClosing: it does not, and the hall's cutoff is ``"refuse"``.
+    """
+    rules = state.hall.issuing
+    closing = today.closing
+    if rules.cutoff == "off" or closing is None:
+        return None
+    wait = new_ticket_wait(state, service, now, 0)  # free windows only shorten it: count them if needed
+    if wait is not None and today.open_after(now, wait) > closing - rules.cutoff_margin_s:
+        wait = new_ticket_wait(state, service, now, idle_windows(state, service))
+    if wait is None or today.open_after(now, wait) <= closing - rules.cutoff_margin_s:
+        return None
+    if rules.cutoff == "refuse":
+        raise err.PastClosing(f"the predicted wait for {service!r} ({wait / 60:.0f} min) runs past closing today; "
+                              "please come back another day or book an appointment",
+                              service=service, predicted_wait_s=wait, closing=closing, margin_s=rules.cutoff_margin_s)
+    return wait, closing
 
 
 def _slot(state: HallState, service: str, slot_start: float, now: float) -> float:
@@ -556,7 +614,7 @@ class QueueEngine:
         horizon by default): behind everyone queued for it; None when no open window serves it."""
         state = self.state
         _service(state, service)
-        return self.estimate_at(service, state.book.waiting(service), now)
+        return new_ticket_wait(state, service, state.horizon if now is None else now, self._idle(service))
 
     def estimate_at(self, service: str, ahead: int, now: float | None = None) -> float | None:
         """The estimated wait (s) of a ticket with *ahead* tickets before it in *service*'s queue."""
@@ -571,8 +629,7 @@ class QueueEngine:
             self._idle_seq, self._idle_counts = state.seq, {}
         count = self._idle_counts.get(service)
         if count is None:
-            count = self._idle_counts[service] = sum(
-                1 for w in state.windows.values() if w.status == OPEN and w.current is None and service in w.skillset)
+            count = self._idle_counts[service] = idle_windows(state, service)
         return count
 
     def _estimate(self, ticket: Ticket, ahead: int, now: float | None) -> float | None:

@@ -98,6 +98,25 @@ class HallClosed(EngineError):
     code = "hall_closed"
 
 
+class DailyCapReached(EngineError):
+    """Today's numbers for the service are all given out (the hall's ``[issuing]`` ``daily_cap``, 限号).
+
+    ``details``: ``service``, ``cap`` (numbers a day, walk-ins plus today's appointments).
+    """
+
+    code = "daily_cap_reached"
+
+
+class PastClosing(EngineError):
+    """The hall's capacity-aware cutoff refuses the number: the predicted wait runs past closing.
+
+    ``details``: ``service``, ``predicted_wait_s`` (the estimate a new ticket would be told),
+    ``closing`` (POSIX time the day's last session ends), ``margin_s``.
+    """
+
+    code = "past_closing"
+
+
 class InvalidSlot(EngineError):
     """The appointment slot is not on the hall's slot grid, is in the past, or the service is not bookable."""
 

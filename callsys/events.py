@@ -21,7 +21,8 @@ class Event:
 
 @dataclass(frozen=True, slots=True)
 class TicketIssued(Event):
-    """A numbered ticket joined the queue (kiosk or QR)."""
+    """A numbered ticket joined the queue (kiosk or QR), with a closing warning when the hall's
+    capacity-aware cutoff warns (see :class:`callsys.hall.Issuing`)."""
 
     kind = "ticket_issued"
     ticket: int
@@ -36,6 +37,8 @@ class TicketIssued(Event):
     person: str | None = None  # keyed hash of the resident id (never shown, see callsys.identity)
     birth_year: int | None = None
     green_reason: str | None = None  # "senior" | "requested" when green
+    # the hall's cutoff is "warn" and the call is predicted past closing: (predicted wait s, closing POSIX)
+    closing_warning: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -85,6 +85,31 @@ class Policy:
     requeue: str  # "back" | "keep"
 
 
+CUTOFFS: Final = ("off", "warn", "refuse")
+
+
+@dataclass(frozen=True, slots=True)
+class Issuing:
+    """The ``[issuing]`` table: how many numbers a day, and what the kiosk says near closing.
+
+    Attributes:
+        daily_cap: service code -> numbers a day (限号). Walk-in numbers (kiosk and QR)
+            taken today plus appointments booked for today's slots (booked or checked in;
+            a cancelled booking frees its place) count against it; a take-number past it is
+            refused ``daily_cap_reached``. Bookings themselves are limited by the slot
+            capacity only. A service not listed has no cap.
+        cutoff: ``"off"``; ``"warn"``: a take-number whose predicted call (now plus the
+            estimated wait of a new ticket, counted in open hours) falls later than
+            ``cutoff_margin_s`` before the day's last session ends is issued with a warning;
+            ``"refuse"``: it is refused ``past_closing``.
+        cutoff_margin_s: seconds before closing by which the call must be predicted.
+    """
+
+    daily_cap: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    cutoff: str = "off"
+    cutoff_margin_s: float = 0.0
+
+
 @dataclass(frozen=True, slots=True)
 class Group:
     code: str
@@ -191,6 +216,7 @@ class Hall:
     tokens: Mapping[str, frozenset[str]]
     voice: Voice = Voice()
     qr: Qr = Qr()
+    issuing: Issuing = Issuing()
     source: str = ""
     services_by_code: Mapping[str, Service] = field(default_factory=dict, repr=False)
     windows_by_id: Mapping[int, Window] = field(default_factory=dict, repr=False)
@@ -346,6 +372,7 @@ class _Compiler:
             tokens=tokens,
             voice=voice,
             qr=Qr(spec.qr.ticket_valid_hours * 3600, spec.qr.door_rotate_minutes * 60, tuple(spec.qr.doors)),
+            issuing=self.issuing(services),
             source=self.source,
             services_by_code=MappingProxyType({s.code: s for s in services}),
             windows_by_id=MappingProxyType({w.id: w for w in windows}),
@@ -394,6 +421,14 @@ class _Compiler:
             recall_limit=p.recall_limit,
             requeue=p.requeue,
         )
+
+    def issuing(self, services: tuple[Service, ...]) -> Issuing:
+        i = self.spec.issuing
+        codes = {s.code for s in services}
+        for code in i.daily_cap:
+            if code not in codes:
+                raise self.fail(f"issuing.daily_cap.{code}", f"unknown service {code!r}")
+        return Issuing(MappingProxyType(dict(i.daily_cap)), i.cutoff, i.cutoff_margin_min * 60)
 
     def windows(self, zones, services, policy, floors) -> tuple[Window, ...]:
         zone_by_id = {z.id: z for z in zones}

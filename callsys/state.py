@@ -97,6 +97,25 @@ class Day:
     start: float  # local midnight
     end: float  # next local midnight
     issuing: tuple[tuple[float, float], ...]  # when numbers are handed out, as POSIX spans
+    sessions: tuple[tuple[float, float], ...] = ()  # when the hall is open, as POSIX spans
+
+    @property
+    def closing(self) -> float | None:
+        """When the day's last session ends (None on a closed day)."""
+        return self.sessions[-1][1] if self.sessions else None
+
+    def open_after(self, at: float, seconds: float) -> float:
+        """The moment *seconds* of opening hours after *at* have passed (the closed spans in
+        between, such as the lunch break, skipped); past closing, the surplus is added to it."""
+        for start, end in self.sessions:
+            if end <= at:
+                continue
+            begin = max(start, at)
+            if begin + seconds <= end:
+                return begin + seconds
+            seconds -= end - begin
+            at = end
+        return at + seconds
 
     def is_issuing(self, at: float) -> bool:
         for start, end in self.issuing:
@@ -122,10 +141,10 @@ class HallCalendar:
         end = datetime(following.year, following.month, following.day, tzinfo=self.hall.tz).timestamp()
         hours = self.hall.hours
         cut = hours.issue_cutoff_min
-        issuing = tuple(
-            (self._at(midnight, a), self._at(midnight, b - cut)) for a, b in hours.sessions(midnight.weekday())
-        )
-        self._last = Day(midnight.toordinal(), midnight.weekday(), midnight.timestamp(), end, issuing)
+        spans = hours.sessions(midnight.weekday())
+        issuing = tuple((self._at(midnight, a), self._at(midnight, b - cut)) for a, b in spans)
+        sessions = tuple((self._at(midnight, a), self._at(midnight, b)) for a, b in spans)
+        self._last = Day(midnight.toordinal(), midnight.weekday(), midnight.timestamp(), end, issuing, sessions)
         return self._last
 
     def _at(self, midnight: datetime, minute: int) -> float:
@@ -152,6 +171,9 @@ class HallState:
         self.book = QueueBook({s.code: s.target_wait_s for s in hall.services})
         self.numbers: dict[str, int] = {}  # today's display number -> ticket id
         self.counters: dict[str, int] = {}  # service -> last sequence number today
+        # walk-in numbers (kiosk, QR) taken per service on local day `issued_day` (the daily caps)
+        self.issued: Counter[str] = Counter()
+        self.issued_day: int | None = None
         self.day: int | None = None  # local day ordinal the counters belong to
         self.bookings: Counter[tuple[str, float]] = Counter()  # (service, slot start) -> booked
         self.servers: Counter[str] = Counter()  # service -> open windows serving it
@@ -203,6 +225,18 @@ class HallState:
         tid = self.numbers.get(number)
         return None if tid is None else self.tickets[tid]
 
+    def issued_on(self, day: int, service: str) -> int:
+        """Walk-in numbers of *service* taken on local day *day* (ordinal) since the last reset."""
+        return self.issued[service] if self.issued_day == day else 0
+
+    def booked_on(self, day: Day, service: str) -> int:
+        """Appointments of *service* booked for slots of *day* (booked or checked in)."""
+        step = self.hall.appointments.slot_minutes
+        if not self.hall.appointments.capacity[service]:
+            return 0
+        return sum(self.bookings[(service, day.start + m * 60.0)]
+                   for start, end in self.hall.hours.sessions(day.weekday) for m in range(start, end, step))
+
     def holding(self, person: str, service: str) -> Ticket | None:
         """The active ticket *person* holds for *service*, or None."""
         ticket = self.tickets.get(self.holders.get((person, service), 0))
@@ -221,6 +255,18 @@ class HallState:
             days = self.no_shows.setdefault(ticket.person, [])
             days.append(self.calendar.day(ticket.slot_start).ordinal)
             days.sort()
+
+    def _count_issued(self) -> None:
+        """Rebuild the walk-in counts of a snapshot written before the daily caps from its
+        tickets (every walk-in ticket since the last day reset is in the state): those issued
+        on the day of the latest one, each under its service now (a transferred one under
+        the service it was sent on to)."""
+        walk_ins = [t for t in self.tickets.values() if t.channel != "appointment"]
+        if not walk_ins:
+            return
+        day = self.calendar.day(max(t.issued_at for t in walk_ins)).ordinal
+        self.issued_day = day
+        self.issued = Counter(t.service for t in walk_ins if self.calendar.day(t.issued_at).ordinal == day)
 
     def queue_key(self, ticket: Ticket) -> tuple[str, str]:
         return (ticket.service, ticket.klass)
@@ -246,6 +292,7 @@ class HallState:
             "day": self.day,
             "horizon": self.horizon if self.horizon != float("-inf") else None,
             "counters": dict(sorted(self.counters.items())),
+            "issued": [self.issued_day, dict(sorted((k, n) for k, n in self.issued.items() if n))],
             "bookings": sorted([s, t, n] for (s, t), n in self.bookings.items() if n),
             "totals": dict(sorted(self.totals.items())),
             "seq": self.seq,
@@ -310,6 +357,10 @@ class HallState:
             if status == OPEN:
                 state.set_window_active(window, True)
         state.no_shows = {person: list(days) for person, days in data.get("no_shows", ())}
+        if "issued" in data:
+            state.issued_day, state.issued = data["issued"][0], Counter(data["issued"][1])
+        else:  # snapshots before the daily caps: today's walk-in tickets are all still in the state
+            state._count_issued()
         if "eta" in data:  # snapshots before the estimator had none
             state.eta.restore(data["eta"])
         state.eta_touched.clear()
@@ -387,6 +438,13 @@ def _ticket_issued(state: HallState, e: ev.TicketIssued) -> None:
     _issue(state, ticket, e.number, e.day, e.seq)
     state.book.add(e.ticket, e.rank, (e.service, e.klass), e.at)
     state.totals["issued"] += 1
+    day = state.calendar.day(e.at).ordinal
+    if state.issued_day != day:
+        state.issued_day = day
+        state.issued.clear()
+    state.issued[e.service] += 1
+    if e.closing_warning is not None:
+        state.totals["warned_past_closing"] += 1
 
 
 def _slot_booked(state: HallState, e: ev.SlotBooked) -> None:
@@ -580,6 +638,8 @@ def _day_reset(state: HallState, e: ev.DayReset) -> None:
         window.status, window.current, window.cycle = CLOSED, None, 0
     state.numbers.clear()
     state.counters.clear()
+    state.issued.clear()
+    state.issued_day = None
     state.day = None
     state.keys = {k: entry for k, entry in state.keys.items() if entry.seq >= state.seq}  # a keyed reset keeps its own
     state.totals["expired"] += len(e.expired)

@@ -40,6 +40,7 @@ CODES = {
     err.InvalidArgument: "invalid_argument", err.KeyReused: "key_reused",
     err.InvalidResidentId: "invalid_resident_id", err.QrRefused: "qr_refused",
     err.AlreadyHolding: "already_holding", err.BookingBlocked: "booking_blocked",
+    err.DailyCapReached: "daily_cap_reached", err.PastClosing: "past_closing",
 }
 
 

@@ -8,7 +8,8 @@ allowed as long as a rejection changes nothing. Tickets and bookings are taken b
 identified persons or anonymously; bookings are rescheduled and clerks flag waiting citizens
 green. After every step the invariants below hold (no ticket lost or served twice, at most
 one active ticket per person and service, no slot over capacity); after every script,
-replay equals live.
+replay equals live. Two more halls add daily caps and the capacity-aware cutoff (warn,
+refuse): the walk-in counts behind the caps stay those of the tickets and never pass a cap.
 """
 
 from __future__ import annotations
@@ -66,6 +67,15 @@ POLICY_HALL = hall_from_mapping(merged(_demo_mapping(), {
                "requeue": "keep"},
     "appointments": {"late_rule": "reject", "late_grace_min": 5},
 }), source="demo-policy.toml")
+# Honest issuing (callsys.hall.Issuing): small daily caps, and a cutoff whose margin puts the
+# limit at 10:00, so a script meets refusals or warnings within its morning.
+ISSUING = {"daily_cap": {"BIZ": 3, "SOC": 4, "MED": 0}, "cutoff_margin_min": 600}
+WARN_HALL = hall_from_mapping(merged(_demo_mapping(), {"hall": {"id": "demo-warn"},
+                                                       "issuing": {**ISSUING, "cutoff": "warn"}}),
+                              source="demo-warn.toml")
+REFUSE_HALL = hall_from_mapping(merged(_demo_mapping(), {"hall": {"id": "demo-refuse"},
+                                                         "issuing": {**ISSUING, "cutoff": "refuse"}}),
+                                source="demo-refuse.toml")
 
 
 # ---------------------------------------------------------------------- the reference selector
@@ -258,6 +268,18 @@ class Script:
             assert state.windows[window].status != "closed" or all(tickets[t].transfers for _, t in queue)
         self.check_counts()
         self.check_fairness()
+        self.check_caps()
+
+    def check_caps(self) -> None:
+        """The walk-in counts behind the caps count the walk-in tickets of their day (a transfer
+        moves a ticket to another service, not its count) and never pass a cap."""
+        state = self.engine.state
+        calendar = state.calendar
+        walk_ins = [t for t in state.tickets.values()
+                    if t.channel != "appointment" and calendar.day(t.issued_at).ordinal == state.issued_day]
+        assert sum(state.issued.values()) == len(walk_ins)
+        for service, cap in self.hall.issuing.daily_cap.items():
+            assert state.issued[service] <= cap
 
     def check_fairness(self) -> None:
         """One active ticket per person and service; no slot over capacity (a checked-in
@@ -316,7 +338,7 @@ def run_script(hall: Hall, ops: list[tuple[str, int, int, int]]) -> Script:
     return script
 
 
-HALLS = {"demo": DEMO, "policy": POLICY_HALL}
+HALLS = {"demo": DEMO, "policy": POLICY_HALL, "warn": WARN_HALL, "refuse": REFUSE_HALL}
 
 
 @pytest.mark.parametrize("hall", HALLS)

@@ -56,7 +56,7 @@ COMMAND_FIELDS = {
 
 EVENT_FIELDS = {
     "ticket_issued": ["at", "ticket", "number", "service", "channel", "green", "klass", "rank", "day", "seq",
-                      "person", "birth_year", "green_reason"],
+                      "person", "birth_year", "green_reason", "closing_warning"],
     "slot_booked": ["at", "ticket", "service", "slot_start", "slot_end", "green", "person", "birth_year",
                     "green_reason"],
     "slot_rescheduled": ["at", "ticket", "slot_start", "slot_end"],

@@ -47,7 +47,7 @@ from ..events import Event
 from ..log import LogError
 from ..server import queries
 from ..server.auth import phone_secret
-from ..server.handlers import identify
+from ..server.handlers import closing_warning, identify
 from ..server.limits import address_key
 from ..server.projections import service_summaries
 from . import errors
@@ -271,7 +271,7 @@ def build_api(server: "CallsysServer") -> FastAPI:
         tid = events[0].ticket
         if body.door_code is None:
             gate.owners[tid] = namespace
-        return answer(ticket_object(tid), 201)
+        return answer(ticket_object(tid) | {"closing_warning": closing_warning(events)}, 201)
 
     return app
 

@@ -29,7 +29,7 @@ STATUS: Final = {  # engine/protocol error code -> HTTP status (any other code: 
     "unknown_service": 404, "unknown_ticket": 404, "unknown_window": 404, "not_found": 404,
     "slot_full": 409, "already_holding": 409, "booking_blocked": 409, "invalid_state": 409, "key_reused": 409,
     "hall_closed": 409, "checkin_rejected": 409, "window_closed": 409, "window_busy": 409, "window_idle": 409,
-    "queue_empty": 409,
+    "queue_empty": 409, "daily_cap_reached": 409, "past_closing": 409,
     "unauthorized": 401, "forbidden": 403, "rate_limited": 429, "invalid_request": 422,
     "unavailable": 503, "internal": 500,
 }

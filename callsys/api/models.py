@@ -100,6 +100,13 @@ class SlotOut(BaseModel):
     remaining: int
 
 
+class ClosingWarning(BaseModel):
+    """The hall's capacity-aware cutoff warns: the call is predicted past closing (hall ``[issuing]``)."""
+
+    predicted_wait_s: float = Field(description="the estimated wait the ticket was issued with")
+    closing: float = Field(description="POSIX seconds the day's last session ends")
+
+
 class TicketOut(BaseModel):
     """A ticket or booking: where it stands, and how a phone follows it. Nothing personal."""
 
@@ -118,6 +125,9 @@ class TicketOut(BaseModel):
     qr_svg: str | None = Field(description="URL of the QR image")
     phone_url: str | None = Field(description="URL of the phone page that follows the ticket")
     secret: str = Field(description="lets a phone follow this ticket (and `GET /tickets/{ticket}?secret=`)")
+    closing_warning: ClosingWarning | None = Field(
+        default=None, description="on `POST /tickets` only: the predicted call falls past closing (the hall's "
+                                  "cutoff is `warn`); null otherwise")
 
 
 class QrOut(BaseModel):

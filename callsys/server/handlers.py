@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable
 
 from .. import commands as cmd
-from ..events import Event, to_record
+from ..events import Event, TicketIssued, to_record
 from ..identity import SENIOR_AGE, age_on, derive_key, parse_resident_id, person_key
 from ..log import Pending
 from ..protocol import ok
@@ -70,6 +70,13 @@ def _repeat(result: dict[str, Any], pending: Pending) -> dict[str, Any]:
     return result
 
 
+def closing_warning(events: list[Event]) -> dict[str, float] | None:
+    """The capacity-aware cutoff's warning on a take-number's ticket, or None: the wait it
+    predicted (s) and the closing time (POSIX s) its call falls after (hall ``[issuing]``)."""
+    warning = next((e.closing_warning for e in events if isinstance(e, TicketIssued)), None)
+    return None if warning is None else {"predicted_wait_s": warning[0], "closing": warning[1]}
+
+
 def _ticket_result(session: "Session", events: list[Event], pending: Pending, rid: Any) -> Reply:
     """The reply to a command that issues or books a ticket: the ticket, its place and its phone secret."""
     server = session.server
@@ -82,6 +89,7 @@ def _ticket_result(session: "Session", events: list[Event], pending: Pending, ri
         "green_reason": ticket.green_reason,
         "issued_at": ticket.issued_at, "slot_start": ticket.slot_start, "slot_end": ticket.slot_end,
         "ahead": position.ahead, "estimated_wait_s": position.estimated_wait_s,
+        "closing_warning": closing_warning(events),
         "secret": phone_secret(server.secret, server.hall.id, tid),
         "qr": queries.ticket_qr(server.hall, server.secret, ticket),
     }, pending))
