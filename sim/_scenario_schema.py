@@ -86,6 +86,9 @@ class CitizenBehaviour(_Model):
     silent_abandon: Share = Field(default=0.5, ge=0, le=1)  # leave without cancelling
     walk_mean_s: float = Field(default=40.0, ge=0)  # from the seat to the called window
     absent: Share = Field(default=0.02, ge=0, le=1)  # not there when called (never come)
+    # told at the kiosk that the call is predicted past closing (hall [issuing] cutoff = "warn"):
+    # this share goes home at once, the others queue anyway
+    warned_leave: Share = Field(default=0.5, ge=0, le=1)
 
 
 class ServiceTimesSpec(_Model):

@@ -13,6 +13,12 @@ Definitions (also in ``docs/simulator.md``):
   home zone of the ticket's service) and per time bin.
 * **Little's law** — L, the time-average queue size as counted by *the engine* after each
   command, against λ·W from the tracker's waiting spells; both over the measured period.
+* **issuing** — honest issuing (the hall's ``[issuing]``): citizens *told early* at the kiosk
+  and sent home — refused by a daily cap, refused by the cutoff, or warned that their call is
+  predicted past closing and leaving (their ticket, cancelled at once, never counts as
+  queued) — against citizens who *gave up* after queueing (abandoned), with how long those
+  had waited (median, minutes) and the share told early = told early / (told early + gave up).
+  Counted over the whole run (the refusals leave no ticket to date).
 """
 
 from __future__ import annotations
@@ -114,7 +120,7 @@ def summarise(scenario: Scenario, tracker: Tracker, *, seed: int) -> dict[str, A
     hall = scenario.hall
     t0, t1 = scenario.start + scenario.warmup_s, scenario.end
     targets = {s.code: s.target_wait_s for s in hall.services}
-    queued = [r for r in tracker.tickets.values() if r.outcome != "booked" and r.eligible >= t0]
+    queued = [r for r in tracker.tickets.values() if r.outcome not in ("booked", "told_early") and r.eligible >= t0]
     by_service: dict[str, list[TicketRecord]] = {}
     by_channel: dict[str, list[TicketRecord]] = {}
     for r in queued:
@@ -140,6 +146,25 @@ def summarise(scenario: Scenario, tracker: Tracker, *, seed: int) -> dict[str, A
         "queue": _queue(scenario, tracker, zones),
         "heatmap": _heatmap(scenario, tracker, zones),
         "little": little(tracker, t0, t1),
+        "issuing": issuing(tracker),
+    }
+
+
+def issuing(tracker: Tracker) -> dict[str, Any]:
+    """Told early at the kiosk versus gave up after queueing (see the module docstring)."""
+    c = tracker.counts
+    told = {"cap": c["told_early_daily_cap_reached"], "cutoff": c["told_early_past_closing"],
+            "warned": c["told_early_warned"]}
+    waited = np.array([r.gave_up - r.eligible for r in tracker.tickets.values()
+                       if r.gone and r.gave_up is not None], dtype=float)
+    told_early, gave_up = sum(told.values()), len(waited)
+    return {
+        "told_early": told_early,
+        "told_early_by_reason": told,
+        "warned": c["warned_past_closing"],
+        "gave_up": gave_up,
+        "gave_up_waited_median_min": float(np.median(waited) / 60) if gave_up else None,
+        "told_early_share": told_early / (told_early + gave_up) if told_early + gave_up else None,
     }
 
 

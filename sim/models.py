@@ -19,6 +19,11 @@ The models:
   some cancel their ticket, the others just leave (and are later called in vain).
 * **Walking and absence** — exponential walk from seat to window; a few are not there.
 * **Transfers** — a share is sent on to another service of the same group at the end.
+* **Told early** — a citizen the kiosk refuses (the hall's daily cap, or its cutoff set to
+  ``"refuse"``) goes home. One it warns that the call is predicted past closing (cutoff
+  ``"warn"``) goes home with probability ``warned_leave`` (0.5 by default: no published
+  figure; half heed the kiosk) and otherwise queues; the draw is the citizen's own
+  (:func:`leaves_when_warned`), the same whatever the staffing.
 """
 
 from __future__ import annotations
@@ -232,6 +237,19 @@ def _transfers(scenario: Scenario, services: np.ndarray, rng: np.random.Generato
             w = np.array([mix[o] for o in others]) + 1e-9
             out[i] = others[rng.choice(len(others), p=w / w.sum())]
     return out
+
+
+WARNED_STREAM: Final = 0x3A4E  # the random stream of the citizens' answers to a closing warning
+
+
+def leaves_when_warned(scenario: Scenario, seed: int, citizen: Citizen) -> bool:
+    """Whether *citizen*, warned at the kiosk that the call is predicted past closing, goes home.
+
+    A draw of the citizen's own (from *seed* and its id), not of the crowd's stream: the crowd
+    stays the same with or without a cutoff, and the answer with any staffing.
+    """
+    share = scenario.citizens.warned_leave
+    return share > 0 and np.random.default_rng([seed, WARNED_STREAM, citizen.id]).random() < share
 
 
 def clerk_rng(seed: int, window: int) -> np.random.Generator:

@@ -12,8 +12,8 @@ instead of polling all 400. The invariant (tested): once every event of an insta
 handled, no idle window serves a service whose tickets wait.
 
 Outcomes the engine refuses on purpose (``HallClosed`` outside hours, ``SlotFull``,
-``QueueEmpty`` for an idle window) are counted, not errors; any other refusal is a bug
-and propagates.
+``QueueEmpty`` for an idle window, ``DailyCapReached`` and ``PastClosing`` at the kiosk)
+are counted, not errors; any other refusal is a bug and propagates.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from callsys.state import CALLED, CLOSED, PAUSED, WAITING
 from . import metrics
 from .tracker import Tracker
 from .idle import IdleWindows
-from .models import (Citizen, ServiceTimes, WindowPicker, break_times, clerk_rng, longest_idle, population,
-                     service_time_model)
+from .models import (Citizen, ServiceTimes, WindowPicker, break_times, clerk_rng, leaves_when_warned, longest_idle,
+                     population, service_time_model)
 from .scenario import Scenario
 
 PROGRESS_EVERY: Final = 4096  # loop steps between progress callbacks
@@ -221,8 +221,16 @@ class Simulation:
         except err.HallClosed:
             self._door(t, Kind.ARRIVE, citizen)
             return
-        self._told(t, events[0].ticket)
-        self._queued(t, citizen, events[0].ticket, t)
+        except (err.DailyCapReached, err.PastClosing) as refused:  # told at the kiosk: goes home
+            self.tracker.told_early(refused.code)
+            return
+        issued = events[0]
+        if issued.closing_warning is not None and leaves_when_warned(self.scenario, self.seed, citizen):
+            self.execute(cmd.Cancel(t, issued.ticket))
+            self.tracker.told_early("warned", issued.ticket)
+            return
+        self._told(t, issued.ticket)
+        self._queued(t, citizen, issued.ticket, t)
 
     def _check_in(self, t: float, citizen: Citizen) -> None:
         try:
@@ -266,7 +274,7 @@ class Simulation:
         if ticket is None or ticket.status != WAITING or ticket.called_at is not None or ticket.transfers:
             return
         citizen.gone = True
-        self.tracker.abandoned(citizen.ticket, citizen.silent)
+        self.tracker.abandoned(citizen.ticket, citizen.silent, t)
         if not citizen.silent:
             self.execute(cmd.Cancel(t, citizen.ticket))
 

@@ -51,11 +51,12 @@ class TicketRecord:
     green: bool
     eligible: float  # entered the queue (check-in or slot start for appointments)
     called: float | None = None  # first call
-    outcome: str = "waiting"  # served | cancelled | abandoned | no_show | expired | waiting
+    outcome: str = "waiting"  # served | cancelled | abandoned | no_show | expired | waiting | told_early
     late: bool = False
     gone: bool = False  # left without cancelling (silent abandonment)
     estimated_at: float | None = None  # when the citizen was told an estimated wait (issue / check-in)
     estimate: float | None = None  # that estimate (s); None if the engine had none
+    gave_up: float | None = None  # when the citizen gave up waiting (abandoned)
 
 
 @dataclass(slots=True)
@@ -140,13 +141,21 @@ class Tracker:
         """Count a non-engine outcome (hall closed, slot full, gave up at home...)."""
         self.counts[what] += n
 
-    def abandoned(self, ticket: int, silent: bool) -> None:
-        """The citizen holding *ticket* gave up waiting (cancelled, or left silently)."""
+    def abandoned(self, ticket: int, silent: bool, at: float | None = None) -> None:
+        """The citizen holding *ticket* gave up waiting at *at* (cancelled, or left silently)."""
         record = self.tickets[ticket]
-        record.gone = True
+        record.gone, record.gave_up = True, at
         if silent:
             record.outcome = "abandoned"
             self.counts["abandoned_silent"] += 1
+
+    def told_early(self, reason: str, ticket: int | None = None) -> None:
+        """A citizen was told at the kiosk and went home: refused (*reason* the engine's code,
+        ``daily_cap_reached`` or ``past_closing``), or warned that the call is predicted past
+        closing (``"warned"``; *ticket* was issued and cancelled at once: it never queued)."""
+        self.counts[f"told_early_{reason}"] += 1
+        if ticket is not None:
+            self.tickets[ticket].outcome = "told_early"
 
     def sent_home(self, ticket: int) -> None:
         """The hall closed while *ticket* still waited (its citizen had not given up)."""
@@ -179,6 +188,8 @@ class Tracker:
     def _issued(self, e: ev.TicketIssued) -> None:
         self.tickets[e.ticket] = TicketRecord(e.ticket, e.service, e.channel, e.green, e.at)
         self._enter(e.ticket, e.at, e.service)
+        if e.closing_warning is not None:
+            self.counts["warned_past_closing"] += 1
 
     def _checked_in(self, e: ev.CheckedIn) -> None:
         eligible = max(e.at, e.not_before)
