@@ -14,6 +14,12 @@
   minutes. ``eta_mae_min_NAME`` / ``eta_p90_abs_err_min_NAME``: the same for each scenario of
   ``--eta-others`` (no target).
 
+* ``peak_told_early_share``: honest issuing on that Monday (the hall's ``[issuing]`` daily caps
+  and cutoff, ``sim.metrics.issuing``): of the citizens turned away, the share told so at the
+  kiosk rather than giving up after queueing — told early / (told early + gave up). No target:
+  a hall trades it against the citizens it serves (the note gives both, and the median wait of
+  those who gave up).
+
 * ``live_*``: the same Monday played live (``sim.live``) against a real server started in
   a separate process (``callsys serve`` on the flagship hall, a fresh store in a temporary
   directory, its clock at 08:50 running ``--live-speed`` times real time) for
@@ -153,8 +159,13 @@ def main() -> None:
         row("qingdao_visitors", visitors, "citizens"),
         row("qingdao_commands_per_s", sim.commands / seconds, "engine commands/s"),
         row("erlang_c_rel_err", erlang["rel_err"], "fraction", ERLANG_TARGET),
+        row("peak_told_early_share", summary["issuing"]["told_early_share"] or 0.0, "share"),
     ]
-    notes = []
+    issuing = summary["issuing"]
+    notes = [f"issuing on {args.scenario}: {issuing['told_early']:,} told early at the kiosk "
+             f"({', '.join(f'{k} {v:,}' for k, v in issuing['told_early_by_reason'].items())}), "
+             f"{issuing['gave_up']:,} gave up after queueing (median wait "
+             f"{issuing['gave_up_waited_median_min'] or 0:.0f} min), {flow['served']:,} served"]
     for name in [args.eta_scenario] + [n for n in args.eta_others.split(",") if n]:
         eta = bench_eta(name, args.eta_visitors)
         rows += eta_rows(name, eta, name == args.eta_scenario)

@@ -423,12 +423,7 @@ class _Compiler:
         )
 
     def issuing(self, services: tuple[Service, ...]) -> Issuing:
-        i = self.spec.issuing
-        codes = {s.code for s in services}
-        for code in i.daily_cap:
-            if code not in codes:
-                raise self.fail(f"issuing.daily_cap.{code}", f"unknown service {code!r}")
-        return Issuing(MappingProxyType(dict(i.daily_cap)), i.cutoff, i.cutoff_margin_min * 60)
+        return compile_issuing(self.spec.issuing, services, source=self.source)
 
     def windows(self, zones, services, policy, floors) -> tuple[Window, ...]:
         zone_by_id = {z.id: z for z in zones}
@@ -592,6 +587,20 @@ def _template_problem(template: str) -> str | None:
     if missing:
         return f"the template must contain {{{missing[0]}}} (got {template!r})"
     return None
+
+
+def compile_issuing(spec: schema.IssuingSpec, services: tuple[Service, ...], *, source: str) -> Issuing:
+    """The :class:`Issuing` policy of an ``[issuing]`` table (a hall file's, or a simulator
+    scenario's that stands in for its hall's).
+
+    Raises:
+        ConfigError: a cap names a service the hall does not offer.
+    """
+    codes = {s.code for s in services}
+    for code in spec.daily_cap:
+        if code not in codes:
+            raise ConfigError(source, f"issuing.daily_cap.{code}", f"unknown service {code!r}")
+    return Issuing(MappingProxyType(dict(spec.daily_cap)), spec.cutoff, spec.cutoff_margin_min * 60)
 
 
 def compile_hall(spec: schema.HallFile, *, source: str = "<memory>") -> Hall:

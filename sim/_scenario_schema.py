@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, model_validator
 
+from callsys._schema import IssuingSpec
+
 _CLOCK = re.compile(r"^(\d{2}):(\d{2})$")
 Share = float
 
@@ -128,3 +130,6 @@ class ScenarioFile(_Model):
     service_times: ServiceTimesSpec = ServiceTimesSpec()
     clerks: ClerkBehaviour = ClerkBehaviour()
     mix: MixSpec = MixSpec()
+    # the hall's daily caps and cutoff for this scenario (the hall file's [issuing] shape);
+    # absent: the hall's own
+    issuing: IssuingSpec | None = None

@@ -59,9 +59,10 @@ CHECK_SAMPLE: Final = 200  # tickets compared one by one with the server
 TICK_S: Final = 0.5  # real seconds between progress reports
 TIMELINE_BIN_S: Final = 5.0  # real seconds per bin of the latency timeline
 # Refusals that are outcomes of the scenario, not faults (a race between a citizen giving
-# up and a clerk calling them is "invalid_state"; early check-in "checkin_rejected").
+# up and a clerk calling them is "invalid_state"; early check-in "checkin_rejected"; the
+# hall's daily caps and cutoff "daily_cap_reached" and "past_closing": the citizen goes home).
 EXPECTED: Final = frozenset({"hall_closed", "slot_full", "queue_empty", "invalid_state", "checkin_rejected",
-                             "invalid_slot"})
+                             "invalid_slot", "daily_cap_reached", "past_closing"})
 COMMANDS: Final = frozenset({"take_number", "book_slot", "check_in", "cancel", "call_next", "recall", "no_show",
                              "start", "finish", "transfer", "pause", "resume", "open_window", "close_window"})
 TOTALS: Final = ("issued", "booked", "checked_in", "called", "served", "no_show", "cancelled", "transferred")

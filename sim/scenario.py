@@ -21,7 +21,7 @@ from typing import Any, Final, Mapping
 
 
 from callsys.errors import ConfigError
-from callsys.hall import Hall, load_hall, read_toml, validate
+from callsys.hall import Hall, compile_issuing, load_hall, read_toml, validate
 
 from . import _scenario_schema as schema
 
@@ -131,6 +131,8 @@ class _Resolver:
     def run(self) -> Scenario:
         spec = self.spec
         hall = load_hall(self.base / spec.scenario.hall)
+        if spec.issuing is not None:  # the scenario's issuing policy stands in for the hall's
+            hall = replace(hall, issuing=compile_issuing(spec.issuing, hall.services, source=self.source))
         codes = [s.code for s in hall.services]
         try:
             first = date.fromisoformat(spec.scenario.date)
