@@ -76,6 +76,15 @@ def print_summary(summary: Mapping[str, Any], scenario: Scenario, console: Conso
                       f"citizens): mean absolute error {eta['mae_min']:.2f} min, p90 {eta['p90_abs_err_min']:.2f} min, "
                       f"bias {eta['bias_min']:+.2f} min (mean estimate {eta['mean_estimate_min']:.1f} min, "
                       f"actual {eta['mean_actual_min']:.1f} min)")
+    issuing = summary.get("issuing")
+    if issuing and issuing["told_early"] + issuing["gave_up"]:
+        told = issuing["told_early_by_reason"]
+        median = issuing["gave_up_waited_median_min"]
+        console.print(f"Issuing: {issuing['told_early']:,} told early at the kiosk (daily cap {told['cap']:,}, "
+                      f"cutoff {told['cutoff']:,}, warned and left {told['warned']:,} of {issuing['warned']:,} "
+                      f"warned) against {issuing['gave_up']:,} who gave up after queueing"
+                      + (f" (median wait {median:.0f} min)" if median is not None else "")
+                      + f": {100 * issuing['told_early_share']:.0f} % of them were told early")
     console.print(zone_table(summary, scenario))
     little = summary["little"]
     console.print(f"Little's law: L = {little['L']:.3f} waiting (engine count), λ·W = "

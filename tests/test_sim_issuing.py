@@ -15,11 +15,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from callsys.errors import ConfigError
 from callsys.hall import hall_from_mapping
 from conftest import CONFIG, merged
 from sim.models import leaves_when_warned, population
 from sim.runner import Simulation
-from sim.scenario import load_scenario
+from sim.scenario import SCENARIO_DIR, load_scenario, scenario_from_mapping
 
 VISITORS = 900
 CUTOFF = {"cutoff_margin_min": 120}
@@ -105,3 +106,23 @@ def assert_counts_add_up(sim: Simulation, summary: dict) -> None:
     queued_walk_ins = sum(n["queued"] for c, n in summary["waits"]["by_channel"].items() if c != "appointment")
     assert queued_walk_ins + block["told_early_by_reason"]["warned"] == flow["tickets_issued"]
     assert block["gave_up"] == flow["abandoned"]
+
+
+def test_a_scenario_s_issuing_table_stands_in_for_the_hall_s():
+    weekday, peak = load_scenario("qingdao-weekday"), load_scenario("qingdao-peak-monday")
+    assert weekday.hall.issuing.cutoff == "refuse" and not weekday.hall.issuing.daily_cap  # config/qingdao.toml
+    assert peak.hall.issuing.cutoff == "refuse"
+    assert set(peak.hall.issuing.daily_cap) == {s.code for s in peak.hall.services}
+    assert peak.hall.issuing.daily_cap["TAX-INV"] == 2500
+
+
+@pytest.mark.parametrize("table, message", [
+    ({"daily_cap": {"NOPE": 3}}, "demo-bad.toml: issuing.daily_cap.NOPE: unknown service 'NOPE'"),
+    ({"cutoff": "sometimes"}, "demo-bad.toml: issuing.cutoff: "),
+    ({"daily_cap": {"SOC": -1}}, "demo-bad.toml: issuing.daily_cap: "),
+])
+def test_a_bad_scenario_issuing_table_is_a_clear_error(table, message):
+    data = tomllib.loads((SCENARIO_DIR / "demo.toml").read_text(encoding="utf-8")) | {"issuing": table}
+    with pytest.raises(ConfigError) as info:
+        scenario_from_mapping(data, source="demo-bad.toml", base=SCENARIO_DIR)
+    assert str(info.value).startswith(message)
