@@ -151,7 +151,8 @@ async def test_book_answers_201_with_the_ticket_once_durable(api_server):
     assert ticket["status"] == "booked" and ticket["channel"] == "appointment" and ticket["number"] is None
     assert ticket["slot_start"] == SLOT_1000 and ticket["slot_end"] == SLOT_1000 + 1800
     assert set(ticket) == {"ticket", "number", "service", "channel", "status", "ahead", "estimated_wait_s",
-                           "window", "slot_start", "slot_end", "green", "qr", "qr_svg", "phone_url", "secret"}
+                           "window", "slot_start", "slot_end", "green", "qr", "qr_svg", "phone_url", "secret",
+                           "closing_warning"}
     assert api_server.journal.durable_seq >= 1  # answered only once in the store
     assert api_server.engine.state.bookings[("SOC", SLOT_1000)] == 1
 

@@ -110,7 +110,7 @@ def assert_counts_add_up(sim: Simulation, summary: dict) -> None:
 
 def test_a_scenario_s_issuing_table_stands_in_for_the_hall_s():
     weekday, peak = load_scenario("qingdao-weekday"), load_scenario("qingdao-peak-monday")
-    assert weekday.hall.issuing.cutoff == "refuse" and not weekday.hall.issuing.daily_cap  # config/qingdao.toml
+    assert weekday.hall.issuing.cutoff == "off" and not weekday.hall.issuing.daily_cap  # config/qingdao.toml
     assert peak.hall.issuing.cutoff == "refuse"
     assert set(peak.hall.issuing.daily_cap) == {s.code for s in peak.hall.services}
     assert peak.hall.issuing.daily_cap["TAX-INV"] == 2500

@@ -125,7 +125,7 @@ def build_api(server: "CallsysServer") -> FastAPI:
                 "ahead": p.ahead, "estimated_wait_s": p.estimated_wait_s, "window": p.window,
                 "slot_start": t.slot_start, "slot_end": t.slot_end, "green": t.green,
                 "qr": qr, "qr_svg": f"/qr/{qr}.svg", "phone_url": f"/phone?q={qr}",
-                "secret": phone_secret(server.secret, hall.id, tid)}
+                "secret": phone_secret(server.secret, hall.id, tid), "closing_warning": None}
 
     def owned(caller: Caller, tid: int, secret: str | None) -> int:
         """*tid* if *caller* may act on it (its client, or the ticket's secret); else not found."""
