@@ -26,6 +26,12 @@ Fairness rules for people who give their resident id (see :mod:`callsys.identity
   day is reset). ``no_show_limit`` of them within ``no_show_window_days`` days block new
   bookings for ``no_show_block_days`` days from the last of them; the refusal gives the
   reason and the end date. Taking a number on site is never blocked.
+
+What the kiosk hands out at all is the hall's ``[issuing]`` policy
+(:class:`callsys.hall.Issuing`, decided in :func:`callsys.engine.decide` on ``take_number``):
+daily caps per service (限号: walk-in numbers plus today's appointments, refused
+``daily_cap_reached``) and the capacity-aware cutoff (a new ticket whose call the wait
+estimate puts past closing is refused ``past_closing`` or issued with a closing warning).
 """
 
 from __future__ import annotations
