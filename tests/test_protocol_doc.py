@@ -8,11 +8,13 @@ with no selector, an invalid subscribe leaving the subscription as it was, the c
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import msgpack
 import pytest
 from trio_websocket import open_websocket_url
 
+from callsys import errors
 from callsys.client import RequestFailed
 from callsys.protocol import JSON
 from server_support import TOKENS, client, guard, push_of, server  # noqa: F401  (fixtures)
@@ -97,3 +99,32 @@ async def test_return_ticket_sends_the_citizen_back_to_the_window_that_parked_th
         with pytest.raises(RequestFailed) as info:
             await two.request("return_ticket", ticket="A001")  # no longer parked
         assert info.value.code == "invalid_state"
+
+
+def _engine_errors() -> list[type]:
+    out, todo = [], [errors.EngineError]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            out.append(sub)
+            todo.append(sub)
+    return out
+
+
+def test_every_engine_error_code_is_in_the_errors_table():
+    # "Engine rejections (callsys/errors.py, mapped 1:1 from EngineError.code ...)": one row each
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "protocol.md").read_text(encoding="utf-8")
+    table = doc[doc.index("Engine rejections (`callsys/errors.py`"):doc.index("## Close codes")]
+    missing = [e.code for e in _engine_errors() if f"| `{e.code}` |" not in table]
+    assert not missing, f"docs/protocol.md's engine rejections table lacks {missing}"
+
+
+@guard()
+async def test_ticket_results_carry_every_documented_field(server):
+    # "Ticket results": the fields listed, closing_warning among them (null without a warning)
+    async with client(server, "kiosk") as kiosk:
+        result = await kiosk.request("take_number", service="SOC")
+    assert result["closing_warning"] is None
+    for field in ("ticket", "number", "service", "channel", "green", "klass", "green_reason", "status", "rank",
+                  "issued_at", "slot_start", "slot_end", "ahead", "estimated_wait_s", "closing_warning", "secret",
+                  "qr"):
+        assert field in result, field
