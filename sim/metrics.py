@@ -5,6 +5,11 @@ Definitions (also in ``docs/simulator.md``):
 * **wait** — from the moment a ticket can be called (number taken; for an appointment the
   later of check-in and slot start) to its first call. Only citizens still present when
   called count; those who gave up are *abandoned*.
+* **P(wait > 0)** — the share of those called citizens (the same ones the wait quantiles
+  describe) whose wait was more than 0 s: a number taken while a window was free and
+  called at once did not wait. Citizens who gave up before their call are left out, as in
+  every wait figure (all of them waited; *within target* counts them as misses). Without
+  abandonment this is the probability of waiting that Erlang C gives for the M/M/c queue.
 * **within target** — citizens called within their service's ``target_wait_min``, as a
   share of *everyone who queued* (abandoned and never-called citizens count as misses).
 * **utilisation** — time a window had a citizen called or at the counter, over the time
@@ -34,12 +39,24 @@ __all__ = ["Tracker", "summarise", "wait_stats", "binned_average", "little"]
 
 
 def wait_stats(records: Iterable[TicketRecord], targets: dict[str, float]) -> dict[str, Any]:
-    """Wait figures (minutes) for *records* (tickets that queued in the measured period)."""
+    """Wait figures for *records* (tickets that queued in the measured period).
+
+    Args:
+        records: the tickets that queued.
+        targets: service code -> target wait (s).
+
+    Returns:
+        ``queued``, ``called`` (called while still present), ``p_wait`` (share of the called
+        who waited more than 0 s), ``mean_min``, ``p50_min``, ``p90_min``, ``p99_min``,
+        ``max_min`` (the wait of the called, minutes; absent when nobody was called) and
+        ``within_target`` (share of *all* who queued called within their service's target).
+    """
     records = list(records)
     waits = np.array([r.called - r.eligible for r in records if r.called is not None and not r.gone])
     within = sum(1 for r in records
                  if r.called is not None and not r.gone and r.called - r.eligible <= targets[r.service])
-    out: dict[str, Any] = {"queued": len(records), "called": int(waits.size)}
+    out: dict[str, Any] = {"queued": len(records), "called": int(waits.size),
+                           "p_wait": float(np.mean(waits > 0)) if waits.size else None}
     if waits.size:
         out["mean_min"] = float(waits.mean() / 60)
         for q, v in zip(QUANTILES, np.percentile(waits, QUANTILES)):
