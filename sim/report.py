@@ -79,6 +79,15 @@ def print_summary(summary: Mapping[str, Any], scenario: Scenario, console: Conso
                       f"citizens): mean absolute error {eta['mae_min']:.2f} min, p90 {eta['p90_abs_err_min']:.2f} min, "
                       f"bias {eta['bias_min']:+.2f} min (mean estimate {eta['mean_estimate_min']:.1f} min, "
                       f"actual {eta['mean_actual_min']:.1f} min)")
+    punct = summary.get("punctuality")
+    if punct and punct["checked_in"]:
+        after = ("" if punct["after_slot_p50_min"] is None else
+                 f"; called {punct['after_slot_p50_min']:.1f} min after the slot start (median), p90 "
+                 f"{punct['after_slot_p90_min']:.1f} min")
+        console.print(f"Appointments ({punct['checked_in']:,} checked in): {_pct(punct['early'])} early, "
+                      f"{_pct(punct['late'])} late ({punct['late_walk_in']:,} queued as walk-ins), median arrival "
+                      f"{punct['arrival_p50_min']:+.1f} min against the slot{after}; "
+                      f"{_pct(punct['within_target_after_slot'])} called within target after the slot start")
     console.print(zone_table(summary, scenario))
     little = summary["little"]
     console.print(f"Little's law: L = {little['L']:.3f} waiting (engine count), λ·W = "

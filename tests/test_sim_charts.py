@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from sim.experiment import combine
-from sim.metrics import wait_stats
+from sim.metrics import appointment_holders, punctuality_stats, wait_stats
+from sim.runner import Simulation
 from sim.scenario import load_scenario
 from sim.tracker import TicketRecord
 
@@ -46,3 +47,39 @@ def test_replications_combine_p_wait_per_service_with_students_t():
     assert reps["by_service"]["A"]["p_wait"]["mean"] == pytest.approx(0.2)
     b = reps["by_service"]["B"]["p_wait"]  # run 2 called nobody for B: two values
     assert b["mean"] == pytest.approx(0.6) and b["ci95"] == pytest.approx(12.7062 * 0.141421 / 2 ** 0.5, rel=1e-4)
+
+
+def appointment(ticket: int, *, arrived: float, called: float | None, late: bool = False,
+                gone: bool = False, service: str = "A") -> TicketRecord:
+    """An appointment holder with a slot at T0, checked in *arrived* s and called *called* s after it."""
+    return TicketRecord(ticket, service, "appointment", False, T0 + max(arrived, 0.0),
+                        called=None if called is None else T0 + called, late=late, gone=gone,
+                        slot_start=T0, checked_in=T0 + arrived)
+
+
+def test_punctuality_measures_arrival_and_the_call_against_the_slot_start():
+    records = [appointment(1, arrived=-600, called=0),  # early, called at the slot start
+               appointment(2, arrived=-60, called=300),  # early, 5 min after the slot start
+               appointment(3, arrived=120, called=1200),  # late, 20 min after: past the 10 min target
+               appointment(4, arrived=3600, called=4200, late=True),  # queued as a walk-in
+               appointment(5, arrived=0, called=None, gone=True),  # on the dot, gave up
+               record(6, wait=30.0)]  # a walk-in: not an appointment
+    stats = punctuality_stats(records, {"A": 600.0})
+    assert (stats["checked_in"], stats["called"], stats["late_walk_in"]) == (5, 4, 1)
+    assert (stats["early"], stats["late"]) == (pytest.approx(2 / 5), pytest.approx(2 / 5))
+    assert stats["arrival_p50_min"] == 0.0 and stats["arrival_p10_min"] == pytest.approx(-10 + 0.4 * 9)
+    assert stats["after_slot_p50_min"] == pytest.approx(12.5)  # median of 0, 5, 20, 70 min
+    assert stats["after_slot_mean_min"] == pytest.approx(95 / 4)
+    assert stats["within_target_after_slot"] == pytest.approx(2 / 5)
+    empty = punctuality_stats([record(1, wait=0.0)], {"A": 600.0})
+    assert empty["checked_in"] == 0 and empty["early"] is None and empty["after_slot_p50_min"] is None
+
+
+def test_the_tracker_keeps_slot_start_and_check_in_of_appointments():
+    scenario = load_scenario("demo")
+    sim = Simulation(scenario)
+    summary = sim.run()
+    holders = appointment_holders(sim.tracker.tickets.values())
+    assert holders and all(r.channel == "appointment" for r in holders)
+    assert all(r.eligible == max(r.checked_in, r.slot_start) for r in holders if not r.late)
+    assert summary["punctuality"]["checked_in"] == summary["flow"]["checked_in"]
