@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime, time, timedelta
+
+import matplotlib.dates as mdates
+import matplotlib.pyplot as plt
 import pytest
+from PIL import Image
+
+from sim.charts import chart_figures, hour_spans, write_charts
 
 from sim.experiment import combine
 from sim.metrics import appointment_holders, punctuality_stats, wait_stats
@@ -11,6 +18,7 @@ from sim.scenario import load_scenario
 from sim.tracker import TicketRecord
 
 T0 = 1_000_000.0
+CHARTS = ("queue", "waits", "services", "punctuality", "heatmap", "utilisation")
 
 
 def record(ticket: int, service: str = "A", *, wait: float | None, gone: bool = False,
@@ -83,3 +91,122 @@ def test_the_tracker_keeps_slot_start_and_check_in_of_appointments():
     assert holders and all(r.channel == "appointment" for r in holders)
     assert all(r.eligible == max(r.checked_in, r.slot_start) for r in holders if not r.late)
     assert summary["punctuality"]["checked_in"] == summary["flow"]["checked_in"]
+
+
+# ---------------------------------------------------------------------- charts
+
+
+@pytest.fixture(scope="module")
+def demo_run():
+    """One simulated demo Wednesday (09:00-12:00, 14:00-20:00): its simulation and summary."""
+    sim = Simulation(load_scenario("demo").adjusted(visitors=300))
+    return sim, sim.run()
+
+
+def figures_of(sim: Simulation, summary: dict) -> dict:
+    scenario = sim.scenario
+    return chart_figures(summary, scenario.hall, sim.tracker, scenario.start + scenario.warmup_s)
+
+
+def legend_texts(fig) -> set[str]:
+    legends = list(fig.legends) + [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
+    return {t.get_text() for legend in legends for t in legend.get_texts()}
+
+
+def local_spans(ax, gid: str) -> list[tuple[datetime, datetime]]:
+    """The (start, end) local times of the shaded spans tagged *gid* on the queue chart."""
+    return [(mdates.num2date(p.get_x()).replace(tzinfo=None),
+             mdates.num2date(p.get_x() + p.get_width()).replace(tzinfo=None))
+            for p in ax.patches if p.get_gid() == gid]
+
+
+def test_every_chart_is_written_as_a_png_of_sensible_size(demo_run, tmp_path):
+    sim, summary = demo_run
+    scenario = sim.scenario
+    files = write_charts(tmp_path, summary, scenario.hall, sim.tracker, scenario.start + scenario.warmup_s)
+    assert sorted(f.stem for f in files) == sorted(CHARTS)
+    for path in files:
+        with Image.open(path) as image:
+            assert image.format == "PNG"
+            width, height = image.size
+            image.verify()
+        assert 700 <= width <= 2000 and 250 <= height <= 2000, (path.name, image.size)
+        assert path.stat().st_size > 10_000
+
+
+def test_the_queue_chart_shades_the_opening_sessions_and_the_lunch_break(demo_run):
+    sim, summary = demo_run
+    fig = figures_of(sim, summary)["queue"]
+    ax = fig.axes[0]
+    day = sim.scenario.first_day
+    at = lambda hh, mm: datetime.combine(day, time(hh, mm))  # noqa: E731
+    assert local_spans(ax, "open") == [(at(9, 0), at(12, 0)), (at(14, 0), at(20, 0))]
+    assert local_spans(ax, "lunch") == [(at(12, 0), at(14, 0))]
+    assert {"open (sessions)", "lunch break", "whole hall"} <= legend_texts(fig)
+    assert not [line for line in ax.lines if line.get_gid() == "cutoff"]  # the demo hall issues until closing
+    plt.close(fig)
+
+
+def test_hour_spans_follow_each_weekday_and_the_issue_cutoff(qingdao_hall):
+    saturday = datetime(2026, 11, 28)  # Saturday 09:00-12:00, Sunday closed, Monday 09:00-12:00 + 13:30-17:00
+    spans = hour_spans(qingdao_hall, saturday, saturday + timedelta(days=2, hours=23))
+    assert spans["open"] == [(datetime(2026, 11, 28, 9), datetime(2026, 11, 28, 12)),
+                             (datetime(2026, 11, 30, 9), datetime(2026, 11, 30, 12)),
+                             (datetime(2026, 11, 30, 13, 30), datetime(2026, 11, 30, 17))]
+    assert spans["lunch"] == [(datetime(2026, 11, 30, 12), datetime(2026, 11, 30, 13, 30))]
+    cutoffs = [a for a, _ in spans["cutoff"]]  # issue_cutoff_min = 30
+    assert cutoffs == [datetime(2026, 11, 28, 11, 30), datetime(2026, 11, 30, 11, 30), datetime(2026, 11, 30, 16, 30)]
+    clipped = hour_spans(qingdao_hall, datetime(2026, 11, 30, 10), datetime(2026, 11, 30, 14))
+    assert clipped["open"] == [(datetime(2026, 11, 30, 10), datetime(2026, 11, 30, 12)),
+                               (datetime(2026, 11, 30, 13, 30), datetime(2026, 11, 30, 14))]
+
+
+def test_waits_and_utilisation_charts_explain_their_marks(demo_run):
+    sim, summary = demo_run
+    figures = figures_of(sim, summary)
+    assert {"median", "box: p25–p75", "whiskers: p10–p90", "target wait"} <= legend_texts(figures["waits"])
+    hall_share = summary["utilisation"]["hall"]
+    assert {"over 90 %: overloaded", "75–90 %: busy", "up to 75 %",
+            f"whole hall: {100 * hall_share:.0f} %"} == legend_texts(figures["utilisation"])
+    bars = figures["utilisation"].axes[0].patches
+    by_zone = summary["utilisation"]["by_zone"]
+    assert sorted(round(b.get_width(), 6) for b in bars) == sorted(round(100 * u, 6) for u in by_zone.values()
+                                                                   if u is not None)
+    for fig in figures.values():
+        plt.close(fig)
+
+
+def test_the_services_chart_shows_p_wait_and_within_target_per_service(demo_run):
+    sim, summary = demo_run
+    fig = figures_of(sim, summary)["services"]
+    ax = fig.axes[0]
+    texts = legend_texts(fig)
+    assert "waited at all: P(wait > 0), of the called" in texts and "service-level goal: 80 % within target" in texts
+    by_service = summary["waits"]["by_service"]
+    busiest = sorted(by_service, key=lambda c: -by_service[c]["queued"])[::-1]
+    labels = [t.get_text().split(" ")[0] for t in ax.get_yticklabels()]
+    assert labels == busiest
+    p_wait, within = ax.containers
+    assert [b.get_width() for b in p_wait] == pytest.approx([100 * by_service[c]["p_wait"] for c in busiest])
+    assert [b.get_width() for b in within] == pytest.approx([100 * by_service[c]["within_target"] for c in busiest])
+    plt.close(fig)
+
+
+def test_the_punctuality_chart_shows_arrival_and_the_wait_after_the_slot(demo_run):
+    sim, summary = demo_run
+    fig = figures_of(sim, summary)["punctuality"]
+    left, right = fig.axes
+    assert sum(p.get_height() for p in left.patches) == summary["punctuality"]["checked_in"]
+    assert {"slot start", "later: late (queued as a walk-in)", "median", "target wait"} <= legend_texts(fig)
+    rows = [t.get_text() for t in right.get_yticklabels()]
+    assert rows[-1] == f"all (n={summary['punctuality']['called']})"
+    plt.close(fig)
+
+
+def test_a_hall_without_appointments_gets_no_punctuality_chart(tmp_path):
+    scenario = load_scenario("mmc").adjusted(days=1)  # open around the clock, walk-ins only
+    sim = Simulation(scenario)
+    summary = sim.run()
+    files = write_charts(tmp_path, summary, scenario.hall, sim.tracker, scenario.start + scenario.warmup_s)
+    assert sorted(f.stem for f in files) == sorted(set(CHARTS) - {"punctuality"})
+    assert summary["punctuality"]["checked_in"] == 0

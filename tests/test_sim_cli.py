@@ -20,7 +20,7 @@ def test_sim_run_writes_json_and_charts(tmp_path, capsys):
     assert saved["scenario"] == "demo" and saved["flow"]["served"] > 300
     assert set(saved["waits"]["by_channel"]) == {"kiosk", "qr", "appointment"}
     assert len(saved["heatmap"]["values"]) == 2 and len(saved["heatmap"]["values"][0]) == 24
-    for name in ("queue", "waits", "heatmap", "utilisation"):
+    for name in ("queue", "waits", "services", "punctuality", "heatmap", "utilisation"):
         data = (tmp_path / f"{name}.png").read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 10_000
 
