@@ -7,6 +7,8 @@ from datetime import datetime, time, timedelta
 import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from PIL import Image
 
 from sim.charts import chart_figures, hour_spans, write_charts
@@ -38,6 +40,23 @@ def test_p_wait_is_the_share_of_called_citizens_who_waited_more_than_zero_second
     assert stats["p_wait"] == 0.5
     assert stats["within_target"] == pytest.approx(3 / 6)
     assert wait_stats([record(1, wait=None)], {"A": 300.0})["p_wait"] is None
+
+
+@given(st.lists(st.tuples(st.sampled_from([0.0, 0.0, 1.0, 90.0, 1200.0]), st.booleans()), min_size=1, max_size=40))
+def test_p_wait_agrees_with_the_wait_quantiles(draws):
+    """P(wait > 0) describes the same citizens as the quantiles: below one half, the median wait is 0."""
+    records = [record(i, wait=w, gone=gone) for i, (w, gone) in enumerate(draws)]
+    stats = wait_stats(records, {"A": 300.0})
+    called = [w for w, gone in draws if not gone]
+    if not called:
+        assert stats["p_wait"] is None and stats["called"] == 0
+        return
+    assert stats["p_wait"] == pytest.approx(sum(w > 0 for w in called) / len(called))
+    if stats["p_wait"] < 0.5:
+        assert stats["p50_min"] == 0.0
+    if stats["p_wait"] == 0:
+        assert stats["max_min"] == 0.0
+    assert stats["within_target"] <= stats["called"] / stats["queued"]
 
 
 def summary_of(seed: int, p_all: float, p_by: dict[str, float]) -> dict:
