@@ -102,7 +102,11 @@ def hour_spans(hall: Hall, lo: datetime, hi: datetime) -> dict[str, list[tuple[d
             cut = timedelta(minutes=hall.hours.issue_cutoff_min)
             spans["cutoff"] += [(end - cut, end - cut) for _, end in at]
         day += timedelta(days=1)
-    return {kind: [(max(a, lo), min(b, hi)) for a, b in v if a <= hi and b >= lo] for kind, v in spans.items()}
+
+    def seen(a: datetime, b: datetime) -> bool:  # overlaps the view by more than an edge; a cut-off is an instant
+        return a < hi and b > lo if a < b else lo <= a <= hi
+
+    return {kind: [(max(a, lo), min(b, hi)) for a, b in v if seen(a, b)] for kind, v in spans.items()}
 
 
 def queue_figure(summary: Mapping[str, Any], hall: Hall, title: str) -> plt.Figure:

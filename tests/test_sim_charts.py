@@ -178,6 +178,11 @@ def test_hour_spans_follow_each_weekday_and_the_issue_cutoff(qingdao_hall):
     clipped = hour_spans(qingdao_hall, datetime(2026, 11, 30, 10), datetime(2026, 11, 30, 14))
     assert clipped["open"] == [(datetime(2026, 11, 30, 10), datetime(2026, 11, 30, 12)),
                                (datetime(2026, 11, 30, 13, 30), datetime(2026, 11, 30, 14))]
+    # a view starting as the morning session ends: no zero-width morning span, the lunch still shown
+    noon = hour_spans(qingdao_hall, datetime(2026, 11, 30, 12), datetime(2026, 11, 30, 18))
+    assert noon["open"] == [(datetime(2026, 11, 30, 13, 30), datetime(2026, 11, 30, 17))]
+    assert noon["lunch"] == [(datetime(2026, 11, 30, 12), datetime(2026, 11, 30, 13, 30))]
+    assert [a for a, _ in noon["cutoff"]] == [datetime(2026, 11, 30, 16, 30)]
 
 
 def test_waits_and_utilisation_charts_explain_their_marks(demo_run):
