@@ -98,10 +98,6 @@ def _run(args: argparse.Namespace) -> int:
         print(json.dumps(summary, ensure_ascii=False))
         return 0
     report.print_summary(summary, scenario, console, top=args.top)
-    reps = summary.get("replications")
-    if reps:
-        m = reps["mean_min"]
-        console.print(f"{args.replications} replications: mean wait {m['mean']:.2f} ± {m['ci95'] or 0:.2f} min (95 %)")
     console.print("wrote " + ", ".join(str(f) for f in files))
     return 0
 

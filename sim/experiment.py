@@ -2,15 +2,15 @@
 
 One run of a busy day is one sample; its mean wait has its own noise. Replications run
 seeds ``seed, seed + 1, ...`` and report the mean of the per-run figures with a 95 %
-interval (normal approximation over the runs), and — for an M/M/c scenario — the
-comparison with Erlang C.
+interval (Student's t over the runs) — for the whole hall and per service — and, for an
+M/M/c scenario, the comparison with Erlang C (mean wait and P(wait > 0)).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Final
 
 from scipy.stats import t as student_t
 
@@ -18,7 +18,7 @@ from . import theory
 from .runner import Simulation
 from .scenario import Scenario
 
-HEADLINE = ("mean_min", "p90_min", "within_target")
+HEADLINE: Final = ("mean_min", "p90_min", "p_wait", "within_target")  # combined for the hall and per service
 
 
 def replicate(scenario: Scenario, replications: int = 1, *, seed: int | None = None,
@@ -48,15 +48,25 @@ def replicate(scenario: Scenario, replications: int = 1, *, seed: int | None = N
 
 
 def combine(scenario: Scenario, summaries: list[dict]) -> dict[str, Any]:
-    """The first run's summary, plus per-run headline figures, their mean and the theory check."""
+    """The first run's summary, plus the replications and the theory check.
+
+    With several runs, ``replications`` holds the per-run headline figures (``runs``), the
+    :func:`interval` of each :data:`HEADLINE` figure over the runs, and the same per service
+    (``by_service``: code -> figure -> interval; a run where nobody of the service was
+    called gives no value for it).
+    """
     main = dict(summaries[0])
     if len(summaries) > 1:
         rows = [{"seed": s["seed"], **{k: s["waits"]["all"].get(k) for k in HEADLINE},
                  "served": s["flow"]["served"], "abandoned": s["flow"]["abandoned"]} for s in summaries]
-        main["replications"] = {"runs": rows, **{k: interval([r[k] for r in rows]) for k in HEADLINE}}
+        codes = dict.fromkeys(code for s in summaries for code in s["waits"]["by_service"])
+        by_service = {code: {k: interval([s["waits"]["by_service"].get(code, {}).get(k) for s in summaries])
+                             for k in HEADLINE} for code in codes}
+        main["replications"] = {"runs": rows, **{k: interval([r[k] for r in rows]) for k in HEADLINE},
+                                "by_service": by_service}
     waits = [s["waits"]["all"].get("mean_min") for s in summaries]
     if all(w is not None for w in waits):
-        check = theory.compare(scenario, waits)
+        check = theory.compare(scenario, waits, [s["waits"]["all"]["p_wait"] for s in summaries])
         if check is not None:
             main["theory"] = check
     return main

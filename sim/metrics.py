@@ -5,8 +5,19 @@ Definitions (also in ``docs/simulator.md``):
 * **wait** — from the moment a ticket can be called (number taken; for an appointment the
   later of check-in and slot start) to its first call. Only citizens still present when
   called count; those who gave up are *abandoned*.
+* **P(wait > 0)** — the share of those called citizens (the same ones the wait quantiles
+  describe) whose wait was more than 0 s: a number taken while a window was free and
+  called at once did not wait. Citizens who gave up before their call are left out, as in
+  every wait figure (all of them waited; *within target* counts them as misses). Without
+  abandonment this is the probability of waiting that Erlang C gives for the M/M/c queue.
 * **within target** — citizens called within their service's ``target_wait_min``, as a
   share of *everyone who queued* (abandoned and never-called citizens count as misses).
+* **punctuality** — for appointment holders who checked in: when they arrived against
+  their slot's start (negative = early), and their *wait after slot start*, first call −
+  slot start. Early arrivals are held until the slot begins, so for them it is the wait;
+  late ones add their own lateness (those past the slot and its grace queue as walk-ins).
+  ``within_target_after_slot`` is the share of them called within their service's target
+  after the slot start (those who gave up or were never called count as misses).
 * **utilisation** — time a window had a citizen called or at the counter, over the time
   it was open and not on a break.
 * **waiting citizens** — the time-average number of tickets in the queue, per zone (the
@@ -36,16 +47,29 @@ QUEUE_BIN_S: Final = 300.0  # queue-over-the-day resolution
 MAX_QUEUE_BINS: Final = 600
 CHANNEL_ORDER: Final = ("kiosk", "qr", "appointment")
 
-__all__ = ["Tracker", "summarise", "wait_stats", "binned_average", "little"]
+__all__ = ["Tracker", "summarise", "wait_stats", "punctuality_stats", "appointment_holders", "binned_average",
+           "little"]
 
 
 def wait_stats(records: Iterable[TicketRecord], targets: dict[str, float]) -> dict[str, Any]:
-    """Wait figures (minutes) for *records* (tickets that queued in the measured period)."""
+    """Wait figures for *records* (tickets that queued in the measured period).
+
+    Args:
+        records: the tickets that queued.
+        targets: service code -> target wait (s).
+
+    Returns:
+        ``queued``, ``called`` (called while still present), ``p_wait`` (share of the called
+        who waited more than 0 s), ``mean_min``, ``p50_min``, ``p90_min``, ``p99_min``,
+        ``max_min`` (the wait of the called, minutes; absent when nobody was called) and
+        ``within_target`` (share of *all* who queued called within their service's target).
+    """
     records = list(records)
     waits = np.array([r.called - r.eligible for r in records if r.called is not None and not r.gone])
     within = sum(1 for r in records
                  if r.called is not None and not r.gone and r.called - r.eligible <= targets[r.service])
-    out: dict[str, Any] = {"queued": len(records), "called": int(waits.size)}
+    out: dict[str, Any] = {"queued": len(records), "called": int(waits.size),
+                           "p_wait": float(np.mean(waits > 0)) if waits.size else None}
     if waits.size:
         out["mean_min"] = float(waits.mean() / 60)
         for q, v in zip(QUANTILES, np.percentile(waits, QUANTILES)):
@@ -69,6 +93,48 @@ def eta_stats(records: Iterable[TicketRecord]) -> dict[str, Any]:
                 "mean_actual_min": float(np.mean(pairs[:, 1]))}
     else:
         out |= dict.fromkeys(("mae_min", "p90_abs_err_min", "bias_min", "mean_estimate_min", "mean_actual_min"))
+    return out
+
+
+def appointment_holders(records: Iterable[TicketRecord]) -> list[TicketRecord]:
+    """The appointment tickets among *records* that were checked in (their slot start known)."""
+    return [r for r in records if r.slot_start is not None and r.checked_in is not None]
+
+
+def punctuality_stats(records: Iterable[TicketRecord], targets: dict[str, float]) -> dict[str, Any]:
+    """Appointment punctuality for the checked-in appointment holders among *records*.
+
+    Args:
+        records: tickets that queued in the measured period (others are skipped).
+        targets: service code -> target wait (s).
+
+    Returns:
+        ``checked_in``; ``early`` / ``late`` (shares who checked in before / after their slot
+        start); ``late_walk_in`` (so late that they queued as walk-ins); ``arrival_p10_min``,
+        ``arrival_p50_min``, ``arrival_p90_min`` (check-in − slot start); ``called`` (called
+        while present); ``after_slot_mean_min``, ``after_slot_p50_min``, ``after_slot_p90_min``
+        (first call − slot start, of the called); ``within_target_after_slot`` (share of the
+        checked-in called within their service's target after the slot start). Figures
+        without citizens are None.
+    """
+    holders = appointment_holders(records)
+    called = [r for r in holders if r.called is not None and not r.gone]
+    arrival = np.array([r.checked_in - r.slot_start for r in holders]) / 60
+    after = np.array([r.called - r.slot_start for r in called]) / 60
+    out: dict[str, Any] = {
+        "checked_in": len(holders),
+        "early": float(np.mean(arrival < 0)) if holders else None,
+        "late": float(np.mean(arrival > 0)) if holders else None,
+        "late_walk_in": sum(1 for r in holders if r.late),
+        "called": len(called),
+        "within_target_after_slot": (sum(1 for r in called if r.called - r.slot_start <= targets[r.service])
+                                     / len(holders)) if holders else None,
+    }
+    for q in (10, 50, 90):
+        out[f"arrival_p{q}_min"] = float(np.percentile(arrival, q)) if holders else None
+    out["after_slot_mean_min"] = float(after.mean()) if called else None
+    for q in (50, 90):
+        out[f"after_slot_p{q}_min"] = float(np.percentile(after, q)) if called else None
     return out
 
 
@@ -142,6 +208,7 @@ def summarise(scenario: Scenario, tracker: Tracker, *, seed: int) -> dict[str, A
                            for s in hall.services if s.code in by_service},
         },
         "eta": eta_stats(queued),
+        "punctuality": punctuality_stats(queued, targets),
         "utilisation": _utilisation(tracker, zones),
         "queue": _queue(scenario, tracker, zones),
         "heatmap": _heatmap(scenario, tracker, zones),

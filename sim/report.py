@@ -9,6 +9,7 @@ from typing import Any, Final, Iterable, Mapping
 from rich.console import Console
 from rich.table import Table
 
+from .experiment import HEADLINE
 from .scenario import Scenario
 
 TOP_SERVICES: Final = 15
@@ -27,13 +28,15 @@ FLOW_ROWS: Final = (
     ("recalls", "recalls announced"),
     ("breaks", "clerk breaks"),
 )
-WAIT_COLUMNS: Final = ("queued", "called", "mean_min", "p50_min", "p90_min", "p99_min", "within_target")
+WAIT_COLUMNS: Final = ("queued", "called", "p_wait", "mean_min", "p50_min", "p90_min", "p99_min", "within_target")
+HEADERS: Final = {"p_wait": "P(wait>0)"}  # column titles other than the key with "_min" -> " (min)"
+SHARES: Final = frozenset({"p_wait", "within_target"})  # shown as percentages
 
 
 def _fmt(key: str, value: Any) -> str:
     if value is None:
         return "–"
-    if key == "within_target":
+    if key in SHARES:
         return f"{100 * value:.0f} %"
     if key.endswith("_min"):
         return f"{value:.1f}"
@@ -44,7 +47,7 @@ def wait_table(title: str, rows: Iterable[tuple[str, Mapping[str, Any]]], first:
     table = Table(title=title)
     table.add_column(first)
     for col in WAIT_COLUMNS:
-        table.add_column(col.replace("_min", " (min)").replace("_", " "), justify="right")
+        table.add_column(HEADERS.get(col) or col.replace("_min", " (min)").replace("_", " "), justify="right")
     for name, stats in rows:
         table.add_row(name, *(_fmt(col, stats.get(col)) for col in WAIT_COLUMNS))
     return table
@@ -85,6 +88,15 @@ def print_summary(summary: Mapping[str, Any], scenario: Scenario, console: Conso
                       f"warned) against {issuing['gave_up']:,} who gave up after queueing"
                       + (f" (median wait {median:.0f} min)" if median is not None else "")
                       + f": {100 * issuing['told_early_share']:.0f} % of them were told early")
+    punct = summary.get("punctuality")
+    if punct and punct["checked_in"]:
+        after = ("" if punct["after_slot_p50_min"] is None else
+                 f"; called {punct['after_slot_p50_min']:.1f} min after the slot start (median), p90 "
+                 f"{punct['after_slot_p90_min']:.1f} min")
+        console.print(f"Appointments ({punct['checked_in']:,} checked in): {_pct(punct['early'])} early, "
+                      f"{_pct(punct['late'])} late ({punct['late_walk_in']:,} queued as walk-ins), median arrival "
+                      f"{punct['arrival_p50_min']:+.1f} min against the slot{after}; "
+                      f"{_pct(punct['within_target_after_slot'])} called within target after the slot start")
     console.print(zone_table(summary, scenario))
     little = summary["little"]
     console.print(f"Little's law: L = {little['L']:.3f} waiting (engine count), λ·W = "
@@ -94,7 +106,37 @@ def print_summary(summary: Mapping[str, Any], scenario: Scenario, console: Conso
     if theory:
         console.print(f"Erlang C (M/M/{theory['servers']}, ρ = {theory['utilisation']:.2f}): mean wait "
                       f"{theory['erlang_c_wait_min']:.3f} min; simulated {theory['sim_wait_min']:.3f} min "
-                      f"({theory['replications']} replication(s)), relative error {100 * theory['rel_err']:.2f} %")
+                      f"({theory['replications']} replication(s)), relative error {100 * theory['rel_err']:.2f} %"
+                      + (f"; P(wait>0) {theory['erlang_c_p_wait']:.3f}, simulated {theory['sim_p_wait']:.3f}"
+                         if "sim_p_wait" in theory else ""))
+    reps = summary.get("replications")
+    if reps:
+        console.print(replication_table(reps, top=top))
+
+
+def replication_table(reps: Mapping[str, Any], *, top: int = TOP_SERVICES) -> Table:
+    """Mean ± 95 % half-width (Student's t) of the headline figures over the replications:
+    the whole hall, then the *top* services with the worst mean p90."""
+    runs = reps["runs"]
+    seeds = f"{runs[0]['seed']}–{runs[-1]['seed']}"
+    table = Table(title=f"{len(runs)} replications (seeds {seeds}): mean ± 95 % half-width (Student's t)")
+    table.add_column("who")
+    for col in HEADLINE:
+        table.add_column(HEADERS.get(col) or col.replace("_min", " (min)").replace("_", " "), justify="right")
+    services = sorted(reps["by_service"].items(), key=lambda kv: -(kv[1]["p90_min"]["mean"] or 0))
+    for name, figures in [("all", reps)] + services[:top]:
+        table.add_row(name, *(_pm(col, figures[col]) for col in HEADLINE))
+    return table
+
+
+def _pm(key: str, iv: Mapping[str, float | None]) -> str:
+    if iv["mean"] is None:
+        return "–"
+    if iv["ci95"] is None:
+        return _fmt(key, iv["mean"])
+    if key in SHARES:
+        return f"{100 * iv['mean']:.1f} ± {100 * iv['ci95']:.1f} %"
+    return f"{iv['mean']:.2f} ± {iv['ci95']:.2f}"
 
 
 def zone_table(summary: Mapping[str, Any], scenario: Scenario) -> Table:

@@ -98,15 +98,27 @@ def mmc_of(scenario: Scenario) -> MMc:
     return MMc(scenario.arrivals.visitors / 86_400.0, 1 / (minutes * 60.0), len(hall.windows))
 
 
-def compare(scenario: Scenario, mean_waits_min: list[float]) -> dict[str, float] | None:
-    """Simulated mean waits (one per replication) against Erlang C; None if not M/M/c."""
+def compare(scenario: Scenario, mean_waits_min: list[float],
+            p_waits: list[float] | None = None) -> dict[str, float] | None:
+    """Simulated figures (one per replication) against Erlang C; None if not M/M/c.
+
+    Args:
+        scenario: the scenario run.
+        mean_waits_min: the mean wait of each replication (minutes).
+        p_waits: the share of called citizens who waited more than 0 s in each replication
+            (``p_wait`` of :func:`sim.metrics.wait_stats`), compared with Erlang C's P(wait).
+
+    Returns:
+        Erlang C's and the simulation's mean wait and their relative error ``rel_err``; with
+        *p_waits*, also ``sim_p_wait`` and the absolute difference ``p_wait_abs_err``.
+    """
     try:
         q = mmc_of(scenario)
     except ValueError:
         return None
     sim = sum(mean_waits_min) / len(mean_waits_min)
     theory = q.mean_wait_s / 60
-    return {
+    out = {
         "servers": q.servers,
         "utilisation": q.utilisation,
         "erlang_c_p_wait": q.p_wait,
@@ -115,3 +127,7 @@ def compare(scenario: Scenario, mean_waits_min: list[float]) -> dict[str, float]
         "replications": len(mean_waits_min),
         "rel_err": abs(sim - theory) / theory,
     }
+    if p_waits:
+        out["sim_p_wait"] = sum(p_waits) / len(p_waits)
+        out["p_wait_abs_err"] = abs(out["sim_p_wait"] - q.p_wait)
+    return out

@@ -57,6 +57,8 @@ class TicketRecord:
     estimated_at: float | None = None  # when the citizen was told an estimated wait (issue / check-in)
     estimate: float | None = None  # that estimate (s); None if the engine had none
     gave_up: float | None = None  # when the citizen gave up waiting (abandoned)
+    slot_start: float | None = None  # appointments: the booked slot's start
+    checked_in: float | None = None  # appointments: when the citizen checked in
 
 
 @dataclass(slots=True)
@@ -195,11 +197,12 @@ class Tracker:
         eligible = max(e.at, e.not_before)
         record = self.tickets[e.ticket]  # made by the booking
         record.eligible, record.late, record.outcome = eligible, e.late, "waiting"
+        record.checked_in = e.at
         self._enter(e.ticket, eligible, record.service)
 
     def _booked(self, e: ev.SlotBooked) -> None:
         self.tickets[e.ticket] = TicketRecord(e.ticket, e.service, "appointment", e.green, e.slot_start,
-                                              outcome="booked")
+                                              outcome="booked", slot_start=e.slot_start)
 
     def _called(self, e: ev.TicketCalled) -> None:
         self._leave(e.ticket, e.at)

@@ -20,7 +20,7 @@ def test_sim_run_writes_json_and_charts(tmp_path, capsys):
     assert saved["scenario"] == "demo" and saved["flow"]["served"] > 300
     assert set(saved["waits"]["by_channel"]) == {"kiosk", "qr", "appointment"}
     assert len(saved["heatmap"]["values"]) == 2 and len(saved["heatmap"]["values"][0]) == 24
-    for name in ("queue", "waits", "heatmap", "utilisation"):
+    for name in ("queue", "waits", "services", "punctuality", "heatmap", "utilisation"):
         data = (tmp_path / f"{name}.png").read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 10_000
 
@@ -28,16 +28,22 @@ def test_sim_run_writes_json_and_charts(tmp_path, capsys):
 def test_sim_run_prints_tables_and_replications(tmp_path, capsys):
     assert main(["sim", "run", "demo", "--out", str(tmp_path), "--replications", "3", "--no-charts"]) == 0
     out = capsys.readouterr().out
-    for text in ("Waits by channel", "Waits by service", "Zones", "Little's law", "3 replications"):
+    for text in ("Waits by channel", "Waits by service", "Zones", "Little's law", "P(wait>0)",
+                 "3 replications (seeds 7–9): mean ± 95 % half-width (Student's t)"):
         assert text in out
     saved = json.loads((tmp_path / "summary.json").read_text(encoding="utf-8"))
     assert [r["seed"] for r in saved["replications"]["runs"]] == [7, 8, 9]
+    assert 0 < saved["waits"]["all"]["p_wait"] < 1
+    reps = saved["replications"]
+    assert set(reps["by_service"]) == set(saved["waits"]["by_service"])
+    assert reps["p_wait"]["ci95"] > 0 and all(s["p_wait"]["mean"] is not None for s in reps["by_service"].values())
     assert not list(tmp_path.glob("*.png"))
 
 
 def test_sim_run_of_mmc_compares_with_erlang_c(tmp_path, capsys):
     assert main(["sim", "run", "mmc", "--days", "5", "--out", str(tmp_path), "--no-charts"]) == 0
-    assert "Erlang C (M/M/2" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "Erlang C (M/M/2" in out and "P(wait>0) 0.450, simulated" in out
 
 
 def test_sim_plan_prints_and_writes_the_plan(tmp_path, capsys):

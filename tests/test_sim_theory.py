@@ -62,6 +62,9 @@ def test_simulated_mmc_mean_wait_matches_erlang_c_within_5_percent():
     waited = [r.called > r.eligible for sim, _ in runs for r in sim.tracker.tickets.values()
               if r.called is not None and r.eligible >= scenario.start + scenario.warmup_s]
     assert sum(waited) / len(waited) == pytest.approx(check["erlang_c_p_wait"], abs=0.02)
+    # ... and the summaries' P(wait > 0) is that share, compared by the theory check
+    assert check["sim_p_wait"] == pytest.approx(sum(waited) / len(waited), abs=0.002)
+    assert check["p_wait_abs_err"] < 0.02
     utilisation = sum(s["utilisation"]["hall"] for _, s in runs) / len(runs)
     assert utilisation == pytest.approx(0.6, abs=0.02)
 
