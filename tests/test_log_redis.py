@@ -206,3 +206,30 @@ async def test_redis_killed_and_restarted_keeps_every_acknowledged_record(tmp_pa
         assert await store.last_seq() == 101
         assert len(await store.read(0, limit=1000)) == 101
         await store.aclose()
+
+
+async def test_redis_restarted_under_an_open_store_is_reconnected(tmp_path):
+    """The writer's connection breaks when Redis restarts: the append reconnects, finds the
+    script gone (NOSCRIPT) and sends it again; nothing acknowledged before is lost."""
+    with RedisServer.start(tmp_path) as server:
+        store = await open_store(server.url, "demo")
+        try:
+            assert await store.append([b"a", b"b"]) == 2
+            server.restart()
+            assert await store.append([b"c"]) == 3
+            await store.verify()
+            assert await store.read(0, limit=10) == [(1, b"a"), (2, b"b"), (3, b"c")]
+        finally:
+            await store.aclose()
+
+
+async def test_redis_gone_while_open_is_a_clear_error(tmp_path):
+    with RedisServer.start(tmp_path) as server:
+        store = await open_store(server.url, "demo")
+        try:
+            await store.append([b"a"])
+            server.kill()
+            with pytest.raises(LogError, match=r"redis://127\.0\.0\.1:\d+/0: Redis is unreachable"):
+                await store.append([b"b"])
+        finally:
+            await store.aclose()
