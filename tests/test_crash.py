@@ -40,9 +40,9 @@ def store(request, tmp_path) -> str:
 async def start_server(nursery: trio.Nursery, store: str, secret: Path) -> tuple[trio.Process, str]:
     """``python -m callsys serve`` on a free port; returns the process and its URL."""
     # --rate/--burst: the retries after the restart (~400 requests on one connection) would
-    # otherwise meet the per-connection rate limit on a fast machine. --secret-file: a Redis
-    # store has no file beside which the phone-secret key is kept, and the retried tickets'
-    # secrets must match the acknowledged ones
+    # otherwise meet the per-connection rate limit on a fast machine. --secret-file: the
+    # retried tickets' secrets must match the acknowledged ones, and a Redis store's default
+    # key file (var/callsys.secret) is relative to the working directory, not the test's
     server = await spawn_server(nursery, ["--config", str(CONFIG / "demo.toml"), "--store", store,
                                           "--secret-file", str(secret), "--port", "0",
                                           "--clock", "2026-11-23T09:30", "--rate", "1e9", "--burst", str(10**9)])

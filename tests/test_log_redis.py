@@ -233,3 +233,15 @@ async def test_redis_gone_while_open_is_a_clear_error(tmp_path):
                 await store.append([b"b"])
         finally:
             await store.aclose()
+
+
+def test_phone_secret_key_of_a_redis_store_survives_a_restart(tmp_path, monkeypatch):
+    """A Redis store has no path to keep the key beside: it was a new random key at every
+    start (every phone link and signed code broke on restart); now var/callsys.secret."""
+    from callsys.server.cli import REDIS_SECRET_FILE, SECRET_ENV, load_secret
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(SECRET_ENV, raising=False)
+    first = load_secret("redis://127.0.0.1:6379/0", None)
+    assert load_secret("redis://127.0.0.1:6379/0", None) == first
+    assert (tmp_path / REDIS_SECRET_FILE).read_text().strip().encode() == first
