@@ -6,8 +6,9 @@ processes throughout (``redis_support``)."""
 from __future__ import annotations
 
 import pytest
+from redis.exceptions import MovedError
 
-from benchmarks._redis import RedisServer, free_port
+from benchmarks._redis import RedisCluster, RedisServer, free_port
 from callsys import TakeNumber
 from callsys.log import LogError, StoreDamaged, StoreInUse, StoreLost, StoreRefused, open_journal, open_store
 from callsys.log.redis import RedisLog, keys, parse_url
@@ -245,3 +246,65 @@ def test_phone_secret_key_of_a_redis_store_survives_a_restart(tmp_path, monkeypa
     first = load_secret("redis://127.0.0.1:6379/0", None)
     assert load_secret("redis://127.0.0.1:6379/0", None) == first
     assert (tmp_path / REDIS_SECRET_FILE).read_text().strip().encode() == first
+
+
+async def test_sentinel_url_finds_the_master(tmp_path):
+    with RedisServer.start(tmp_path / "master") as master, \
+            RedisServer.sentinel(tmp_path / "sentinel", master) as sentinel:
+        url = f"redis+sentinel://127.0.0.1:{sentinel.port}/mymaster/0"
+        store = await open_store(url, "demo")
+        try:
+            assert await store.append([b"a", b"b"]) == 2
+            await store.verify()
+        finally:
+            await store.aclose()
+        client = raw(master)
+        try:
+            assert client.xlen(keys("demo")[1]) == 2  # written to the master the Sentinel named
+        finally:
+            client.close()
+        again = await open_store(url, "demo")
+        assert await again.read(0, limit=10) == [(1, b"a"), (2, b"b")]
+        await again.aclose()
+
+
+async def test_cluster_keeps_each_hall_on_one_shard(tmp_path):
+    """Three primaries; several halls; each hall's keys share one slot (its hash tag), and
+    the halls spread over the shards."""
+    with RedisCluster.start(tmp_path) as cluster:
+        halls = ["demo", "qingdao", "baoan-district", "xixiang", "shajing", "fuyong"]
+        for i, hall in enumerate(halls):
+            store = await open_store(cluster.url, hall)
+            try:
+                assert await store.append([hall.encode()] * (i + 1)) == i + 1
+                await store.save_snapshot(i + 1, b"state")
+                await store.verify()
+            finally:
+                await store.aclose()
+        holders = {}
+        for hall in halls:
+            homes = set()
+            for node in cluster.nodes:
+                client = raw(node)
+                try:
+                    homes.update(node.port for key in keys(hall) if node_holds(client, key))
+                finally:
+                    client.close()
+            assert len(homes) == 1, f"{hall}'s keys are spread over {homes}"
+            holders[hall] = homes.pop()
+        assert len(set(holders.values())) >= 2  # the halls are spread over the shards
+        for i, hall in enumerate(halls):
+            store = await open_store(cluster.url, hall)
+            try:
+                assert await store.read(0, limit=10) == [(n + 1, hall.encode()) for n in range(i + 1)]
+                assert await store.load_snapshot() == (i + 1, b"state")
+            finally:
+                await store.aclose()
+
+
+def node_holds(client, key: str) -> bool:
+    """True if the cluster node behind *client* (a plain client) has *key* itself."""
+    try:
+        return client.exists(key) == 1
+    except MovedError:  # the key's slot is another node's
+        return False
