@@ -77,17 +77,16 @@ from __future__ import annotations
 
 import hashlib
 import ssl
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Final, Sequence
 from urllib.parse import parse_qs, unquote
 
 import redis
 import redis.exceptions as rex
 import trio
-from redis._parsers.encoders import Encoder
 from redis.backoff import ExponentialBackoff
 from redis.cluster import ClusterNode, RedisCluster
-from redis.connection import PythonRespSerializer, SSLConnection
+from redis.connection import Encoder, PythonRespSerializer, SSLConnection
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
@@ -169,7 +168,6 @@ class RedisURL:
     username: str | None = None
     password: str | None = None
     service: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def redacted(self) -> str:
