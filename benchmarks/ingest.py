@@ -4,9 +4,9 @@ The server runs as a child process (``python -m callsys serve`` on the flagship 
 a fresh store: by default the embedded SQLite store in a temporary directory; ``--store
 redis`` starts a ``redis-server`` of its own there, ``--appendonly yes --appendfsync
 always``; ``--store URL`` names a store, e.g. ``redis://127.0.0.1:6379/15``, where the hall
-must have no events yet) and this process is the load generator: ``--connections`` kiosk connections speaking msgpack over real WebSocket
-frames through the lean client of :mod:`benchmarks._kiosks` (every reply read, decoded
-and matched to its request). Every number counted was acknowledged, i.e. durable. Both
+must have no events yet) and this process is the load generator: ``--connections`` kiosk
+connections speaking msgpack over real WebSocket frames through the lean client of
+:mod:`benchmarks._kiosks` (every reply read, decoded and matched to its request). Every number counted was acknowledged, i.e. durable. Both
 processes share the machine's cores; their CPU use is reported so the limit is visible.
 
 * ``tickets_per_s``: closed loop, each connection keeping ``--pipeline`` requests in

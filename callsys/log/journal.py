@@ -22,8 +22,8 @@ If a write fails the journal stops the server (fail-stop): memory is then ahead 
 log, and only a restart, which recovers from the log, makes them agree again. While no
 commit runs, the committer asks the store every ``verify_every_s`` whether it can still
 keep what it is given (:meth:`EventLog.verify`: the embedded store checks that its files
-are still in place, the Redis store that its keys and Redis's fsync setting are), so a store lost while idle stops the server too, before it
-acknowledges anything more.
+are still in place, the Redis store that its keys and Redis's fsync setting are), so a
+store lost while idle stops the server too, before it acknowledges anything more.
 
 Recovery trusts nothing it reads: every record must decode into a known event of the
 right shape and apply to the state, seqs must follow each other without a gap, and the

@@ -602,7 +602,8 @@ def _check_durable(name: str, client: redis.Redis | RedisCluster) -> None:
             config = {_text(k): _text(v) for k, v in conn.config_get("append*").items()}
         except rex.ResponseError as exc:
             raise StoreRefused(f"store {where}: cannot check that Redis fsyncs every write before it answers "
-                               f"(CONFIG GET failed: {exc}); callsys needs appendonly yes, appendfsync always") from None
+                               f"(CONFIG GET failed: {exc}); callsys needs appendonly yes, "
+                               "appendfsync always") from None
         on, fsync = config.get("appendonly"), config.get("appendfsync")
         if on != "yes" or fsync != "always":
             raise StoreRefused(f"store {where}: Redis would acknowledge writes it has not fsync'd (appendonly "
