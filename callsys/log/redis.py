@@ -59,12 +59,14 @@ call at a time per store (``trio.to_thread.run_sync`` with a ``CapacityLimiter(1
 group commit does not: it is one ``EVALSHA`` written and answered on a trio socket of its
 own (:class:`_Writer`: the command packed by redis-py's RESP serializer, the one-line reply
 read on the loop), to the node that holds the hall (the Sentinel's current master, the
-Cluster node of the hall's slot). Measured with ``python -m benchmarks.ingest --store
-redis`` on these 2-core machines, commits through the worker thread reached ~1,100-1,500
-tickets/s with a p99 near 1 s at 1,000/s: under load, the thread waited for the GIL
-behind the busy loop at every step of redis-py's Python code (up to the 5 ms switch
-interval each), a commit took 20-240 ms end to end, and batches grew to hundreds of
-events. On the loop, a commit costs the loop only packing and one ``send``/``recv``.
+Cluster node of the hall's slot). Why not the thread for the commit too: the reason the
+file store commits on the loop (:mod:`callsys.log.sqlite`) holds for redis-py as well —
+a worker thread must win the GIL back from the busy loop at every step of its Python code
+(packing the batch, parsing the reply), up to the 5 ms switch interval each, and its result
+waits for the loop's next turn. Instrumented under ``python -m benchmarks.ingest --store
+redis`` (load average ~5), thread commits took 2-50 ms inside the thread but 20-240 ms as
+the loop saw them: up to ~200 ms before the thread started and ~180 ms before its result
+was picked up. On the loop, a commit is packing plus one ``send`` and one ``recv``.
 
 Every call is bounded: :data:`CONNECT_TIMEOUT_S` to connect, :data:`SOCKET_TIMEOUT_S` per
 reply, :data:`RETRIES` retries on a dropped connection (reconnecting; the append script
