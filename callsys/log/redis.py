@@ -517,7 +517,8 @@ class RedisLog(EventLog):
     async def verify(self) -> None:
         if self._client is None:
             return
-        await self._run(self._verify_sync)
+        async with self._writing:  # an append in flight would look like another writer's
+            await self._run(self._verify_sync)
 
     def _verify_sync(self) -> None:
         last = self._client.hget(self._meta, "last")
