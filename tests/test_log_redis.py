@@ -308,3 +308,14 @@ def node_holds(client, key: str) -> bool:
         return client.exists(key) == 1
     except MovedError:  # the key's slot is another node's
         return False
+
+
+async def test_webhook_cursors_of_a_redis_store_survive_a_restart(tmp_path, monkeypatch):
+    """A Redis store has no path to keep the cursors beside: they were kept in memory only,
+    so after a restart every client started at the log's end and missed what came between."""
+    from callsys.server.webhooks import Cursors
+
+    monkeypatch.chdir(tmp_path)
+    cursors = Cursors.for_store("redis://127.0.0.1:6379/0")
+    await cursors.save("crm", 41)
+    assert Cursors.for_store("redis://127.0.0.1:6379/0").seqs == {"crm": 41}
