@@ -310,8 +310,7 @@ class _Writer:
     restarted, or ``SCRIPT FLUSH``) is answered by sending the script itself once.
     """
 
-    def __init__(self, name: str, locate: Callable[[], Any]) -> None:
-        self.name = name
+    def __init__(self, locate: Callable[[], Any]) -> None:
         self._locate = locate  # async: the _Address to connect to
         self._stream: trio.abc.Stream | None = None
         self._buffer = bytearray()
@@ -363,15 +362,19 @@ class _Writer:
             redis.exceptions.ConnectionError / TimeoutError: after the retries.
         """
         backoff = ExponentialBackoff(cap=BACKOFF_CAP_S, base=BACKOFF_BASE_S)
+        limit = CONNECT_TIMEOUT_S + SOCKET_TIMEOUT_S
         for attempt in range(RETRIES + 1):
             try:
-                with trio.fail_after(CONNECT_TIMEOUT_S + SOCKET_TIMEOUT_S):
+                with trio.fail_after(limit):
                     return await self._call(meta, events, expected, records)
+            except (rex.AuthenticationError, rex.ResponseError):
+                await self._drop()  # an answer, not a lost connection: retrying changes nothing
+                raise
             except (OSError, trio.BrokenResourceError, trio.TooSlowError, rex.ConnectionError) as exc:
                 await self._drop()
                 if attempt == RETRIES:
                     if isinstance(exc, trio.TooSlowError):
-                        raise rex.TimeoutError(f"no answer within {CONNECT_TIMEOUT_S + SOCKET_TIMEOUT_S:g} s") from None
+                        raise rex.TimeoutError(f"no answer within {limit:g} s") from None
                     raise rex.ConnectionError(str(exc) or type(exc).__name__) from None
                 await trio.sleep(backoff.compute(attempt + 1))
         raise AssertionError("unreachable")
@@ -388,7 +391,6 @@ class _Writer:
             return int(line[1:])
         if line.startswith(b"-"):
             raise rex.ResponseError(line[1:].decode(errors="replace"))
-        await self._drop()
         raise rex.ResponseError(f"unexpected answer {line[:80]!r}")
 
     async def _drop(self) -> None:
@@ -411,7 +413,7 @@ class RedisLog(EventLog):
         self._meta, self._events, self._snapshot = keys(hall_id)
         self._save = client.register_script(SNAPSHOT_SCRIPT)
         self._limiter = trio.CapacityLimiter(1)
-        self._writer = _Writer(self.name, self._locate)
+        self._writer = _Writer(self._locate)
         self._writing = trio.Lock()  # one append at a time on the writer's connection
         self._last = last
         self._lost: LogError | None = None
