@@ -6,6 +6,7 @@ processes throughout (``redis_support``)."""
 from __future__ import annotations
 
 import pytest
+import redis
 from redis.exceptions import MovedError
 
 from benchmarks._redis import RedisCluster, RedisServer, free_port
@@ -72,6 +73,7 @@ async def test_password_never_appears_in_messages(redis_server):
         assert "wrong" not in str(refused.value)
         store = await open_store(f"redis://:hunter2@127.0.0.1:{redis_server.port}/0", "demo")
         assert store.name == f"redis://:***@127.0.0.1:{redis_server.port}/0"
+        assert await store.append([b"a"]) == 1  # the commit connection authenticates too
         await store.aclose()
     finally:
         client.execute_command("AUTH", "hunter2")
@@ -319,3 +321,18 @@ async def test_webhook_cursors_of_a_redis_store_survive_a_restart(tmp_path, monk
     cursors = Cursors.for_store("redis://127.0.0.1:6379/0")
     await cursors.save("crm", 41)
     assert Cursors.for_store("redis://127.0.0.1:6379/0").seqs == {"crm": 41}
+
+
+async def test_database_number_is_used_by_every_connection(redis_server, redis_url):
+    store = await open_store(f"redis://127.0.0.1:{redis_server.port}/3", "demo")
+    try:
+        assert await store.append([b"a", b"b"]) == 2
+    finally:
+        await store.aclose()
+    client = redis.Redis(port=redis_server.port, db=3)
+    try:
+        assert client.xlen(keys("demo")[1]) == 2 and client.hget(keys("demo")[0], "last") == b"2"
+    finally:
+        client.close()
+    assert await (other := await open_store(redis_url, "demo")).last_seq() == 0  # db 0 has nothing
+    await other.aclose()
