@@ -5,6 +5,8 @@ processes throughout (``redis_support``)."""
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 import redis
 from redis.exceptions import MovedError
@@ -12,7 +14,7 @@ from redis.exceptions import MovedError
 from benchmarks._redis import RedisCluster, RedisServer, free_port
 from callsys import TakeNumber
 from callsys.log import LogError, StoreDamaged, StoreInUse, StoreLost, StoreRefused, open_journal, open_store
-from callsys.log.redis import RedisLog, keys, parse_url
+from callsys.log.redis import RedisLog, Timeouts, keys, parse_url
 from conftest import hall_time
 from redis_support import raw, redis_server, redis_url  # noqa: F401  (fixtures)
 
@@ -336,3 +338,20 @@ async def test_database_number_is_used_by_every_connection(redis_server, redis_u
         client.close()
     assert await (other := await open_store(redis_url, "demo")).last_seq() == 0  # db 0 has nothing
     await other.aclose()
+
+
+async def test_a_stalled_redis_is_a_bounded_wait_then_a_clear_error(tmp_path):
+    """Redis stopped (SIGSTOP: connections accepted by the kernel, never answered): the
+    commit gives up after its timeouts and retries instead of waiting for ever."""
+    with RedisServer.start(tmp_path) as server:
+        store = await RedisLog.open(server.url, "demo", timeouts=Timeouts(connect_s=0.5, reply_s=0.5))
+        try:
+            assert await store.append([b"a"]) == 1
+            server.process.send_signal(signal.SIGSTOP)
+            try:
+                with pytest.raises(LogError, match=r"Redis is unreachable \(no answer within 1 s\)"):
+                    await store.append([b"b"])
+            finally:
+                server.process.send_signal(signal.SIGCONT)
+        finally:
+            await store.aclose()

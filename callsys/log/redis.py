@@ -255,17 +255,23 @@ def keys(hall_id: str) -> tuple[str, str, str]:
     return f"callsys:{{{hall_id}}}:meta", f"callsys:{{{hall_id}}}:events", f"callsys:{{{hall_id}}}:snapshot"
 
 
-def connect(target: RedisURL) -> redis.Redis | RedisCluster:
-    """A redis-py client for *target* (no round trip yet), with this module's timeouts."""
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """How long a store waits for Redis (seconds); see the module docstring."""
+
+    connect_s: float = CONNECT_TIMEOUT_S
+    reply_s: float = SOCKET_TIMEOUT_S
+
+
+def connect(target: RedisURL, timeouts: Timeouts = Timeouts()) -> redis.Redis | RedisCluster:
+    """A redis-py client for *target* (no round trip yet), with *timeouts* and :data:`RETRIES`."""
     retry = Retry(ExponentialBackoff(cap=BACKOFF_CAP_S, base=BACKOFF_BASE_S), RETRIES)
-    common: dict[str, Any] = dict(socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=CONNECT_TIMEOUT_S,
-                                  retry=retry, username=target.username, password=target.password)
+    limits: dict[str, Any] = dict(socket_timeout=timeouts.reply_s, socket_connect_timeout=timeouts.connect_s)
+    common: dict[str, Any] = dict(limits, retry=retry, username=target.username, password=target.password)
     if target.scheme in ("redis", "rediss", "unix"):
-        return redis.Redis.from_url(target.url, socket_timeout=SOCKET_TIMEOUT_S,
-                                    socket_connect_timeout=CONNECT_TIMEOUT_S, retry=retry)
+        return redis.Redis.from_url(target.url, retry=retry, **limits)
     if target.scheme == "redis+sentinel":
-        sentinel = Sentinel(list(target.hosts), socket_timeout=SOCKET_TIMEOUT_S,
-                            socket_connect_timeout=CONNECT_TIMEOUT_S)
+        sentinel = Sentinel(list(target.hosts), **limits)
         return sentinel.master_for(target.service, db=target.db, **common)
     return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in target.hosts], **common)
 
@@ -310,8 +316,9 @@ class _Writer:
     restarted, or ``SCRIPT FLUSH``) is answered by sending the script itself once.
     """
 
-    def __init__(self, locate: Callable[[], Any]) -> None:
-        self._locate = locate  # async: the _Address to connect to
+    def __init__(self, locate: Callable[[], Any], timeouts: Timeouts) -> None:
+        self._locate = locate
+        self._timeouts = timeouts  # async: the _Address to connect to
         self._stream: trio.abc.Stream | None = None
         self._buffer = bytearray()
         self._packer = PythonRespSerializer(6000, Encoder("utf-8", "strict", False).encode)
@@ -362,7 +369,7 @@ class _Writer:
             redis.exceptions.ConnectionError / TimeoutError: after the retries.
         """
         backoff = ExponentialBackoff(cap=BACKOFF_CAP_S, base=BACKOFF_BASE_S)
-        limit = CONNECT_TIMEOUT_S + SOCKET_TIMEOUT_S
+        limit = self._timeouts.connect_s + self._timeouts.reply_s
         for attempt in range(RETRIES + 1):
             try:
                 with trio.fail_after(limit):
@@ -406,14 +413,15 @@ class _Writer:
 class RedisLog(EventLog):
     """An :class:`EventLog` in Redis. Open it with :meth:`open`."""
 
-    def __init__(self, target: RedisURL, hall_id: str, client: redis.Redis | RedisCluster, last: int) -> None:
+    def __init__(self, target: RedisURL, hall_id: str, client: redis.Redis | RedisCluster, last: int,
+                 timeouts: Timeouts = Timeouts()) -> None:
         self.target = target
         self.hall_id = hall_id
         self._client: redis.Redis | RedisCluster | None = client
         self._meta, self._events, self._snapshot = keys(hall_id)
         self._save = client.register_script(SNAPSHOT_SCRIPT)
         self._limiter = trio.CapacityLimiter(1)
-        self._writer = _Writer(self._locate)
+        self._writer = _Writer(self._locate, timeouts)
         self._writing = trio.Lock()  # one append at a time on the writer's connection
         self._last = last
         self._lost: LogError | None = None
@@ -423,8 +431,11 @@ class RedisLog(EventLog):
         return self.target.redacted
 
     @classmethod
-    async def open(cls, url: str, hall_id: str) -> "RedisLog":
+    async def open(cls, url: str, hall_id: str, *, timeouts: Timeouts = Timeouts()) -> "RedisLog":
         """Open hall *hall_id*'s store in the Redis at *url*, creating its keys if there are none.
+
+        Args:
+            timeouts: how long to wait for Redis to connect and to answer each call.
 
         Raises:
             StoreRefused: Redis does not fsync before it answers (see the module docstring),
@@ -433,13 +444,13 @@ class RedisLog(EventLog):
             LogError: the URL is bad, or Redis is unreachable or answered with an error.
         """
         target = parse_url(url)
-        return await trio.to_thread.run_sync(cls._open_sync, target, hall_id)
+        return await trio.to_thread.run_sync(cls._open_sync, target, hall_id, timeouts)
 
     @classmethod
-    def _open_sync(cls, target: RedisURL, hall_id: str) -> "RedisLog":
+    def _open_sync(cls, target: RedisURL, hall_id: str, timeouts: Timeouts) -> "RedisLog":
         name = target.redacted
         try:
-            client = connect(target)
+            client = connect(target, timeouts)
         except rex.RedisError as exc:
             raise _error(name, exc) from None
         try:
@@ -459,7 +470,7 @@ class RedisLog(EventLog):
                 raise StoreDamaged(f"store {name} is damaged at seq {min(last, stream_last) + 1}: hall {hall_id!r} "
                                    f"says its log ends at seq {last}, its stream at {stream_last}",
                                    min(last, stream_last) + 1)
-            return cls(target, hall_id, client, last)
+            return cls(target, hall_id, client, last, timeouts)
         except BaseException as exc:
             client.close()
             if isinstance(exc, rex.RedisError):
