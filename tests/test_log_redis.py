@@ -9,6 +9,7 @@ import signal
 
 import pytest
 import redis
+import trio
 from redis.exceptions import MovedError
 
 from benchmarks._redis import RedisCluster, RedisServer, free_port
@@ -17,6 +18,7 @@ from callsys.log import LogError, StoreDamaged, StoreInUse, StoreLost, StoreRefu
 from callsys.log.redis import RedisLog, Timeouts, keys, parse_url
 from conftest import hall_time
 from redis_support import raw, redis_server, redis_url  # noqa: F401  (fixtures)
+from store_support import SERVE
 
 
 def test_url_forms():
@@ -355,3 +357,14 @@ async def test_a_stalled_redis_is_a_bounded_wait_then_a_clear_error(tmp_path):
                 server.process.send_signal(signal.SIGCONT)
         finally:
             await store.aclose()
+
+
+async def test_serve_refuses_a_redis_without_fsync_in_one_line(tmp_path):
+    with RedisServer.start(tmp_path / "redis", "--appendfsync", "everysec") as server:
+        done = await trio.run_process([*SERVE, "--store", server.url, "--secret-file", str(tmp_path / "secret")],
+                                      capture_stderr=True, check=False)
+    lines = [line for line in done.stderr.decode().splitlines() if not line.startswith("ts=")]
+    assert done.returncode == 2
+    assert lines == [f"callsys: store {server.url}: Redis would acknowledge writes it has not fsync'd (appendonly "
+                     "yes, appendfsync everysec); callsys needs appendonly yes and appendfsync always "
+                     "(redis-server --appendonly yes --appendfsync always, or CONFIG SET)"]
