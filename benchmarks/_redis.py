@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -30,6 +31,33 @@ CLUSTER_POLL_S: Final = 0.02  # seconds between two looks at a new cluster's sta
 START_ATTEMPTS: Final = 3  # tries with another free port when the chosen one was taken meanwhile
 
 
+@dataclass(frozen=True, slots=True)
+class Certificates:
+    """A throw-away CA and a server certificate it signed for ``localhost``/127.0.0.1 (PEM files)."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+    @classmethod
+    def make(cls, directory: Path) -> "Certificates":
+        """Create them in *directory* with the ``openssl`` command."""
+        directory.mkdir(parents=True, exist_ok=True)
+        ca, ca_key = directory / "ca.pem", directory / "ca-key.pem"
+        cert, key, request = directory / "server.pem", directory / "server-key.pem", directory / "server.csr"
+        extensions = directory / "san.cnf"
+        extensions.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+        for argv in (
+            ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=callsys test CA",
+             "-keyout", ca_key, "-out", ca],
+            ["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", key, "-out", request],
+            ["x509", "-req", "-in", request, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-days", "1",
+             "-extfile", extensions, "-out", cert],
+        ):
+            subprocess.run(["openssl", *map(str, argv)], check=True, capture_output=True)
+        return cls(ca, cert, key)
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket() as s:
@@ -41,17 +69,20 @@ class RedisServer:
     """One ``redis-server`` child process on 127.0.0.1 whose files live in *directory*."""
 
     def __init__(self, directory: Path, port: int, extra: tuple[str, ...] = (),
-                 watches: "RedisServer | None" = None) -> None:
+                 watches: "RedisServer | None" = None, tls: "Certificates | None" = None) -> None:
         self.directory = directory
         self.port = port
         self.extra = extra
         self.watches = watches  # a Sentinel: the master it watches
+        self.tls = tls  # serve TLS only, on self.port, with these certificates
         self.process: subprocess.Popen | None = None
         self.output: list[bytes] = []
 
     @property
     def url(self) -> str:
-        """``redis://127.0.0.1:PORT/0``."""
+        """``redis://127.0.0.1:PORT/0``, or ``rediss://localhost:PORT/0?ssl_ca_certs=CA`` with TLS."""
+        if self.tls is not None:
+            return f"rediss://localhost:{self.port}/0?ssl_ca_certs={self.tls.ca}"
         return f"redis://127.0.0.1:{self.port}/0"
 
     @classmethod
@@ -60,7 +91,8 @@ class RedisServer:
         return cls.start(directory, watches=master)
 
     @classmethod
-    def start(cls, directory: Path, *extra: str, watches: "RedisServer | None" = None) -> "RedisServer":
+    def start(cls, directory: Path, *extra: str, watches: "RedisServer | None" = None,
+              tls: "Certificates | None" = None) -> "RedisServer":
         """Start a server in *directory* (created if missing) on a free port; return once it serves.
 
         Args:
@@ -74,7 +106,7 @@ class RedisServer:
             raise RuntimeError(f"{REDIS_SERVER} is not installed (make setup installs it)")
         directory.mkdir(parents=True, exist_ok=True)
         for attempt in range(START_ATTEMPTS):
-            server = cls(directory, free_port(), extra, watches)
+            server = cls(directory, free_port(), extra, watches, tls)
             try:
                 server._spawn()
                 return server
@@ -85,7 +117,11 @@ class RedisServer:
 
     def _spawn(self) -> None:
         if self.watches is None:
-            argv = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
+            ports = (["--port", str(self.port)] if self.tls is None else
+                     ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(self.tls.cert),
+                      "--tls-key-file", str(self.tls.key), "--tls-ca-cert-file", str(self.tls.ca),
+                      "--tls-auth-clients", "no"])
+            argv = [REDIS_SERVER, *ports, "--bind", "127.0.0.1", "--dir", str(self.directory),
                     "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--logfile", "",
                     "--daemonize", "no", *self.extra]
         else:  # a Sentinel rewrites its configuration file: one of its own in the directory
@@ -104,7 +140,7 @@ class RedisServer:
             raise RuntimeError(f"redis-server exited with {self.process.returncode} before it was ready: "
                                + b"".join(self.output[-8:]).decode(errors="replace"))
         self.process.stdout.close()  # nothing reads it from here on; redis-server ignores SIGPIPE
-        client = redis.Redis(port=self.port)
+        client = redis.Redis.from_url(self.url)
         try:
             client.ping()
         finally:

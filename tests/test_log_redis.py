@@ -12,7 +12,7 @@ import redis
 import trio
 from redis.exceptions import MovedError
 
-from benchmarks._redis import RedisCluster, RedisServer, free_port
+from benchmarks._redis import Certificates, RedisCluster, RedisServer, free_port
 from callsys import TakeNumber
 from callsys.log import LogError, StoreDamaged, StoreInUse, StoreLost, StoreRefused, open_journal, open_store
 from callsys.log.redis import RedisLog, Timeouts, keys, parse_url
@@ -368,3 +368,20 @@ async def test_serve_refuses_a_redis_without_fsync_in_one_line(tmp_path):
     assert lines == [f"callsys: store {server.url}: Redis would acknowledge writes it has not fsync'd (appendonly "
                      "yes, appendfsync everysec); callsys needs appendonly yes and appendfsync always "
                      "(redis-server --appendonly yes --appendfsync always, or CONFIG SET)"]
+
+
+async def test_tls_url_reaches_redis_over_tls(tmp_path):
+    """rediss:// with the URL's CA: redis-py's connections and the commit connection both
+    verify the server's certificate."""
+    with RedisServer.start(tmp_path / "redis", tls=Certificates.make(tmp_path / "tls")) as server:
+        assert server.url.startswith("rediss://localhost:")
+        store = await open_store(server.url, "demo")
+        try:
+            assert await store.append([b"a", b"b"]) == 2
+            assert await store.read(0, limit=10) == [(1, b"a"), (2, b"b")]
+            await store.verify()
+        finally:
+            await store.aclose()
+        untrusted = server.url.split("?")[0]  # the system's CAs do not know the test CA
+        with pytest.raises(LogError, match="certificate verify failed"):
+            await open_store(untrusted, "demo")

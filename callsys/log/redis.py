@@ -287,7 +287,7 @@ class _Address:
     host: str | None
     port: int
     path: str | None = None
-    tls: bool = False
+    tls: dict[str, Any] | None = None  # redis-py's ssl_* settings of the URL (TLS), else None
     db: int = 0
     username: str | None = None
     password: str | None = None
@@ -303,9 +303,24 @@ def _address(client: redis.Redis | RedisCluster, target: RedisURL, meta: str) ->
     if target.scheme == "redis+sentinel":
         host, port = pool.get_master_address()
         return _Address(host, port, db=target.db, username=target.username, password=target.password)
-    return _Address(kwargs.get("host"), kwargs.get("port", DEFAULT_PORT), kwargs.get("path"),
-                    tls=issubclass(pool.connection_class, SSLConnection), db=kwargs.get("db", 0) or 0,
-                    username=kwargs.get("username"), password=kwargs.get("password"))
+    tls = ({k: v for k, v in kwargs.items() if k.startswith("ssl_")}
+           if issubclass(pool.connection_class, SSLConnection) else None)
+    return _Address(kwargs.get("host"), kwargs.get("port", DEFAULT_PORT), kwargs.get("path"), tls=tls,
+                    db=kwargs.get("db", 0) or 0, username=kwargs.get("username"), password=kwargs.get("password"))
+
+
+def _tls_context(settings: dict[str, Any]) -> ssl.SSLContext:
+    """The TLS context redis-py would build from a ``rediss://`` URL's ``ssl_*`` query settings
+    (``ssl_ca_certs``, ``ssl_certfile``/``ssl_keyfile``, ``ssl_cert_reqs``, ``ssl_check_hostname``)."""
+    context = ssl.create_default_context(cafile=settings.get("ssl_ca_certs"))
+    if settings.get("ssl_certfile"):
+        context.load_cert_chain(settings["ssl_certfile"], settings.get("ssl_keyfile"))
+    if settings.get("ssl_cert_reqs") in ("none", ssl.CERT_NONE):
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    elif settings.get("ssl_check_hostname") in (False, "false", "False"):
+        context.check_hostname = False
+    return context
 
 
 class _Writer:
@@ -330,8 +345,8 @@ class _Writer:
             stream: trio.abc.Stream = await trio.open_unix_socket(address.path)
         else:
             stream = await trio.open_tcp_stream(address.host, address.port)
-            if address.tls:
-                stream = trio.SSLStream(stream, ssl.create_default_context(), server_hostname=address.host)
+            if address.tls is not None:
+                stream = trio.SSLStream(stream, _tls_context(address.tls), server_hostname=address.host)
         self._stream, self._buffer = stream, bytearray()
         hello = []
         if address.password is not None:
