@@ -71,8 +71,10 @@ was picked up. On the loop, a commit is packing plus one ``send`` and one ``recv
 Every call is bounded (:class:`Timeouts`): :data:`CONNECT_TIMEOUT_S` to connect,
 :data:`SOCKET_TIMEOUT_S` per reply, :data:`RETRIES` retries on a dropped connection
 (reconnecting; the append script makes a retry safe); then the store raises
-:class:`LogError` naming the URL (password hidden) and Redis's own error. A ``MOVED`` answer (the hall's slot moved to another
-Cluster node while open) stops the store the same way; a restart finds the new node.
+:class:`LogError` naming the URL (password hidden) and Redis's own error. A ``MOVED``
+answer (the hall's slot moved to another Cluster node while open) stops the store the same
+way; a restart finds the new node. ``rediss://`` URLs take redis-py's ``ssl_*`` query
+settings (e.g. ``?ssl_ca_certs=/etc/callsys/redis-ca.pem``) for every connection.
 """
 
 from __future__ import annotations
