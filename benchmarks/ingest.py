@@ -164,7 +164,7 @@ async def run(config: str, *, connections: int, pipeline: int, seconds: float, r
             await require_empty(url, hall.id)
         async with trio.open_nursery() as nursery:
             server = await spawn_server(nursery, ["--config", config, "--store", url, "--port", "0",
-                                                  "--clock", START])
+                                                  "--clock", START, "--secret-file", f"{tmp}/secret"])
             async with connect(server.url, role="manager", token=min(hall.tokens["manager"])) as manager:
                 kiosks = [await Kiosk.connect(server.url, min(hall.tokens["kiosk"]), services, keyed=keyed)
                           for _ in range(connections)]
