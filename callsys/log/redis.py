@@ -66,7 +66,9 @@ a worker thread must win the GIL back from the busy loop at every step of its Py
 waits for the loop's next turn. Instrumented under ``python -m benchmarks.ingest --store
 redis`` (load average ~5), thread commits took 2-50 ms inside the thread but 20-240 ms as
 the loop saw them: up to ~200 ms before the thread started and ~180 ms before its result
-was picked up. On the loop, a commit is packing plus one ``send`` and one ``recv``.
+was picked up. On the loop, a commit is packing plus one ``send`` and one ``recv``. Whole
+``benchmarks.ingest`` runs did not separate the two versions beyond the shared machine's
+noise (``docs/performance.md``).
 
 Every call is bounded (:class:`Timeouts`): :data:`CONNECT_TIMEOUT_S` to connect,
 :data:`SOCKET_TIMEOUT_S` per reply, :data:`RETRIES` retries on a dropped connection
