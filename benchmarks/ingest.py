@@ -1,10 +1,12 @@
 """Durable ticket issue over WebSocket: many kiosks taking numbers from one server.
 
 The server runs as a child process (``python -m callsys serve`` on the flagship hall with
-the embedded SQLite store, a fresh store in a temporary directory) and this process is the
-load generator: ``--connections`` kiosk connections speaking msgpack over real WebSocket
-frames through the lean client of :mod:`benchmarks._kiosks` (every reply read, decoded
-and matched to its request). Every number counted was acknowledged, i.e. durable. Both
+a fresh store: by default the embedded SQLite store in a temporary directory; ``--store
+redis`` starts a ``redis-server`` of its own there, ``--appendonly yes --appendfsync
+always``; ``--store URL`` names a store, e.g. ``redis://127.0.0.1:6379/15``, where the hall
+must have no events yet) and this process is the load generator: ``--connections`` kiosk
+connections speaking msgpack over real WebSocket frames through the lean client of
+:mod:`benchmarks._kiosks` (every reply read, decoded and matched to its request). Every number counted was acknowledged, i.e. durable. Both
 processes share the machine's cores; their CPU use is reported so the limit is visible.
 
 * ``tickets_per_s``: closed loop, each connection keeping ``--pipeline`` requests in
@@ -13,7 +15,7 @@ processes share the machine's cores; their CPU use is reported so the limit is v
   1,000/s) for ``--latency-seconds``; latency runs from a request's *scheduled* send time
   to its acknowledgement, so a stall is not hidden (no coordinated omission).
 
-    python -m benchmarks.ingest [--json] [--connections 100] [--seconds 5]
+    python -m benchmarks.ingest [--json] [--connections 100] [--seconds 5] [--store file|redis|URL]
 """
 
 from __future__ import annotations
@@ -21,19 +23,50 @@ from __future__ import annotations
 import os
 import resource
 import tempfile
+from contextlib import contextmanager
+from pathlib import Path
 from statistics import quantiles
+from typing import Iterator
 
 import trio
 
 from callsys.client import connect
 from callsys.hall import load_hall
+from callsys.log import open_store
 
 from ._kiosks import Kiosk
+from ._redis import RedisServer
 from ._report import Row, parser, report, row
 from ._server import cpu_seconds, spawn_server
 
 START = "2026-11-23T09:00"  # a Monday morning: the flagship hall issues numbers
 WARMUP_S = 1.0
+STORE_KINDS = {"file": "SQLite WAL, synchronous=FULL",
+               "redis": "a redis-server of its own, appendonly yes + appendfsync always"}
+
+
+@contextmanager
+def store_url(store: str, tmp: Path) -> Iterator[str]:
+    """The URL of the store to benchmark: ``file`` and ``redis`` are fresh ones in *tmp*
+    (``redis`` starts a redis-server there, stopped on exit); anything else is a store URL."""
+    if store == "file":
+        yield f"file:{tmp}/ingest.db"
+    elif store == "redis":
+        with RedisServer.start(tmp / "redis") as server:
+            yield server.url
+    else:
+        yield store
+
+
+async def require_empty(url: str, hall_id: str) -> None:
+    """Refuse a named store where the hall already has events (the figures assume a fresh day)."""
+    log = await open_store(url, hall_id)
+    try:
+        if await log.last_seq():
+            raise SystemExit(f"benchmarks.ingest: hall {hall_id!r} already has {await log.last_seq()} events in "
+                             f"{log.name}; name an empty store (e.g. a spare Redis database) or --store redis")
+    finally:
+        await log.aclose()
 
 
 class Load:
@@ -122,14 +155,16 @@ def _cpu_self() -> float:
 
 
 async def run(config: str, *, connections: int, pipeline: int, seconds: float, rate: float,
-              latency_seconds: float, keyed: bool = True) -> list[Row]:
-    """Run both phases against a fresh server; return the report rows."""
+              latency_seconds: float, keyed: bool = True, store: str = "file") -> list[Row]:
+    """Run both phases against a fresh server on *store* (see :func:`store_url`); return the report rows."""
     hall = load_hall(config)
     services = [s.code for s in hall.services]
-    with tempfile.TemporaryDirectory(prefix="callsys-ingest-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="callsys-ingest-") as tmp, store_url(store, Path(tmp)) as url:
+        if store not in STORE_KINDS:
+            await require_empty(url, hall.id)
         async with trio.open_nursery() as nursery:
-            server = await spawn_server(nursery, ["--config", config, "--store", f"file:{tmp}/ingest.db",
-                                                  "--port", "0", "--clock", START])
+            server = await spawn_server(nursery, ["--config", config, "--store", url, "--port", "0",
+                                                  "--clock", START, "--secret-file", f"{tmp}/secret"])
             async with connect(server.url, role="manager", token=min(hall.tokens["manager"])) as manager:
                 kiosks = [await Kiosk.connect(server.url, min(hall.tokens["kiosk"]), services, keyed=keyed)
                           for _ in range(connections)]
@@ -170,14 +205,19 @@ def main() -> None:
     p.add_argument("--latency-seconds", type=float, default=5.0, help="latency phase (default: %(default)s)")
     p.add_argument("--no-keys", dest="keyed", action="store_false",
                    help="send take_number without idempotency keys (devices of callsys.client always send them)")
+    p.add_argument("--store", default="file",
+                   help="'file' (a fresh SQLite store), 'redis' (a redis-server started for the run, "
+                        "appendfsync always) or a store URL such as redis://127.0.0.1:6379/15 whose hall has no "
+                        "events yet (default: %(default)s)")
     args = p.parse_args()
     load_before = os.getloadavg()[0]
     rows = trio.run(lambda: run(args.config, connections=args.connections, pipeline=args.pipeline,
                                 seconds=args.seconds, rate=args.rate, latency_seconds=args.latency_seconds,
-                                keyed=args.keyed))
+                                keyed=args.keyed, store=args.store))
     notes = [f"{args.connections} kiosk connections (msgpack, lean client benchmarks._kiosks) x {args.pipeline} "
              "in flight in this process; the server in a child process; both on this machine's cores",
-             "every ticket counted was acknowledged after its fsync'd group commit (SQLite WAL, synchronous=FULL)",
+             "every ticket counted was acknowledged after its fsync'd group commit "
+             f"({STORE_KINDS.get(args.store, args.store)})",
              "each take_number " + ("with" if args.keyed else "without") + " an idempotency key",
              f"machine load average (1 min) before / after the run: {load_before:.2f} / {os.getloadavg()[0]:.2f}"]
     report("benchmarks.ingest — durable ticket issue over WebSocket", rows, args.json, notes=notes)

@@ -3,7 +3,8 @@ retries with idempotency keys issue each ticket exactly once.
 
 The server runs as a real subprocess (``python -m callsys serve``); several clients fire
 keyed take-number commands, the server is killed with SIGKILL while they do, then
-restarted on the same store. Every command whose answer never came (some were executed,
+restarted on the same store: the SQLite file, or the same Redis (the Redis store's twin of
+the test). Every command whose answer never came (some were executed,
 some were not) is retried with its key, as a kiosk does on reconnect, and so is every
 acknowledged one: each key ends with exactly one ticket, the acknowledged ones unchanged.
 """
@@ -14,12 +15,14 @@ import signal
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
 import trio
 
 from benchmarks._server import spawn_server
 from callsys.client import ClientError, connect
 from callsys.log import open_journal
 from conftest import CONFIG
+from redis_support import redis_server, redis_url  # noqa: F401  (fixtures)
 from server_support import TOKENS, guard
 
 SERVICES = ("BIZ", "SOC", "MED")
@@ -28,13 +31,21 @@ PIPELINE = 8  # requests in flight per client
 KILL_AFTER = 300  # acknowledged tickets before the SIGKILL
 
 
-async def start_server(nursery: trio.Nursery, store: Path) -> tuple[trio.Process, str]:
+@pytest.fixture(params=["file", "redis"])
+def store(request, tmp_path) -> str:
+    """The store URL the server runs on: a SQLite file, or the session's redis-server (emptied)."""
+    return f"file:{tmp_path / 'hall.db'}" if request.param == "file" else request.getfixturevalue("redis_url")
+
+
+async def start_server(nursery: trio.Nursery, store: str, secret: Path) -> tuple[trio.Process, str]:
     """``python -m callsys serve`` on a free port; returns the process and its URL."""
     # --rate/--burst: the retries after the restart (~400 requests on one connection) would
-    # otherwise meet the per-connection rate limit on a fast machine
-    server = await spawn_server(nursery, ["--config", str(CONFIG / "demo.toml"), "--store", f"file:{store}",
-                                          "--port", "0", "--clock", "2026-11-23T09:30",
-                                          "--rate", "1e9", "--burst", str(10**9)])
+    # otherwise meet the per-connection rate limit on a fast machine. --secret-file: the
+    # retried tickets' secrets must match the acknowledged ones, and a Redis store's default
+    # key file (var/callsys.secret) is relative to the working directory, not the test's
+    server = await spawn_server(nursery, ["--config", str(CONFIG / "demo.toml"), "--store", store,
+                                          "--secret-file", str(secret), "--port", "0",
+                                          "--clock", "2026-11-23T09:30", "--rate", "1e9", "--burst", str(10**9)])
     return server.process, server.url
 
 
@@ -71,13 +82,13 @@ async def burst(url: str, acked: dict[str, dict], unknown: dict[str, str], enoug
 
 
 @guard(120)
-async def test_sigkill_mid_burst_loses_no_acknowledged_ticket(demo_hall, tmp_path):
-    store = tmp_path / "hall.db"
+async def test_sigkill_mid_burst_loses_no_acknowledged_ticket(demo_hall, tmp_path, store):
+    secret = tmp_path / "phones.secret"
     acked: dict[str, dict] = {}
     unknown: dict[str, str] = {}
     enough = trio.Event()
     async with trio.open_nursery() as nursery:
-        process, url = await start_server(nursery, store)
+        process, url = await start_server(nursery, store, secret)
         nursery.start_soon(burst, url, acked, unknown, enough)
         await enough.wait()
         process.send_signal(signal.SIGKILL)  # mid-burst: the clients are still sending
@@ -85,7 +96,7 @@ async def test_sigkill_mid_burst_loses_no_acknowledged_ticket(demo_hall, tmp_pat
     assert len(acked) >= KILL_AFTER
 
     async with trio.open_nursery() as nursery:
-        process, url = await start_server(nursery, store)
+        process, url = await start_server(nursery, store, secret)
         async with connect(url, role="manager", token=TOKENS["manager"]) as manager, \
                 connect(url, role="kiosk", token=TOKENS["kiosk"]) as kiosk:
             for ticket in acked.values():
@@ -117,7 +128,7 @@ async def test_sigkill_mid_burst_loses_no_acknowledged_ticket(demo_hall, tmp_pat
         process.send_signal(signal.SIGTERM)  # a clean stop this time
         assert await process.wait() == 0
 
-    async with open_journal(f"file:{store}", demo_hall) as journal:
+    async with open_journal(store, demo_hall) as journal:
         engine, _ = await journal.recover()
     numbers = [t.number for t in engine.state.tickets.values()]
     assert len(numbers) == len(set(numbers)), "a number was handed out twice"

@@ -1,4 +1,4 @@
-"""The event-log interface every store implements (the embedded file store today, Redis next).
+"""The event-log interface every store implements: the embedded file store (:mod:`.sqlite`) and Redis (:mod:`.redis`).
 
 A store keeps one hall's events as opaque records numbered 1, 2, 3, ... (``seq``) and the
 newest snapshot. It knows nothing of events or engines: :class:`~callsys.log.journal.Journal`

@@ -22,8 +22,8 @@ If a write fails the journal stops the server (fail-stop): memory is then ahead 
 log, and only a restart, which recovers from the log, makes them agree again. While no
 commit runs, the committer asks the store every ``verify_every_s`` whether it can still
 keep what it is given (:meth:`EventLog.verify`: the embedded store checks that its files
-are still in place), so a store lost while idle stops the server too, before it
-acknowledges anything more.
+are still in place, the Redis store that its keys and Redis's fsync setting are), so a
+store lost while idle stops the server too, before it acknowledges anything more.
 
 Recovery trusts nothing it reads: every record must decode into a known event of the
 right shape and apply to the state, seqs must follow each other without a gap, and the
@@ -341,7 +341,8 @@ async def open_journal(url: str, hall: Hall, *, snapshot_every: int = SNAPSHOT_E
                        verify_every_s: float = VERIFY_EVERY_S) -> AsyncIterator[Journal]:
     """Open the store named by *url* for *hall* and run its committer.
 
-    ``url`` is ``file:PATH`` (the embedded SQLite store). On exit, queued events are
+    ``url`` is ``file:PATH`` (the embedded SQLite store, :mod:`callsys.log.sqlite`) or a Redis
+    URL such as ``redis://HOST:PORT/DB`` (:mod:`callsys.log.redis` lists every form). On exit, queued events are
     written, even when the body is cancelled, and (unless *snapshot_on_close* is false,
     as benchmarks and tests that keep a store as it was ask) a snapshot is taken.
     The other arguments are the :class:`Journal`'s.
@@ -362,14 +363,20 @@ async def open_journal(url: str, hall: Hall, *, snapshot_every: int = SNAPSHOT_E
 
 
 async def open_store(url: str, hall_id: str) -> EventLog:
-    """The :class:`EventLog` named by *url*.
+    """The :class:`EventLog` named by *url*: ``file:PATH`` or a Redis URL (see :func:`open_journal`).
 
     Raises:
-        LogError: the URL names no known store.
+        LogError: the URL names no known store, or the store cannot be opened.
     """
     scheme, _, rest = url.partition(":")
     if scheme == "file" and rest:
         from .sqlite import FileLog
 
         return await FileLog.open(rest, hall_id)
-    raise LogError(f"unknown store {url!r}: use file:PATH")
+    if rest.startswith("//"):
+        from .redis import SCHEMES, RedisLog
+
+        if scheme in SCHEMES:
+            return await RedisLog.open(url, hall_id)
+    raise LogError(f"unknown store {url!r}: use file:PATH or redis://HOST:PORT/DB "
+                   "(see `callsys serve --help` for the Redis forms)")

@@ -29,19 +29,25 @@ from .settings import (DEFAULT_HOST, DEFAULT_PORT, HANDSHAKE_TIMEOUT_S, HELLO_FA
                        RATE_PER_S, TRUSTED_PROXIES, ServerSettings)
 
 SECRET_ENV = "CALLSYS_SECRET"
+REDIS_SECRET_FILE = "var/callsys.secret"  # the phone-secret key's file when the store has no path of its own
 SPARE_FILES = 64  # file descriptors beyond the connections: the store, its WAL, the listeners, logs
 
 
 @command("serve", help="run the server: WebSocket /ws and the HTTP pages on one port")
 def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default="config/qingdao.toml", help="hall file (default: %(default)s)")
-    p.add_argument("--store", default="file:var/callsys.db", help="event store URL (default: %(default)s)")
+    p.add_argument("--store", default="file:var/callsys.db",
+                   help="event store URL: file:PATH (SQLite), redis://[:PASSWORD@]HOST:PORT/DB, rediss://... (TLS), "
+                        "unix:///PATH.sock?db=DB, redis+sentinel://HOST:PORT[,HOST:PORT]/SERVICE/DB or "
+                        "redis+cluster://HOST:PORT[,HOST:PORT]; Redis must run with appendonly yes and "
+                        "appendfsync always (default: %(default)s)")
     p.add_argument("--host", default=DEFAULT_HOST, help="interface to listen on (default: %(default)s)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help="TCP port, 0 = any free (default: %(default)s)")
     p.add_argument("--clock", default="real",
                    help="'real', or a virtual start time in the hall's zone, e.g. 2026-11-23T09:05")
     p.add_argument("--speed", type=float, default=1.0, help="virtual seconds per real second (with --clock TIME)")
-    p.add_argument("--secret-file", help="key for phone secrets (default: STORE_PATH.secret, created if missing; "
+    p.add_argument("--secret-file", help="key for phone secrets (default: STORE_PATH.secret for a file: store, "
+                                         f"{REDIS_SECRET_FILE} for a Redis store; created if missing; "
                                          f"${SECRET_ENV} overrides)")
     p.add_argument("--max-frame-bytes", type=int, default=MAX_FRAME_BYTES, help="largest frame (default: %(default)s)")
     p.add_argument("--rate", type=float, default=RATE_PER_S, help="messages/s per connection (default: %(default)s)")
@@ -183,15 +189,15 @@ def pages_block(server: Any) -> str:
 
 
 def load_secret(store: str, path: str | None) -> bytes:
-    """The phone-secret key: ``$CALLSYS_SECRET``, else the secret file (created with a random key)."""
+    """The phone-secret key: ``$CALLSYS_SECRET``, else the secret file (created with a random key):
+    ``STORE_PATH.secret`` beside a ``file:`` store, :data:`REDIS_SECRET_FILE` for a Redis store
+    (processes sharing a Redis must share the key: give them ``$CALLSYS_SECRET``)."""
     env = os.environ.get(SECRET_ENV)
     if env:
         return env.encode()
     if path is None:
         scheme, _, rest = store.partition(":")
-        if scheme != "file":
-            return secrets.token_bytes(32)
-        path = rest + ".secret"
+        path = rest + ".secret" if scheme == "file" else REDIS_SECRET_FILE
     file = Path(path)
     if not file.exists():
         file.parent.mkdir(parents=True, exist_ok=True)

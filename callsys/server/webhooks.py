@@ -9,10 +9,10 @@ docs/protocol.md ("Webhooks") is the receiver's side of this.
 
 **The event log is the outbox.** Nothing is queued twice: per client, the server keeps only
 the ``seq`` of the newest event that client acknowledged (a 2xx answer), in a small JSON file
-beside the store (``PATH.webhooks.json`` for ``file:PATH``; :class:`Cursors`), written after
-every acknowledged delivery. Each client's task delivers the events after its cursor in
-``seq`` order, one at a time — the next only once the previous was acknowledged — so a
-receiver sees them in order. After a restart (clean, or kill -9) the task resumes from the
+beside the store (``PATH.webhooks.json`` for ``file:PATH``, ``var/callsys.webhooks.json`` for
+a Redis store; :class:`Cursors`), written after every acknowledged delivery. Each client's
+task delivers the events after its cursor in ``seq`` order, one at a time — the next only
+once the previous was acknowledged — so a receiver sees them in order. After a restart (clean, or kill -9) the task resumes from the
 saved cursor by reading the log back; an event delivered whose acknowledgement was not yet
 saved is delivered again (same ``id``): at least once, never lost. A client seen for the
 first time starts at the log's end (it is not sent the store's history).
@@ -73,6 +73,7 @@ SIGNATURE_HEADER: Final = "X-Callsys-Signature"
 JITTER: Final = 0.5  # ± fraction of each wait, so receivers coming back are not hit in lockstep
 TAIL_EVENTS: Final = 10_000  # recent durable events kept in memory for the deliveries (all clients together)
 READ_CHUNK: Final = 500  # records read back from the log at once by a client behind the tail
+CURSORS_FILE: Final = Path("var/callsys.webhooks.json")  # the cursors of a store without a path (Redis)
 ANSWER_BYTES: Final = 64 * 1024  # bytes of a receiver's answer head read at most
 
 logger = logging.getLogger("callsys.webhooks")
@@ -160,9 +161,10 @@ class Cursors:
 
     @classmethod
     def for_store(cls, store: str) -> "Cursors":
-        """The cursors of the store at URL *store*: ``PATH.webhooks.json`` beside a ``file:PATH`` store."""
+        """The cursors of the store at URL *store*: ``PATH.webhooks.json`` beside a ``file:PATH``
+        store, :data:`CURSORS_FILE` for a store without a path (Redis)."""
         scheme, _, rest = store.partition(":")
-        return cls(Path(rest + ".webhooks.json") if scheme == "file" and rest else None)
+        return cls(Path(rest + ".webhooks.json") if scheme == "file" and rest else CURSORS_FILE)
 
     async def save(self, name: str, seq: int) -> None:
         """Keep *seq* as client *name*'s cursor; returns once it is on disk."""
@@ -174,6 +176,7 @@ class Cursors:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".tmp")
     with open(temporary, "wb") as file:
         file.write(data)

@@ -1,0 +1,659 @@
+"""The Redis store: one hall's events in a Redis Stream, its snapshot and marks beside it.
+
+Why Redis: it is the distributed engine the deployment shares (a standby follows the
+hall's stream, many halls live on one Redis or one Cluster); with ``appendfsync always``
+a write is in the append-only file, fsync'd, before Redis answers it.
+
+**URLs** (``callsys serve --store URL``)::
+
+    redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]          plain TCP (port 6379, db 0 by default)
+    rediss://[[USER]:PASSWORD@]HOST[:PORT][/DB]         TLS
+    unix://[[USER]:PASSWORD@]/PATH/redis.sock[?db=DB]   a local socket
+    redis+sentinel://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT...]/SERVICE[/DB]
+                                                        the master of SERVICE, found through
+                                                        these Sentinels (password: the master's)
+    redis+cluster://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT...]
+                                                        a Redis Cluster through these seed nodes
+                                                        (no DB: a Cluster has only db 0)
+
+**Keys** (schema version 1), hash-tagged by hall so a hall lives on one Cluster shard and
+one Lua script may touch all of its keys:
+
+* ``callsys:{HALL}:meta``: a hash, ``app`` = ``callsys``, ``schema`` = :data:`SCHEMA_VERSION`,
+  ``hall`` = the hall id, ``last`` = the seq of the newest record (0 when empty).
+* ``callsys:{HALL}:events``: a Stream, record *seq* is the entry ``SEQ-0`` with one field
+  ``d`` = the record's bytes (seq 1, 2, 3 ... without gaps).
+* ``callsys:{HALL}:snapshot``: a hash, ``seq`` and ``data`` of the newest snapshot.
+
+One Redis database holds any number of halls: a hall only ever reads and writes its own
+keys, so opening another hall's id on the same Redis is another, separate store (the
+file store refuses instead, as a file holds exactly one hall).
+
+**Appends** (the group commit) are one ``EVALSHA`` of :data:`APPEND_SCRIPT`, one round trip
+per batch. The script is atomic in Redis: it checks that the log still ends where this
+process left it (``last`` = the seq it expects), adds the records and moves ``last``. A
+log that moved under it means another process appended to the hall: the script writes
+nothing and the store raises :class:`StoreInUse` (the server stops: two writers would fork
+the hall's history). The same check makes a retried append safe: if the connection dropped
+after Redis executed it, the retry finds exactly its own records at the expected seqs and
+succeeds without writing them twice. Ownership with a lease and a fencing token (issue 12,
+item 2) adds an argument to this script; nothing else changes.
+
+**Durability.** Opening refuses (:class:`StoreRefused`) a Redis whose ``CONFIG GET`` does not
+show ``appendonly yes`` and ``appendfsync always`` (on every primary of a Cluster): only
+then has Redis written and fsync'd a write to its append-only file before it answers, so
+an acknowledged event survives ``kill -9`` of callsys, of Redis, and power loss of the
+Redis machine. A Redis where ``CONFIG`` is disabled (some hosted services) is refused too:
+callsys cannot tell whether it keeps what it acknowledges. The journal acknowledges only
+after the script returned. Replicas are not waited for (``WAITAOF`` needs Redis 7.2; this
+machine has 7.0): after a Sentinel failover, events the old master had not yet sent to the
+new one are lost, so run Sentinel with ``min-replicas-to-write`` or accept that window.
+While idle, :meth:`RedisLog.verify` (every second, from the journal) checks the hall's
+``last`` and the durability settings again: keys that vanished (``FLUSHALL``, a restart
+without the AOF), another writer, or ``appendfsync`` turned down at run time stop the server
+(:class:`StoreLost` / :class:`StoreInUse`) before it acknowledges anything more.
+
+**Where the calls run.** The event loop never waits on Redis. Opening, recovery reads,
+snapshots and the idle checks use redis-py's synchronous client in a worker thread, one
+call at a time per store (``trio.to_thread.run_sync`` with a ``CapacityLimiter(1)``). The
+group commit does not: it is one ``EVALSHA`` written and answered on a trio socket of its
+own (:class:`_Writer`: the command packed by redis-py's RESP serializer, the one-line reply
+read on the loop), to the node that holds the hall (the Sentinel's current master, the
+Cluster node of the hall's slot). Why not the thread for the commit too: the reason the
+file store commits on the loop (:mod:`callsys.log.sqlite`) holds for redis-py as well —
+a worker thread must win the GIL back from the busy loop at every step of its Python code
+(packing the batch, parsing the reply), up to the 5 ms switch interval each, and its result
+waits for the loop's next turn. Instrumented under ``python -m benchmarks.ingest --store
+redis`` (load average ~5), thread commits took 2-50 ms inside the thread but 20-240 ms as
+the loop saw them: up to ~200 ms before the thread started and ~180 ms before its result
+was picked up. On the loop, a commit is packing plus one ``send`` and one ``recv``. Whole
+``benchmarks.ingest`` runs did not separate the two versions beyond the shared machine's
+noise (``docs/performance.md``).
+
+Every call is bounded (:class:`Timeouts`): :data:`CONNECT_TIMEOUT_S` to connect,
+:data:`SOCKET_TIMEOUT_S` per reply, :data:`RETRIES` retries on a dropped connection
+(reconnecting; the append script makes a retry safe); then the store raises
+:class:`LogError` naming the URL (password hidden) and Redis's own error. A ``MOVED``
+answer (the hall's slot moved to another Cluster node while open) stops the store the same
+way; a restart finds the new node. ``rediss://`` URLs take redis-py's ``ssl_*`` query
+settings (e.g. ``?ssl_ca_certs=/etc/callsys/redis-ca.pem``) for every connection.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ssl
+from dataclasses import dataclass
+from typing import Any, Callable, Final, Sequence
+from urllib.parse import parse_qs, unquote
+
+import redis
+import redis.exceptions as rex
+import trio
+from redis.backoff import ExponentialBackoff
+from redis.cluster import ClusterNode, RedisCluster
+from redis.connection import Encoder, PythonRespSerializer, SSLConnection
+from redis.retry import Retry
+from redis.sentinel import Sentinel
+
+from .base import EventLog, LogError, StoreDamaged, StoreInUse, StoreLost, StoreRefused
+
+SCHEMES: Final = ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster")
+APP: Final = "callsys"  # the meta hash's ``app`` field: these keys are a callsys store
+SCHEMA_VERSION: Final = 1  # the meta hash's ``schema`` field: the key layout this code writes and reads
+DEFAULT_PORT: Final = 6379
+SENTINEL_PORT: Final = 26379
+CONNECT_TIMEOUT_S: Final = 2.0  # seconds to open a connection to Redis
+SOCKET_TIMEOUT_S: Final = 5.0  # seconds for one reply (an fsync'd batch takes ~1 ms; a stalled disk longer)
+RETRIES: Final = 2  # retries of a call whose connection failed (appends are safe to retry, see above)
+BACKOFF_BASE_S: Final = 0.05  # seconds before the first retry, doubling
+BACKOFF_CAP_S: Final = 0.5  # seconds between retries at most
+MAX_REPLY_BYTES: Final = 64 * 1024  # an append's reply is one line (":SEQ" or an error); longer is not Redis
+
+# KEYS: meta, events. ARGV: app, schema, hall. Creates the marks of a new hall; returns the meta hash.
+OPEN_SCRIPT: Final = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  if redis.call('EXISTS', KEYS[2]) == 1 then
+    return redis.error_reply('CALLSYS_REFUSED ' .. KEYS[2] .. ' exists without ' .. KEYS[1])
+  end
+  redis.call('HSET', KEYS[1], 'app', ARGV[1], 'schema', ARGV[2], 'hall', ARGV[3], 'last', 0)
+end
+return redis.call('HGETALL', KEYS[1])
+"""
+
+# KEYS: meta, events. ARGV: the seq the log must end at, then the records. Returns the new last seq.
+APPEND_SCRIPT: Final = """
+local last = redis.call('HGET', KEYS[1], 'last')
+if not last then
+  return redis.error_reply('CALLSYS_LOST')
+end
+last = tonumber(last)
+local expected = tonumber(ARGV[1])
+local n = #ARGV - 1
+if last ~= expected then
+  if last == expected + n then
+    local rows = redis.call('XRANGE', KEYS[2], (expected + 1) .. '-0', last .. '-0')
+    local same = #rows == n
+    for i = 1, n do
+      if not same then break end
+      local fields = rows[i][2]
+      same = fields[1] == 'd' and fields[2] == ARGV[i + 1]
+    end
+    if same then
+      return last
+    end
+  end
+  return redis.error_reply('CALLSYS_CONFLICT ' .. last)
+end
+for i = 1, n do
+  redis.call('XADD', KEYS[2], (expected + i) .. '-0', 'd', ARGV[i + 1])
+end
+redis.call('HSET', KEYS[1], 'last', expected + n)
+return expected + n
+"""
+
+# KEYS: snapshot. ARGV: seq, data. Keeps the newest snapshot only.
+SNAPSHOT_SCRIPT: Final = """
+local current = redis.call('HGET', KEYS[1], 'seq')
+if current and tonumber(current) > tonumber(ARGV[1]) then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'seq', ARGV[1], 'data', ARGV[2])
+return 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class RedisURL:
+    """A parsed store URL (see the module docstring)."""
+
+    url: str
+    scheme: str
+    hosts: tuple[tuple[str, int], ...] = ()
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+    service: str | None = None
+
+    @property
+    def redacted(self) -> str:
+        """The URL with its password replaced by ``***`` (for messages and logs)."""
+        if self.password is None:
+            return self.url
+        head, _, rest = self.url.partition("://")
+        userinfo, _, hosts = rest.rpartition("@")
+        return f"{head}://{userinfo.partition(':')[0]}:***@{hosts}"
+
+
+def parse_url(url: str) -> RedisURL:
+    """Parse a Redis store URL.
+
+    Raises:
+        LogError: the URL has no host, a bad port, a bad database number, or a form this
+            module does not know.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in SCHEMES:
+        raise LogError(f"unknown store {url!r}: use file:PATH or a Redis URL "
+                       f"({', '.join(s + '://' for s in SCHEMES)})")
+    userinfo, at, location = rest.rpartition("@")
+    username = password = None
+    if at:
+        user, colon, secret = userinfo.partition(":")
+        username = unquote(user) or None
+        password = unquote(secret) if colon else None
+    if scheme == "unix":
+        # redis-py parses unix:// itself; only make sure there is a path
+        if not location.split("?", 1)[0]:
+            raise LogError(f"bad store URL {url!r}: unix:// needs a socket path")
+        return RedisURL(url, scheme, username=username, password=password)
+    location, _, query = location.partition("?")
+    netloc, _, path = location.partition("/")
+    hosts = tuple(_host(url, h, SENTINEL_PORT if scheme == "redis+sentinel" else DEFAULT_PORT)
+                  for h in netloc.split(","))
+    parts = [p for p in path.split("/") if p]
+    service = None
+    if scheme == "redis+sentinel":
+        if not parts:
+            raise LogError(f"bad store URL {url!r}: name the Sentinel service, e.g. "
+                           "redis+sentinel://HOST:26379/mymaster/0")
+        service, parts = parts[0], parts[1:]
+    if len(parts) > 1:
+        raise LogError(f"bad store URL {url!r}: after the host comes at most a database number")
+    db = _db(url, parts[0]) if parts else 0
+    if "db" in parse_qs(query):
+        db = _db(url, parse_qs(query)["db"][0])
+    if scheme == "redis+cluster" and db != 0:
+        raise LogError(f"bad store URL {url!r}: a Redis Cluster has only database 0")
+    if scheme in ("redis", "rediss") and len(hosts) != 1:
+        raise LogError(f"bad store URL {url!r}: one host only (several are for redis+sentinel:// "
+                       "or redis+cluster://)")
+    return RedisURL(url, scheme, hosts, db, username, password, service)
+
+
+def _host(url: str, text: str, default_port: int) -> tuple[str, int]:
+    if text.startswith("["):  # [IPv6]:port
+        host, _, port = text[1:].partition("]")
+        port = port.removeprefix(":")
+    else:
+        host, _, port = text.rpartition(":") if ":" in text else (text, "", "")
+    if not host:
+        raise LogError(f"bad store URL {url!r}: no host")
+    try:
+        number = int(port) if port else default_port
+    except ValueError:
+        raise LogError(f"bad store URL {url!r}: port {port!r} is not a number") from None
+    if not 0 < number < 65536:
+        raise LogError(f"bad store URL {url!r}: port {number} is out of range")
+    return host, number
+
+
+def _db(url: str, text: str) -> int:
+    if not text.isdigit():
+        raise LogError(f"bad store URL {url!r}: database {text!r} is not a number")
+    return int(text)
+
+
+def keys(hall_id: str) -> tuple[str, str, str]:
+    """The ``(meta, events, snapshot)`` keys of hall *hall_id* (one Cluster slot: ``{hall_id}``)."""
+    return f"callsys:{{{hall_id}}}:meta", f"callsys:{{{hall_id}}}:events", f"callsys:{{{hall_id}}}:snapshot"
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """How long a store waits for Redis (seconds); see the module docstring."""
+
+    connect_s: float = CONNECT_TIMEOUT_S
+    reply_s: float = SOCKET_TIMEOUT_S
+
+
+def connect(target: RedisURL, timeouts: Timeouts = Timeouts()) -> redis.Redis | RedisCluster:
+    """A redis-py client for *target* (no round trip yet), with *timeouts* and :data:`RETRIES`."""
+    retry = Retry(ExponentialBackoff(cap=BACKOFF_CAP_S, base=BACKOFF_BASE_S), RETRIES)
+    limits: dict[str, Any] = dict(socket_timeout=timeouts.reply_s, socket_connect_timeout=timeouts.connect_s)
+    common: dict[str, Any] = dict(limits, retry=retry, username=target.username, password=target.password)
+    if target.scheme in ("redis", "rediss", "unix"):
+        return redis.Redis.from_url(target.url, retry=retry, **limits)
+    if target.scheme == "redis+sentinel":
+        sentinel = Sentinel(list(target.hosts), **limits)
+        return sentinel.master_for(target.service, db=target.db, **common)
+    return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in target.hosts], **common)
+
+
+def _text(value: Any) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class _Address:
+    """Where the writer connects: a TCP host and port (TLS or not) or a unix socket path."""
+
+    host: str | None
+    port: int
+    path: str | None = None
+    tls: dict[str, Any] | None = None  # redis-py's ssl_* settings of the URL (TLS), else None
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+
+
+def _address(client: redis.Redis | RedisCluster, target: RedisURL, meta: str) -> _Address:
+    """The node that holds *meta*'s hall now (a blocking call: run it in a thread)."""
+    if isinstance(client, RedisCluster):
+        node = client.get_node_from_key(meta)
+        return _Address(node.host, node.port, username=target.username, password=target.password)
+    pool = client.connection_pool
+    kwargs = pool.connection_kwargs
+    if target.scheme == "redis+sentinel":
+        host, port = pool.get_master_address()
+        return _Address(host, port, db=target.db, username=target.username, password=target.password)
+    tls = ({k: v for k, v in kwargs.items() if k.startswith("ssl_")}
+           if issubclass(pool.connection_class, SSLConnection) else None)
+    return _Address(kwargs.get("host"), kwargs.get("port", DEFAULT_PORT), kwargs.get("path"), tls=tls,
+                    db=kwargs.get("db", 0) or 0, username=kwargs.get("username"), password=kwargs.get("password"))
+
+
+def _tls_context(settings: dict[str, Any]) -> ssl.SSLContext:
+    """The TLS context redis-py would build from a ``rediss://`` URL's ``ssl_*`` query settings
+    (``ssl_ca_certs``, ``ssl_certfile``/``ssl_keyfile``, ``ssl_cert_reqs``, ``ssl_check_hostname``)."""
+    context = ssl.create_default_context(cafile=settings.get("ssl_ca_certs"))
+    if settings.get("ssl_certfile"):
+        context.load_cert_chain(settings["ssl_certfile"], settings.get("ssl_keyfile"))
+    if settings.get("ssl_cert_reqs") in ("none", ssl.CERT_NONE):
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    elif settings.get("ssl_check_hostname") in (False, "false", "False"):
+        context.check_hostname = False
+    return context
+
+
+class _Writer:
+    """The group commit's own connection: ``EVALSHA`` of :data:`APPEND_SCRIPT` on a trio socket.
+
+    Speaks RESP2 for exactly what it sends: ``AUTH``/``SELECT`` after connecting (answered
+    ``+OK``) and the append script (answered ``:SEQ`` or an error line). ``NOSCRIPT`` (Redis
+    restarted, or ``SCRIPT FLUSH``) is answered by sending the script itself once.
+    """
+
+    def __init__(self, locate: Callable[[], Any], timeouts: Timeouts) -> None:
+        self._locate = locate
+        self._timeouts = timeouts  # async: the _Address to connect to
+        self._stream: trio.abc.Stream | None = None
+        self._buffer = bytearray()
+        self._packer = PythonRespSerializer(6000, Encoder("utf-8", "strict", False).encode)
+        self._sha = hashlib.sha1(APPEND_SCRIPT.encode()).hexdigest()
+
+    async def _connect(self) -> trio.abc.Stream:
+        address: _Address = await self._locate()
+        if address.path is not None:
+            stream: trio.abc.Stream = await trio.open_unix_socket(address.path)
+        else:
+            stream = await trio.open_tcp_stream(address.host, address.port)
+            if address.tls is not None:
+                stream = trio.SSLStream(stream, _tls_context(address.tls), server_hostname=address.host)
+        self._stream, self._buffer = stream, bytearray()
+        hello = []
+        if address.password is not None:
+            hello.append(("AUTH", address.username, address.password) if address.username
+                         else ("AUTH", address.password))
+        if address.db:
+            hello.append(("SELECT", address.db))
+        if hello:
+            await stream.send_all(b"".join(b"".join(self._packer.pack(*c)) for c in hello))
+            for command in hello:
+                line = await self._line()
+                if not line.startswith(b"+"):
+                    error = rex.AuthenticationError if command[0] == "AUTH" else rex.ResponseError
+                    raise error(line[1:].decode(errors="replace"))
+        return stream
+
+    async def _line(self) -> bytes:
+        """The next reply line, without its CRLF."""
+        while (end := self._buffer.find(b"\r\n")) < 0:
+            if len(self._buffer) > MAX_REPLY_BYTES:
+                raise rex.ResponseError(f"a reply longer than {MAX_REPLY_BYTES} bytes: not the append's answer")
+            chunk = await self._stream.receive_some()
+            if not chunk:
+                raise rex.ConnectionError("Redis closed the connection")
+            self._buffer += chunk
+        line = bytes(self._buffer[:end])
+        del self._buffer[:end + 2]
+        return line
+
+    async def call(self, meta: str, events: str, expected: int, records: Sequence[bytes]) -> int:
+        """Run the append script; its integer answer. Retries a dropped connection.
+
+        Raises:
+            redis.exceptions.ResponseError: Redis answered with an error (``CALLSYS_...``).
+            redis.exceptions.ConnectionError / TimeoutError: after the retries.
+        """
+        backoff = ExponentialBackoff(cap=BACKOFF_CAP_S, base=BACKOFF_BASE_S)
+        limit = self._timeouts.connect_s + self._timeouts.reply_s
+        for attempt in range(RETRIES + 1):
+            try:
+                with trio.fail_after(limit):
+                    return await self._call(meta, events, expected, records)
+            except (rex.AuthenticationError, rex.ResponseError):
+                await self._drop()  # an answer, not a lost connection: retrying changes nothing
+                raise
+            except (OSError, trio.BrokenResourceError, trio.TooSlowError, rex.ConnectionError) as exc:
+                await self._drop()
+                if attempt == RETRIES:
+                    if isinstance(exc, trio.TooSlowError):
+                        raise rex.TimeoutError(f"no answer within {limit:g} s") from None
+                    raise rex.ConnectionError(str(exc) or type(exc).__name__) from None
+                await trio.sleep(backoff.compute(attempt + 1))
+        raise AssertionError("unreachable")
+
+    async def _call(self, meta: str, events: str, expected: int, records: Sequence[bytes]) -> int:
+        stream = self._stream or await self._connect()
+        command = ("EVALSHA", self._sha, 2, meta, events, expected, *records)
+        await stream.send_all(b"".join(self._packer.pack(*command)))
+        line = await self._line()
+        if line.startswith(b"-NOSCRIPT"):
+            await stream.send_all(b"".join(self._packer.pack("EVAL", APPEND_SCRIPT, *command[2:])))
+            line = await self._line()
+        if line.startswith(b":"):
+            return int(line[1:])
+        if line.startswith(b"-"):
+            raise rex.ResponseError(line[1:].decode(errors="replace"))
+        raise rex.ResponseError(f"unexpected answer {line[:80]!r}")
+
+    async def _drop(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+
+    async def aclose(self) -> None:
+        await self._drop()
+
+
+class RedisLog(EventLog):
+    """An :class:`EventLog` in Redis. Open it with :meth:`open`."""
+
+    def __init__(self, target: RedisURL, hall_id: str, client: redis.Redis | RedisCluster, last: int,
+                 timeouts: Timeouts = Timeouts()) -> None:
+        self.target = target
+        self.hall_id = hall_id
+        self._client: redis.Redis | RedisCluster | None = client
+        self._meta, self._events, self._snapshot = keys(hall_id)
+        self._save = client.register_script(SNAPSHOT_SCRIPT)
+        self._limiter = trio.CapacityLimiter(1)
+        self._writer = _Writer(self._locate, timeouts)
+        self._writing = trio.Lock()  # one append at a time on the writer's connection
+        self._last = last
+        self._lost: LogError | None = None
+
+    @property
+    def name(self) -> str:
+        return self.target.redacted
+
+    @classmethod
+    async def open(cls, url: str, hall_id: str, *, timeouts: Timeouts = Timeouts()) -> "RedisLog":
+        """Open hall *hall_id*'s store in the Redis at *url*, creating its keys if there are none.
+
+        Args:
+            timeouts: how long to wait for Redis to connect and to answer each call.
+
+        Raises:
+            StoreRefused: Redis does not fsync before it answers (see the module docstring),
+                refused the credentials, or the hall's keys are not a callsys store this code reads.
+            StoreDamaged: the stream does not end at the seq the marks say.
+            LogError: the URL is bad, or Redis is unreachable or answered with an error.
+        """
+        target = parse_url(url)
+        return await trio.to_thread.run_sync(cls._open_sync, target, hall_id, timeouts)
+
+    @classmethod
+    def _open_sync(cls, target: RedisURL, hall_id: str, timeouts: Timeouts) -> "RedisLog":
+        name = target.redacted
+        try:
+            client = connect(target, timeouts)
+        except rex.RedisError as exc:
+            raise _error(name, exc) from None
+        try:
+            _check_durable(name, client)
+            meta, events, _ = keys(hall_id)
+            try:
+                marks = client.register_script(OPEN_SCRIPT)(keys=[meta, events], args=[APP, SCHEMA_VERSION, hall_id])
+            except rex.ResponseError as exc:
+                if "WRONGTYPE" in str(exc) or "CALLSYS_REFUSED" in str(exc):
+                    raise StoreRefused(f"store {name}: the keys of hall {hall_id!r} are not a callsys store "
+                                       f"({_reason(exc)}); not touching them") from None
+                raise
+            last = _check_marks(name, hall_id, dict(zip(marks[::2], marks[1::2])))
+            newest = client.xrevrange(events, count=1)
+            stream_last = int(newest[0][0].split(b"-")[0]) if newest else 0
+            if stream_last != last:
+                raise StoreDamaged(f"store {name} is damaged at seq {min(last, stream_last) + 1}: hall {hall_id!r} "
+                                   f"says its log ends at seq {last}, its stream at {stream_last}",
+                                   min(last, stream_last) + 1)
+            return cls(target, hall_id, client, last, timeouts)
+        except BaseException as exc:
+            client.close()
+            if isinstance(exc, rex.RedisError):
+                raise _error(name, exc) from None
+            raise
+
+    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        if self._client is None:
+            raise LogError(f"store {self.name} is closed")
+        if self._lost is not None:
+            raise self._lost
+        try:
+            return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+        except rex.RedisError as exc:
+            raise _error(self.name, exc) from None
+
+    async def _locate(self) -> _Address:
+        return await self._run(_address, self._client, self.target, self._meta)
+
+    async def append(self, records: Sequence[bytes]) -> int:
+        async with self._writing:
+            if self._client is None:
+                raise LogError(f"store {self.name} is closed")
+            if self._lost is not None:
+                raise self._lost
+            if not records:
+                return self._last
+            try:
+                last = await self._writer.call(self._meta, self._events, self._last, records)
+            except rex.ResponseError as exc:
+                self._lost = self._refusal(exc)
+                raise self._lost from None
+            except rex.RedisError as exc:
+                raise _error(self.name, exc) from None
+            self._last = last
+            return last
+
+    def _refusal(self, exc: rex.ResponseError) -> LogError:
+        """The error to stop with when Redis refused an append or a check."""
+        reason = str(exc)
+        if reason.startswith("CALLSYS_LOST"):
+            return self._vanished()
+        if reason.startswith("CALLSYS_CONFLICT"):
+            return self._conflict(int(reason.split()[1]))
+        return LogError(f"store {self.name}: Redis refused the append: {reason}")
+
+    def _vanished(self) -> StoreLost:
+        return StoreLost(f"store {self.name}: the keys of hall {self.hall_id!r} vanished from Redis while the "
+                         "store was open (FLUSHALL/FLUSHDB, DEL, or Redis restarted without its append-only "
+                         "file), so what is committed now would not survive; stopping")
+
+    def _conflict(self, last: int) -> StoreInUse:
+        return StoreInUse(f"store {self.name}: another process appended to hall {self.hall_id!r} (its log is at "
+                          f"seq {last}, this process wrote up to {self._last}): two servers run on one hall; "
+                          "stopping without writing")
+
+    async def verify(self) -> None:
+        if self._client is None:
+            return
+        async with self._writing:  # an append in flight would look like another writer's
+            await self._run(self._verify_sync)
+
+    def _verify_sync(self) -> None:
+        last = self._client.hget(self._meta, "last")
+        if last is None:
+            self._lost = self._vanished()
+        elif int(last) != self._last:
+            self._lost = self._conflict(int(last))
+        else:
+            try:
+                _check_durable(self.name, self._client)
+            except StoreRefused as exc:
+                self._lost = StoreLost(f"{exc}; it was changed while the store was open: stopping")
+        if self._lost is not None:
+            raise self._lost
+
+    async def read(self, after: int, *, limit: int) -> list[tuple[int, bytes]]:
+        return await self._run(self._read_sync, after, limit)
+
+    def _read_sync(self, after: int, limit: int) -> list[tuple[int, bytes]]:
+        rows = []
+        for entry_id, fields in self._client.xrange(self._events, min=f"{after + 1}-0", count=limit):
+            seq = int(entry_id.split(b"-")[0])
+            data = fields.get(b"d")
+            if data is None:
+                raise StoreDamaged(f"store {self.name} is damaged at seq {seq}: stream entry "
+                                   f"{_text(entry_id)} has no 'd' field", seq)
+            rows.append((seq, data))
+        return rows
+
+    async def last_seq(self) -> int:
+        return self._last
+
+    async def save_snapshot(self, seq: int, data: bytes) -> None:
+        await self._run(lambda: self._save(keys=[self._snapshot], args=[seq, data]))
+
+    async def load_snapshot(self) -> tuple[int, bytes] | None:
+        return await self._run(self._load_snapshot_sync)
+
+    def _load_snapshot_sync(self) -> tuple[int, bytes] | None:
+        seq, data = self._client.hmget(self._snapshot, ["seq", "data"])
+        if seq is None:
+            return None
+        if data is None or not seq.isdigit():
+            raise StoreDamaged(f"store {self.name} is damaged: the snapshot of hall {self.hall_id!r} is "
+                               "incomplete", int(seq) if seq.isdigit() else 0)
+        return int(seq), data
+
+    async def aclose(self) -> None:
+        if self._client is None:
+            return
+        client, self._client = self._client, None
+        try:
+            await self._writer.aclose()
+        finally:
+            await trio.to_thread.run_sync(client.close, limiter=self._limiter)
+
+
+def _check_marks(name: str, hall_id: str, marks: dict[bytes, bytes]) -> int:
+    """The ``last`` seq of a hall's meta hash, after judging it is a callsys store of *hall_id*."""
+    app, schema = _text(marks.get(b"app", b"")), _text(marks.get(b"schema", b""))
+    hall, last = _text(marks.get(b"hall", b"")), _text(marks.get(b"last", b""))
+    if app != APP:
+        raise StoreRefused(f"store {name}: the keys of hall {hall_id!r} belong to another application "
+                           f"(app {app!r}); not touching them")
+    if not schema.isdigit() or int(schema) > SCHEMA_VERSION:
+        raise StoreRefused(f"store {name}: hall {hall_id!r} was written by a newer callsys (key schema "
+                           f"{schema!r}; this one reads up to {SCHEMA_VERSION}): upgrade callsys")
+    if hall != hall_id:
+        raise StoreRefused(f"store {name}: its keys of hall {hall_id!r} say they belong to hall {hall!r}")
+    if not last.isdigit():
+        raise StoreDamaged(f"store {name} is damaged: hall {hall_id!r} has no valid last seq ({last!r})", 0)
+    return int(last)
+
+
+def _check_durable(name: str, client: redis.Redis | RedisCluster) -> None:
+    """Refuse a Redis (every primary of a Cluster) that answers before its write is fsync'd."""
+    if isinstance(client, RedisCluster):
+        nodes = [(node.name, client.get_redis_connection(node)) for node in client.get_primaries()]
+    else:
+        nodes = [(None, client)]
+    for node, conn in nodes:
+        where = f"{name} (node {node})" if node else name
+        try:
+            config = {_text(k): _text(v) for k, v in conn.config_get("append*").items()}
+        except rex.ResponseError as exc:
+            raise StoreRefused(f"store {where}: cannot check that Redis fsyncs every write before it answers "
+                               f"(CONFIG GET failed: {exc}); callsys needs appendonly yes, "
+                               "appendfsync always") from None
+        on, fsync = config.get("appendonly"), config.get("appendfsync")
+        if on != "yes" or fsync != "always":
+            raise StoreRefused(f"store {where}: Redis would acknowledge writes it has not fsync'd (appendonly "
+                               f"{on}, appendfsync {fsync}); callsys needs appendonly yes and appendfsync always "
+                               "(redis-server --appendonly yes --appendfsync always, or CONFIG SET)")
+
+
+def _reason(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _error(name: str, exc: rex.RedisError) -> LogError:
+    """The :class:`LogError` for a redis-py error."""
+    if isinstance(exc, (rex.AuthenticationError, rex.AuthorizationError, rex.NoPermissionError)):
+        return StoreRefused(f"store {name}: Redis refused the credentials ({_reason(exc)})")
+    if isinstance(exc, (rex.ConnectionError, rex.TimeoutError)):
+        return LogError(f"store {name}: Redis is unreachable ({_reason(exc)})")
+    return LogError(f"store {name}: Redis answered with an error: {_reason(exc)}")
