@@ -143,6 +143,7 @@ class ZoneSpec(_Model):
     id: str = Field(min_length=1)
     floor: int
     name: NamesSpec
+    area: tuple[float, float, float, float] | None = None  # x, y, width, depth on the floor (m), for drawing
 
 
 class ServiceSpec(_Model):

@@ -129,6 +129,7 @@ class Zone:
     id: str
     floor: int
     name: Names
+    area: tuple[float, float, float, float] | None = None  # x, y, width, depth (m); None: around its windows
 
 
 @dataclass(frozen=True, slots=True)
@@ -391,11 +392,18 @@ class _Compiler:
 
     def zones(self, floors: tuple[Floor, ...]) -> tuple[Zone, ...]:
         self.unique(self.spec.zones, "id", "zones")
-        numbers = {f.number for f in floors}
+        by_number = {f.number: f for f in floors}
         for i, z in enumerate(self.spec.zones):
-            if z.floor not in numbers:
-                raise self.fail(f"zones[{i}].floor", f"unknown floor {z.floor} (floors: {sorted(numbers)})")
-        return tuple(Zone(z.id, z.floor, _names(z.name)) for z in self.spec.zones)
+            if z.floor not in by_number:
+                raise self.fail(f"zones[{i}].floor", f"unknown floor {z.floor} (floors: {sorted(by_number)})")
+            if z.area is not None:
+                x, y, width, depth = z.area
+                floor = by_number[z.floor]
+                if width <= 0 or depth <= 0 or x < 0 or y < 0 or x + width > floor.width or y + depth > floor.depth:
+                    raise self.fail(f"zones[{i}].area", f"zone {z.id!r} area {list(z.area)} must have a positive "
+                                                        f"size and lie inside floor {z.floor} "
+                                                        f"({floor.width:g} x {floor.depth:g} m)")
+        return tuple(Zone(z.id, z.floor, _names(z.name), z.area) for z in self.spec.zones)
 
     def services(self, groups: tuple[Group, ...]) -> tuple[Service, ...]:
         self.unique(self.spec.services, "code", "services")
