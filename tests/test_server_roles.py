@@ -123,6 +123,8 @@ async def test_manager_runs_hall_commands_and_queries(server, fmt):
         assert (record["number"], record["status"], record["rank"]) == ("A001", "waiting", ticket["rank"])
         assert len((await manager.request("services"))["services"]) == 5
         assert len((await manager.request("subscribe", all=True))["windows"]) == 10
+        cockpit = await manager.request("cockpit", follow=False)
+        assert len(cockpit["windows"]) == len(cockpit["layout"]["windows"]) == 10
 
         assert kinds(await manager.request("reset_day")) == ["day_reset"]
         with pytest.raises(RequestFailed) as gone:
@@ -154,7 +156,7 @@ def test_every_role_table_is_exercised():
         "clerk": {"open_window", "flag_green", "call_next", "recall", "start", "finish", "call_number", "transfer", "park",
                   "return_ticket", "pause", "resume", "no_show", "close_window", "window", "ping"},
         "manager": {"open_window", "pause", "resume", "close_window", "reassign", "window", "stats", "ticket",
-                    "services", "subscribe", "reset_day", "ping"},
+                    "services", "subscribe", "cockpit", "reset_day", "ping"},
         "display": {"subscribe", "ping"},
         "speaker": {"subscribe", "ping"},
         "phone": {"position", "ping"},

@@ -108,6 +108,7 @@ _MANAGER: dict[str, Spec] = {
     "window": _WINDOW,
     "services": {},
     "subscribe": {**_PLACES, "all": Field("bool")},
+    "cockpit": {"follow": Field("bool")},
 }
 _PING: dict[str, Spec] = {"ping": {}}
 

@@ -140,6 +140,14 @@ def _handle_subscribe(session: "Session", kind: str, rid: Any, fields: dict[str,
     return None, ok(rid, result)
 
 
+def _handle_cockpit(session: "Session", kind: str, rid: Any, fields: dict[str, Any]) -> Reply:
+    server = session.server
+    hub = server.hub
+    hub.follow_cockpit(session, fields.get("follow", True))
+    return None, ok(rid, {"layout": hub.layout.to_message(server.hall),
+                          **hub.cockpit(server.clock.now()).to_message()})
+
+
 HANDLERS: dict[str, Handler] = {
     **{kind: _handle_command for kind in cmd.COMMANDS},
     cmd.TakeNumber.kind: _handle_ticketing,
@@ -153,4 +161,5 @@ HANDLERS: dict[str, Handler] = {
     "ticket": _handle_ticket,
     "stats": _handle_stats,
     "subscribe": _handle_subscribe,
+    "cockpit": _handle_cockpit,
 }

@@ -40,6 +40,13 @@ round, so a connection gets at most one ``queue_update`` per interval and the fi
 after a quiet spell goes out at once. Connections with the same changed services get the
 same message, encoded once.
 
+**The cockpit** (``cockpit_update``, :mod:`callsys.cockpit`) goes to the managers that
+asked for it with the ``cockpit`` message, in the same rounds as the summaries: a round
+builds the cockpit once (when anyone follows it) and pushes it whole to every follower if
+anything but the clock moved since the last one (the elapsed seconds of a service tick
+without events: a page counts them on from ``since``). Today's ratings are folded from the
+durable ``service_finished`` events, like the board.
+
 **Phones** (``ticket_update``) get every event of their own ticket at once (called:
 straight away, like the screens). Their place in line is refreshed every
 ``phone_refresh_s`` by a round that costs what moved, not what listens: events mark the
@@ -58,6 +65,7 @@ from typing import Any, Callable, Iterable, Iterator, Protocol
 
 import trio
 
+from .. import cockpit
 from .. import events as ev
 from ..engine import QueueEngine
 from .._wsframe import message_frames
@@ -115,6 +123,10 @@ class Hub:
         self.summaries: dict[str, Message] = service_summaries(engine)  # as of the last round
         self._summaries_stale = trio.Event()  # set by a durable batch, cleared by a round
         self._recheck: set[Subscriber] = set()  # their services changed (skills reassigned)
+        self.cockpits: set[Subscriber] = set()  # managers following the cockpit
+        self.ratings = cockpit.Ratings.from_tickets(engine.state.tickets.values())  # today's, durable
+        self.layout = cockpit.layout(hall)
+        self._cockpit_last: Any = None  # the last cockpit_update pushed, without its clock fields
 
     # ------------------------------------------------------------------ subscriptions
 
@@ -160,6 +172,31 @@ class Hub:
             codes.update(state_windows[wid].skills)
         return codes
 
+    def cockpit(self, now: float) -> cockpit.Cockpit:
+        """The cockpit of the live engine at *now* (with the durable ratings)."""
+        engine = self.engine
+        return cockpit.build(self.hall, engine.state, engine.estimate_at, now, self.ratings)
+
+    def follow_cockpit(self, sub: Subscriber, follow: bool) -> None:
+        """Start (or stop) pushing *sub* ``cockpit_update``."""
+        if follow:
+            self.cockpits.add(sub)
+        else:
+            self.cockpits.discard(sub)
+
+    def push_cockpit(self, at: float) -> None:
+        """Push the cockpit to its followers if more than the clock moved since the last push."""
+        if not self.cockpits:
+            self._cockpit_last = None
+            return
+        message = {"type": "cockpit_update", **self.cockpit(at).to_message()}
+        key = (message["services"], [(w["window"], w["state"], w["number"], w["since"], w["skills"])
+                                     for w in message["windows"]],
+               message["zones"], message["alerts"], message["ratings"])
+        if key != self._cockpit_last:
+            self._cockpit_last = key
+            self.publish(self.cockpits, message)
+
     # ------------------------------------------------------------------ fan-out
 
     def on_durable(self, batch: list[tuple[int, ev.Event]]) -> None:
@@ -179,6 +216,7 @@ class Hub:
                 self._ticket_event(seq, event)  # pushes the ticket's phones; marks its service as moved
             if type(event) is ev.SkillsReassigned:
                 self._recheck.update(self.displays[event.window])
+            self.ratings.apply(event)
         self._summaries_stale.set()
 
     def publish(self, subs: Iterable[Subscriber], message: Message) -> None:
@@ -244,7 +282,9 @@ class Hub:
         while True:
             await self._summaries_stale.wait()
             self._summaries_stale = trio.Event()
-            await self.push_summary_round(now(), slice_size)
+            at = now()
+            await self.push_summary_round(at, slice_size)
+            self.push_cockpit(at)
             await trio.sleep(interval)
 
     async def push_summary_round(self, at: float, slice_size: int) -> None:

@@ -199,6 +199,7 @@ class CallsysServer:
             self.hub.unwatch(session, session.windows, speaker=session.role == "speaker")
         if session.role == "phone":
             self.hub.unwatch_ticket(session, session.identity.ticket)
+        self.hub.follow_cockpit(session, False)
 
     def watch_phone(self, session: Session) -> None:
         """Follow a phone's ticket and push its current state."""
