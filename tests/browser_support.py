@@ -182,10 +182,12 @@ class Page:
         return await self.evaluate(f"document.querySelector({json.dumps(selector)})?.textContent ?? null")
 
     async def click(self, selector: str) -> None:
-        """Click the element matching *selector* as a user would (a trusted gesture)."""
+        """Click the element matching *selector* as a user would (a trusted gesture); an SVG
+        element, which has no ``click()``, gets a bubbling click event."""
         clicked = await self.evaluate(
             f"(() => {{ const e = document.querySelector({json.dumps(selector)}); if (!e) return false; "
-            f"e.click(); return true; }})()", gesture=True)
+            f"if (typeof e.click === 'function') e.click(); "
+            f"else e.dispatchEvent(new MouseEvent('click', {{bubbles: true}})); return true; }})()", gesture=True)
         if not clicked:
             raise BrowserError(f"nothing to click: {selector!r}")
 

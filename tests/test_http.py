@@ -214,7 +214,7 @@ async def test_pages_are_served_from_displays_or_404_with_why(nursery, demo_hall
     assert wrong.status == 404 and b"hall 'demo' has no window '999'" in wrong.body
     assert (await get(server, "/board?floor=7")).status == 404
     assert (await get(server, "/speaker?zone=roof")).status == 404
-    assert set(PAGES) == {"board", "led", "clerk", "kiosk", "speaker", "phone", "take"}
+    assert set(PAGES) == {"board", "led", "clerk", "kiosk", "speaker", "phone", "take", "manager"}
 
 
 @guard()
@@ -345,6 +345,7 @@ async def test_page_urls_name_every_page_kind_with_a_token_of_its_role(server, d
     assert urls["kiosk"] == f"{base}/kiosk?token={TOKENS['kiosk']}"
     assert urls["speaker"] == f"{base}/speaker?zone=universal&token={TOKENS['speaker']}"
     assert urls["board_door"] == f"{base}/board?zone=universal&door=main&token={TOKENS['display']}"
+    assert urls["manager"] == f"{base}/manager?token={TOKENS['manager']}"
     assert urls["api_docs"] == f"{base}/api/v1/docs"
     assert set(urls) == {"index", "board_floor", "board_door", "api_docs", *PAGE_ROLES}  # the devices' pages: a phone's need a ticket or a door code
 

@@ -24,7 +24,7 @@ Hypercorn's ``TCPServer`` (and ``WorkerContext``, ``ConnectionState``) are what 
 0.18.x and ``tests/test_http.py`` exercises the hand-off over real sockets.
 
 Routes (docs/protocol.md, "HTTP"): ``/`` an index of every page per floor and zone;
-``/board``, ``/led``, ``/clerk``, ``/kiosk``, ``/speaker`` the devices' pages in ``displays/``, ``/phone``
+``/board``, ``/led``, ``/clerk``, ``/kiosk``, ``/speaker`` the devices' pages, ``/manager`` the managers' cockpit in ``displays/``, ``/phone``
 and ``/take`` the citizen's pages (a ticket's link, the door code's; no token);
 ``/static/...`` every file under ``displays/``; ``/api/hall`` the hall as JSON;
 ``/api/v1/...`` the integration API (:mod:`callsys.api`); ``/healthz`` and ``/readyz``.
@@ -74,8 +74,10 @@ PAGES: Final = {  # route -> (file in displays/, the query parameters it takes, 
     "speaker": ("speaker.html", ("zone",), "语音播报", "Zone speaker"),
     "phone": ("phone.html", (), "手机查看排队", "Phone: follow a ticket"),  # a citizen's: ?ticket=&secret= or ?q=
     "take": ("take.html", (), "手机取号", "Phone: take a number"),  # a citizen's: ?door=<door code>
+    "manager": ("manager.html", (), "大厅管理驾驶舱", "Manager cockpit"),
 }
-PAGE_ROLES: Final = {"board": "display", "led": "display", "clerk": "clerk", "kiosk": "kiosk", "speaker": "speaker"}
+PAGE_ROLES: Final = {"board": "display", "led": "display", "clerk": "clerk", "kiosk": "kiosk", "speaker": "speaker",
+                     "manager": "manager"}
 NO_CACHE: Final = {"cache-control": "no-cache"}  # revalidate pages on every load: a new release shows at once
 
 
@@ -406,6 +408,7 @@ input, button {{ font: inherit; padding: .3rem .6rem; }}
 <button type="submit" formaction="/clerk">{_both(*PAGES['clerk'][2:])}</button>
 </form></section>
 <section><h2>{_both('取号', 'Tickets')}</h2><p>{_link('/kiosk', *PAGES['kiosk'][2:])}</p></section>
+<section><h2>{_both('管理', 'Managers')}</h2><p>{_link('/manager', *PAGES['manager'][2:])}</p></section>
 {''.join(floors)}
 <section><p><small><a href="/api/hall">/api/hall</a> · <a href="/healthz">/healthz</a> ·
 <a href="/readyz">/readyz</a></small></p></section>
@@ -420,7 +423,7 @@ def page_urls(server: CallsysServer, host: str | None = None) -> dict[str, str]:
     base = f"http://{host or _public_host(server.host)}:{server.port}"
     zone, floor, window = hall.zones[0].id, hall.floors[0].number, _first_window(hall)
     where = {"board": {"zone": zone}, "board_floor": {"floor": floor}, "led": {"window": window},
-             "clerk": {"window": window}, "kiosk": {}, "speaker": {"zone": zone}}
+             "clerk": {"window": window}, "kiosk": {}, "speaker": {"zone": zone}, "manager": {}}
     if hall.qr.doors:  # the entrance board, with the door code phones scan to take a number
         where["board_door"] = {"zone": zone, "door": hall.qr.doors[0]}
     urls = {"index": base + "/"}
