@@ -205,3 +205,26 @@ def test_the_qingdao_hall_lays_out_every_window_on_its_floor(qingdao_hall):
         width, depth = placed.floors[w.floor]
         x, y = placed.windows[w.id]
         assert 0 <= x <= width and 0 <= y <= depth
+
+
+@settings(max_examples=40)
+@given(st.lists(st.integers(1, 45), min_size=1, max_size=4), st.floats(10, 200), st.floats(10, 200))
+def test_default_grid_keeps_every_window_on_its_floor_and_apart(counts, width, depth):
+    """Zones of any size on a floor of any size, no positions given: every window lands
+    inside the floor, on a spot of its own, inside its zone's box."""
+    zones = [{"id": f"z{i}", "floor": 1, "name": {"zh": "区", "en": "Zone"}} for i in range(len(counts))]
+    windows, wid = [], 1
+    for i, n in enumerate(counts):
+        for _ in range(n):
+            windows.append({"id": wid, "zone": f"z{i}", "skills": ["A"]})
+            wid += 1
+    floors = [{"number": 1, "name": {"zh": "一楼", "en": "Floor 1"}, "width": width, "depth": depth}]
+    hall = hall_from_mapping(merged(SMALL_HALL, {"floors": floors, "zones": zones, "windows": windows}))
+    placed = cockpit.layout(hall)
+    if len(windows) > 1:
+        assert len(set(placed.windows.values())) == len(windows)
+    for w in hall.windows:
+        x, y = placed.windows[w.id]
+        assert 0 <= x <= width and 0 <= y <= depth
+        box = placed.zones[w.zone]
+        assert box.x <= x <= box.x + box.width and box.y <= y <= box.y + box.depth

@@ -64,3 +64,21 @@ async def test_only_a_manager_may_ask_for_the_cockpit(server):
 @pytest.fixture
 async def server(nursery, demo_hall, tmp_path):
     return await start_server(nursery, demo_hall, tmp_path / "hall.db")
+
+
+@guard()
+async def test_a_round_pushes_the_cockpit_only_when_more_than_the_clock_moved(server):
+    hub = server.hub
+    async with client(server, "manager") as manager, client(server, "kiosk") as kiosk:
+        await manager.request("cockpit")
+        await kiosk.request("take_number", service="SOC")
+        hub.push_cockpit(server.clock.now())
+        first = await push_of(manager, "cockpit_update")
+        pushes = hub.pushes
+        hub.push_cockpit(first["at"] + 60)  # a minute later, nothing else moved: no push
+        hub.deliver_now()
+        assert hub.pushes == pushes
+        await kiosk.request("take_number", service="SOC")
+        hub.push_cockpit(first["at"] + 61)
+        second = await push_of(manager, "cockpit_update")
+        assert by(second["services"], "code")["SOC"]["waiting"] == 2
