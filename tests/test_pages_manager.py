@@ -77,6 +77,14 @@ async def test_manager_page_follows_the_hall_live(nursery, demo_hall, tmp_path):
             await manager.request("open_window", window=10)
         await page.wait_for("document.querySelector('#services tr[data-code=CIVIL]')?.classList.contains('over')")
         await page.wait_for("!!document.querySelector('#alerts li[data-id=\"over_target:CIVIL\"]')")
+        async with client(server, "clerk", window=10) as clerk:
+            await clerk.request("call_next")
+            await clerk.request("start")
+        await page.wait_for(window_state(10, "serving"))
+        async with client(server, "manager") as manager:
+            await manager.request("open_window", window=2)
+            await manager.request("pause", window=2)
+        await page.wait_for(window_state(2, "paused"))
         await page.click("g.zone[data-zone='social']")
         await page.wait_for("document.getElementById('detail').dataset.zone === 'social'")
         assert "社会事务区" in await page.text("#detail")
