@@ -44,8 +44,10 @@ same message, encoded once.
 asked for it with the ``cockpit`` message, in the same rounds as the summaries: a round
 builds the cockpit once (when anyone follows it) and pushes it whole to every follower if
 anything but the clock moved since the last one (the elapsed seconds of a service tick
-without events: a page counts them on from ``since``). Today's ratings are folded from the
-durable ``service_finished`` events, like the board.
+without events: a page counts them on from ``since``). Building it for the 400-window hall
+with 3,000 tickets waiting took 5-16 ms in one go (noisy, on the shared 2-core machine; not
+sliced) — paid once per round, only while a manager follows. Today's ratings are folded from
+the durable ``service_finished`` events, like the board.
 
 **Phones** (``ticket_update``) get every event of their own ticket at once (called:
 straight away, like the screens). Their place in line is refreshed every
