@@ -1,8 +1,9 @@
 """The manager page (/manager) in headless Chromium: the floors drawn from the hall's layout,
 windows coloured by state, the zone heatmap, the service table, ratings and alerts follow the
 hall as citizens take numbers and clerks call, and clicking a window or a zone shows its
-detail. Screenshots: ``tests/artifacts/manager.png`` (the demo hall) and
-``tests/artifacts/manager-qingdao.png`` (the 400-window hall)."""
+detail; and while ``sim live`` plays the demo morning against the server. Screenshots:
+``tests/artifacts/manager.png`` (the demo hall), ``manager-live.png`` (mid-morning of the
+played day) and ``manager-qingdao.png`` (the 400-window hall)."""
 
 from __future__ import annotations
 
@@ -122,5 +123,46 @@ async def test_manager_page_draws_the_400_window_hall(nursery, qingdao_hall, tmp
         await trio.lowlevel.checkpoint()
         shot = await page.screenshot(ARTIFACTS / "manager-qingdao.png")
         print(f"manager page screenshot (qingdao): {shot}")
+        assert page.errors == []
+    server.shutdown()
+
+
+@guard(240)
+async def test_manager_page_follows_a_simulated_morning_played_live(nursery, tmp_path):
+    """``sim live`` plays the demo scenario's morning against the server (600 virtual seconds
+    a second) while the page is open: the heatmap, the windows and the queues move with it."""
+    from datetime import datetime
+    from functools import partial
+
+    from callsys.clock import ScaledClock
+    from callsys.server import ServerSettings, serve_callsys
+    from conftest import SHANGHAI
+    from sim.live import LivePlayer, LiveSettings
+    from sim.scenario import load_scenario
+
+    speed = 600.0
+    scenario = load_scenario("demo")
+    clock = ScaledClock(datetime(2026, 11, 25, 8, 55, tzinfo=SHANGHAI), speed)  # a Wednesday, before opening
+    server = await nursery.start(partial(serve_callsys, scenario.hall, f"file:{tmp_path / 'live.db'}", port=0,
+                                         clock=clock, secret=b"live-test", settings=ServerSettings()))
+    token = min(scenario.hall.tokens["manager"])
+    async with open_browser(tmp_path) as browser:
+        page = await browser.new_page(page_url(server, "manager", token=token), width=1600, height=1000)
+        await page.wait_for("document.body.dataset.loads === '1'")
+        played = trio.Event()
+
+        async def play() -> None:
+            player = LivePlayer(scenario, server.url, settings=LiveSettings(speed=speed, duration_s=6.0))
+            result = await player.run()
+            assert result["errors"] == {}
+            played.set()
+
+        nursery.start_soon(play)
+        await page.wait_for("Number(document.body.dataset.waiting) > 0")  # citizens arrive
+        await page.wait_for("document.querySelectorAll('g.window[data-state=\"serving\"]').length > 0")
+        await page.wait_for("[...document.querySelectorAll('g.zone')].some((z) => Number(z.dataset.waiting) > 0)")
+        await page.wait_for("Number(document.body.dataset.updates) >= 5")
+        await page.screenshot(ARTIFACTS / "manager-live.png")
+        await played.wait()
         assert page.errors == []
     server.shutdown()
