@@ -43,7 +43,7 @@ from typing import Any, Callable, Final, Iterable, Mapping
 
 from . import events as ev
 from .hall import Hall
-from .state import CALLED, CLOSED, PAUSED, SERVING, HallState, Ticket
+from .state import CLOSED, PAUSED, SERVING, HallState, Ticket
 
 IDLE: Final = "idle"
 CALLING: Final = "calling"
@@ -164,7 +164,7 @@ def _default_grid(hall: Hall, floor: int, width: float, depth: float) -> dict[in
 
 @dataclass(slots=True)
 class Tally:
-    """Ratings of one window: good and bad counts, and the scores given."""
+    """Ratings of one window: good and bad counts, how many scores were given and their sum."""
 
     good: int = 0
     bad: int = 0
@@ -192,6 +192,7 @@ class Ratings:
         return ratings
 
     def add(self, window: int, rating: str | None, score: int | None) -> None:
+        """Count one finished service's *rating* (``"good"``, ``"bad"``, None) and *score* (1-5, None)."""
         if rating is None and score is None:
             return
         tally = self.windows.setdefault(window, Tally())
@@ -206,9 +207,8 @@ class Ratings:
     def apply(self, event: ev.Event) -> bool:
         """Fold *event*; True if it changed the ratings."""
         if type(event) is ev.ServiceFinished:
-            before = len(self.windows), sum(t.good + t.bad + t.scores for t in self.windows.values())
             self.add(event.window, event.rating, event.score)
-            return before != (len(self.windows), sum(t.good + t.bad + t.scores for t in self.windows.values()))
+            return event.rating is not None or event.score is not None
         if type(event) is ev.DayReset and self.windows:
             self.windows.clear()
             return True
@@ -220,6 +220,9 @@ class Ratings:
 
 @dataclass(frozen=True, slots=True)
 class ServiceView:
+    """One service: tickets queued, a new ticket's estimated wait (s, None: nobody serves it),
+    its target (s) and the open windows serving it."""
+
     code: str
     waiting: int
     estimated_wait_s: float | None
@@ -236,6 +239,8 @@ class ServiceView:
 
 @dataclass(frozen=True, slots=True)
 class WindowView:
+    """One window: its state (one of :data:`WINDOW_STATES`), current skills and citizen."""
+
     id: int
     zone: str
     floor: int
@@ -249,6 +254,8 @@ class WindowView:
 
 @dataclass(frozen=True, slots=True)
 class ZoneView:
+    """One zone of the heatmap: waiting citizens near it, its open and busy windows."""
+
     id: str
     floor: int
     waiting: float  # fractional citizens (see the module docstring)
@@ -258,6 +265,8 @@ class ZoneView:
 
 @dataclass(frozen=True, slots=True)
 class Alert:
+    """Something a manager should act on; ``id`` stays the same while the condition lasts."""
+
     id: str  # "over_target:<code>" | "idle_window:<window>"
     kind: str  # OVER_TARGET | IDLE_WINDOW
     service: str | None = None

@@ -120,7 +120,6 @@ async def test_manager_page_draws_the_400_window_hall(nursery, qingdao_hall, tmp
                 except Exception:  # nobody waits for this window's services
                     pass
         await page.wait_for("document.querySelectorAll('g.window[data-state=\"calling\"]').length > 0")
-        await trio.lowlevel.checkpoint()
         shot = await page.screenshot(ARTIFACTS / "manager-qingdao.png")
         print(f"manager page screenshot (qingdao): {shot}")
         assert page.errors == []
