@@ -9,7 +9,8 @@ import pytest
 from callsys.cli import main
 from callsys.errors import ConfigError
 from sim.charts import plan_chart
-from sim.planner import Planner, apportion, parse_target, pool_of, pool_services, resize
+from sim.experiment import margin
+from sim.planner import Figure, Planner, apportion, parse_target, pool_of, pool_services, resize
 from sim.runner import Simulation
 from sim.scenario import load_scenario, scenario_from_mapping
 from sim.theory import MMc, mmc_of, offered_load
@@ -312,3 +313,12 @@ def test_bad_plan_options_are_usage_errors(extra, problem, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["sim", "plan", "demo", "--target", "p90 wait <= 15 min", *extra])
     assert exc.value.code == 2 and problem in capsys.readouterr().err
+
+
+def test_the_one_sided_margin_is_students_t_and_the_bound_faces_the_target():
+    mean, m = margin([1.0, 2.0, 3.0], 0.9)
+    assert mean == 2.0 and m == pytest.approx(1.8856 / 3 ** 0.5, rel=1e-4)  # t(0.9, 2) = 1.8856, sd = 1
+    assert margin([4.0], 0.9) == (4.0, None) and margin([None], 0.9) == (None, None)
+    figure = Figure(2.0, m, 3)
+    assert figure.bound(parse_target("p90 wait <= 15 min")) == pytest.approx(2.0 + m)
+    assert figure.bound(parse_target("within target >= 0.5")) == pytest.approx(2.0 - m)
