@@ -130,6 +130,11 @@ def _utilisation(path: Path, summary: Mapping[str, Any], hall: Hall, title: str)
 
 
 def plan_chart(path: Path, plan: Mapping[str, Any], hall: Hall) -> Path:
+    """Draw :func:`plan_figure` into *path* (``plan.png``); return it."""
+    return _save(plan_figure(plan, hall), path)
+
+
+def plan_figure(plan: Mapping[str, Any], hall: Hall) -> plt.Figure:
     """A plan within the walls (``Plan.to_dict``): windows per pool and each service's figure against the target.
 
     Left: per pool, today's windows, the planned windows and (when the target is missed)
@@ -179,4 +184,4 @@ def plan_chart(path: Path, plan: Mapping[str, Any], hall: Hall) -> Path:
     right.grid(axis="x", alpha=0.3)
     right.legend(handles=handles, fontsize=8, loc="lower right")
     fig.suptitle(f"{hall.name.en} — {plan.get('scenario', '')}: plan for {plan['target']}")
-    return _save(fig, path)
+    return fig

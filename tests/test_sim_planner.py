@@ -8,7 +8,7 @@ import pytest
 
 from callsys.cli import main
 from callsys.errors import ConfigError
-from sim.charts import plan_chart
+from sim.charts import plan_chart, plan_figure
 from sim.experiment import margin
 from sim.planner import Figure, Planner, apportion, parse_target, pool_of, pool_services, resize
 from sim.runner import Simulation
@@ -285,6 +285,12 @@ def test_the_plan_chart_is_drawn(tmp_path):
     scenario = two_zones(tmp_path)
     planner = Planner(scenario, parse_target("p90 wait <= 15 min"), replications=2)
     data = planner.within(5).to_dict() | {"scenario": scenario.name}
+    fig = plan_figure(data, scenario.hall)
+    left, right = fig.axes
+    assert [t.get_text() for t in left.get_legend().get_texts()] == ["windows now", "planned", "needed for the target"]
+    assert [t.get_text() for t in right.get_legend().get_texts()] == [
+        "target: p90 wait <= 15 min", "one-sided 90 % margin", "met with 90 % confidence", "not met"]
+    assert [t.get_text() for t in right.get_yticklabels()][0] == data["worst"]["service"]  # worst first
     path = plan_chart(tmp_path / "plan.png", data, scenario.hall)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
