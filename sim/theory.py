@@ -37,6 +37,27 @@ def erlang_c(c: int, a: float) -> float:
     return c * b / (c - a * (1 - b))
 
 
+def offered_load(scenario: Scenario) -> dict[str, float]:
+    """Service code -> offered load λ·E[S] in erlangs, averaged over the arrival profile's span.
+
+    λ is the service's share of the day's visitors spread over the span of the profile
+    (first to last clock point with arrivals on either side); E[S] the scenario's mean
+    service minutes (the empirical model: the observed mean). Appointment no-shows,
+    abandonment and transfers are ignored: this is a starting point for planning, not a
+    prediction.
+    """
+    points = scenario.profile
+    live = [i for i, ((m1, r1), (m2, r2)) in enumerate(zip(points, points[1:])) if r1 > 0 or r2 > 0]
+    span = points[live[-1] + 1][0] - points[live[0]][0] if live else 1440.0
+    st = scenario.service_times
+    out = {}
+    for service in scenario.hall.services:
+        observed = scenario.empirical.get(service.code)
+        minutes = (sum(observed) / len(observed) if observed else st.minutes.get(service.code, service.minutes)) * st.scale
+        out[service.code] = scenario.arrivals.visitors * scenario.mix.get(service.code, 0.0) * minutes / span
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class MMc:
     """An M/M/c queue: arrival rate and service rate per second, c servers."""
@@ -115,24 +136,3 @@ def compare(scenario: Scenario, mean_waits_min: list[float]) -> dict[str, float]
         "replications": len(mean_waits_min),
         "rel_err": abs(sim - theory) / theory,
     }
-
-
-def offered_load(scenario: Scenario) -> dict[str, float]:
-    """Service code -> offered load λ·E[S] in erlangs, averaged over the arrival profile's span.
-
-    λ is the service's share of the day's visitors spread over the span of the profile
-    (first to last clock point with arrivals on either side); E[S] the scenario's mean
-    service minutes (the empirical model: the observed mean). Appointment no-shows,
-    abandonment and transfers are ignored: this is a starting point for planning, not a
-    prediction.
-    """
-    points = scenario.profile
-    live = [i for i, ((m1, r1), (m2, r2)) in enumerate(zip(points, points[1:])) if r1 > 0 or r2 > 0]
-    span = points[live[-1] + 1][0] - points[live[0]][0] if live else 1440.0
-    st = scenario.service_times
-    out = {}
-    for service in scenario.hall.services:
-        observed = scenario.empirical.get(service.code)
-        minutes = (sum(observed) / len(observed) if observed else st.minutes.get(service.code, service.minutes)) * st.scale
-        out[service.code] = scenario.arrivals.visitors * scenario.mix.get(service.code, 0.0) * minutes / span
-    return out
