@@ -128,7 +128,7 @@ def _plan_args(p: argparse.ArgumentParser) -> None:
                         f"with this confidence, in %% (default {100 * CONFIDENCE:g})")
     p.add_argument("--max-windows", type=bounded(int, 1),
                    help="plan within the walls: at most this many windows (moved between zones, universal "
-                        "windows' skills chosen) minimising the worst service's figure; says what more would need")
+                        "windows' skills chosen) minimising the worst service's figure, and what more the target would need")
     p.add_argument("--no-beyond", action="store_true",
                    help="with --max-windows: skip the search for the windows needed beyond the limit")
     p.add_argument("--no-charts", action="store_true", help="skip the PNG chart (with --max-windows)")
