@@ -328,3 +328,13 @@ def test_the_one_sided_margin_is_students_t_and_the_bound_faces_the_target():
     figure = Figure(2.0, m, 3)
     assert figure.bound(parse_target("p90 wait <= 15 min")) == pytest.approx(2.0 + m)
     assert figure.bound(parse_target("within target >= 0.5")) == pytest.approx(2.0 - m)
+
+
+def test_offered_load_spreads_the_day_over_the_opening_hours():
+    weekday = load_scenario("qingdao-weekday")  # a Wednesday: 09:00-12:00 and 13:30-17:00
+    assert sum(e - s for s, e in weekday.hall.hours.sessions(weekday.weekday(0))) == 390
+    minutes = {s.code: weekday.service_times.minutes.get(s.code, s.minutes) * weekday.service_times.scale
+               for s in weekday.hall.services}
+    load = offered_load(weekday)
+    for code in ("TAX-INV", "HPF-LOAN"):
+        assert load[code] == pytest.approx(weekday.arrivals.visitors * weekday.mix[code] * minutes[code] / 390)
