@@ -161,18 +161,52 @@ def test_any_demo_day_keeps_the_books(visitors, staffing, patience, patience_min
         assert u is None or 0 <= u <= 1 + 1e-9
 
 
-def test_a_hall_open_round_the_clock_runs_through_midnight(tmp_path):
-    """Services in progress when the day resets at midnight end with it: their scheduled
-    finish finds the window empty (it raised ``KeyError: None`` before)."""
+def round_the_clock(tmp_path, **tables):
+    """The demo hall open 00:00-24:00 every day, a flat profile, no [clerks] table (defaults:
+    breaks, overtime, wrap-up and the daily reset), *tables* overriding key by key."""
     hall = (SCENARIO_DIR / "../../config/demo.toml").resolve().read_text(encoding="utf-8")
     days = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
     for day in days:
         hall = "\n".join(f'{day} = ["00:00-24:00"]' if line.startswith(f"{day} = ") else line
                          for line in hall.splitlines())
     (tmp_path / "hall24.toml").write_text(hall, encoding="utf-8")
+    data = {"scenario": {"hall": "hall24.toml", "date": "2026-11-23", "days": 2, "seed": 5},
+            "arrivals": {"visitors": 800, "profile": [["00:00", 1.0], ["24:00", 1.0]], "door_wait_min": 0}}
+    for table, values in tables.items():
+        data[table] = {**data.get(table, {}), **values}
+    return scenario_from_mapping(data, source=str(tmp_path / "s.toml"), base=tmp_path)
+
+
+def test_a_hall_open_round_the_clock_runs_through_midnight(tmp_path):
+    """Services in progress when the day resets at midnight end with it (their scheduled
+    finish raised ``KeyError: None`` before)."""
     data = tomllib.loads((SCENARIO_DIR / "demo.toml").read_text(encoding="utf-8"))
-    data["scenario"] |= {"hall": "hall24.toml", "days": 2}
-    data["arrivals"] |= {"visitors": 1500, "profile": [["00:00", 1.0], ["24:00", 1.0]], "door_wait_min": 0}
-    scenario = scenario_from_mapping(data, source=str(tmp_path / "s.toml"), base=tmp_path)
+    scenario = round_the_clock(tmp_path, arrivals={"visitors": 1500}, citizens=data["citizens"],
+                               clerks=data["clerks"])
     summary = Simulation(scenario).run()
     assert summary["windows"]["opened"] > 0 and summary["flow"]["served"] > 1000
+
+
+def test_a_round_the_clock_hall_with_a_daily_reset_serves_every_day(tmp_path):
+    """With the default daily reset, the windows reopen after midnight. Before, the sessions
+    merged across midnight, so nothing reopened the windows the reset had closed: the second
+    day served nobody, and a clerk calling after wrapping up died with "window 3 is closed"."""
+    scenario = round_the_clock(tmp_path)
+    sim = Simulation(scenario)
+    summary = sim.run()
+    second_day = scenario.midnight(1)
+    served = [r for r in sim.tracker.tickets.values() if r.outcome == "served"]
+    late = sum(1 for r in served if r.called >= second_day)
+    assert summary["flow"]["served"] == len(served) > 1200
+    assert 0.4 < late / len(served) < 0.6
+
+
+def test_at_midnight_the_ending_day_closes_before_the_next_opens(tmp_path):
+    sim = Simulation(round_the_clock(tmp_path, clerks={"breaks_per_session": 0}))
+    midnight = sim.scenario.midnight(1)
+    assert [kind for at, kind, _ in sim.calendar() if at == midnight] == [
+        Kind.SESSION_END, Kind.CLOSE_OUT, Kind.DAY_END, Kind.SESSION_START]
+    # the close-out of a day is capped by its reset (20 min of overtime would run past it)
+    assert [at for at, kind, _ in sim.calendar() if kind == Kind.CLOSE_OUT] == [midnight, sim.scenario.end]
+    no_reset = Simulation(round_the_clock(tmp_path, clerks={"breaks_per_session": 0, "reset_day": False}))
+    assert [kind for at, kind, _ in no_reset.calendar() if at == midnight] == [Kind.DAY_END]
