@@ -161,6 +161,32 @@ def test_any_demo_day_keeps_the_books(visitors, staffing, patience, patience_min
         assert u is None or 0 <= u <= 1 + 1e-9
 
 
+def test_nobody_waits_in_a_closed_hall():
+    """Citizens a clerk transfers while finishing in overtime go home at once, like those
+    still waiting at the close-out (before, they waited until midnight: 3.0 on the queue
+    chart and the heatmap from 20:20 on)."""
+    data = tomllib.loads((SCENARIO_DIR / "demo.toml").read_text(encoding="utf-8"))
+    data["arrivals"]["visitors"] = 700
+    data["clerks"] |= {"transfer": 0.4}
+    data["citizens"] |= {"patience": "none"}
+    sim = Simulation(scenario_from_mapping(data, source="late.toml", base=SCENARIO_DIR))
+    sim.plan()
+    while sim.heap[0][2] != Kind.CLOSE_OUT:
+        sim.step()
+    close_out, left, transfers = sim.heap[0][0], len(sim.engine.state.book), sim.tracker.counts["ticket_transferred"]
+    while sim.step():
+        if sim.now > close_out and (not sim.heap or sim.heap[0][0] > sim.now):
+            assert not sim.engine.state.book, "somebody waits in the closed hall"
+    summary = sim.finish()
+    transferred_late = sim.tracker.counts["ticket_transferred"] - transfers
+    assert left > 100 and transferred_late > 0
+    flow = summary["flow"]
+    assert flow["sent_home"] == flow["unserved"] == left + transferred_late
+    queue = summary["queue"]
+    assert not any(queue["total"][int((close_out - queue["t0"]) // queue["bin_s"]) + 1:])
+    assert not any(v for zone in summary["heatmap"]["values"] for v in zone[21:])
+
+
 def round_the_clock(tmp_path, **tables):
     """The demo hall open 00:00-24:00 every day, a flat profile, no [clerks] table (defaults:
     breaks, overtime, wrap-up and the daily reset), *tables* overriding key by key."""
