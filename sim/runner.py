@@ -102,7 +102,7 @@ class Simulation:
         self.seed = scenario.seed if seed is None else seed
         self.engine = engine or QueueEngine(self.hall)
         self.service_times = service_times or service_time_model(scenario)
-        self.tracker = tracker or Tracker(self.hall, scenario.start + scenario.warmup_s)
+        self.tracker = tracker or Tracker(self.hall, scenario.start + scenario.warmup_s, scenario.end)
         self.progress = progress
         self.crowd_rng = np.random.default_rng(np.random.SeedSequence(self.seed).spawn(1)[0])
         clerk = scenario.clerks

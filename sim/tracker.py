@@ -77,10 +77,12 @@ class Tracker:
     Args:
         hall: the hall being simulated.
         t0: measurements start here (the end of the warm-up).
+        t1: and end here (the end of the horizon; clerks in overtime may act after it).
     """
 
     hall: Hall
     t0: float
+    t1: float = float("inf")
     zone_of: Mapping[str, str] = field(default_factory=dict)
     tickets: dict[int, TicketRecord] = field(default_factory=dict)
     windows: dict[int, WindowRecord] = field(default_factory=dict)
@@ -122,11 +124,12 @@ class Tracker:
                 handler(event)
 
     def engine_queue(self, at: float, waiting: int) -> None:
-        """The engine's count of queued tickets right after a command at *at*."""
+        """The engine's count of queued tickets right after a command at *at* (its time
+        integral over [t0, t1] is Little's L)."""
         if at > self._q_t:
-            lo = max(self._q_t, self.t0)
-            if at > lo:
-                self.queue_area += self._q_n * (at - lo)
+            lo, hi = max(self._q_t, self.t0), min(at, self.t1)
+            if hi > lo:
+                self.queue_area += self._q_n * (hi - lo)
             self._q_t = at
         self._q_n = waiting
 
