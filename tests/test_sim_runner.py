@@ -247,3 +247,18 @@ def test_littles_law_holds_when_the_last_close_out_runs_past_the_horizon(tmp_pat
     summary = Simulation(scenario).run()
     assert summary["flow"]["sent_home"] == summary["flow"]["queued"] > 20
     assert summary["little"]["rel_err"] < 1e-9
+
+
+def test_a_call_after_wrapping_up_lapses_with_the_reset(tmp_path):
+    """A clerk wrapping up at midnight was still due to press "next" after the reset; by then
+    the window had reopened and called the new day's first citizen (WindowBusy before)."""
+    scenario = round_the_clock(tmp_path, arrivals={"visitors": 1500}, clerks={"wrapup_s": 600})
+    sim = Simulation(scenario)
+    sim.plan()
+    midnight = scenario.midnight(1)
+    while sim.heap[0][0] < midnight:
+        sim.step()
+    assert any(kind == Kind.CALL for _, _, kind, _ in sim.heap)  # someone is wrapping up at midnight
+    while sim.step():
+        pass
+    assert sim.finish()["flow"]["served"] > 600
