@@ -236,7 +236,8 @@ class Tracker:
             record = self.tickets.get(ticket)
             if record is not None and record.outcome in ("waiting", "booked"):
                 record.outcome = "expired" if record.outcome == "waiting" else "booked"
-        for w in self.windows.values():
+        for window, w in self.windows.items():  # every window closes, its citizen expired
+            self._release(window, e.at)
             self._stop(w, e.at)
 
     # ------------------------------------------------------------------ windows

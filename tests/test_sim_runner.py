@@ -262,3 +262,15 @@ def test_a_call_after_wrapping_up_lapses_with_the_reset(tmp_path):
     while sim.step():
         pass
     assert sim.finish()["flow"]["served"] > 600
+
+
+def test_a_service_cut_off_by_the_reset_stops_the_window_being_busy(tmp_path):
+    """The reset ended the window's open time but not its busy time, which ran on to the
+    lapsed finish: utilisation above 1 (found by the property test)."""
+    scenario = round_the_clock(tmp_path, scenario={"days": 1}, arrivals={"visitors": 1500},
+                               service_times={"scale": 4.0}, clerks={"staffing": 0.2})
+    sim = Simulation(scenario)
+    summary = sim.run()
+    assert sim.now > scenario.end  # a service was still in progress at midnight
+    assert all(u is None or u <= 1 for u in summary["utilisation"]["by_zone"].values())
+    assert summary["utilisation"]["by_zone"]["universal"] > 0.95
