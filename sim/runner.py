@@ -114,7 +114,7 @@ class Simulation:
         self.staffed = staffed_windows(scenario)
         self.clerk_rngs = {w: clerk_rng(self.seed, w) for w in self.staffed}
         self.idle = IdleWindows(self.skills, pick_window)
-        self.closing: dict[int, float] = {}  # window -> session end + overtime
+        self.closing: dict[int, float] = {}  # window -> when its clerk stops (session end + overtime, capped)
         self.wants_break: set[int] = set()
         self.closed_out = False  # between a day's close-out and the next session start
         self.resets = 0  # ResetDay commands sent: a clerk action planned before one lapses
@@ -257,6 +257,9 @@ class Simulation:
         self._queued(t, citizen, events[0].ticket, t)
 
     def _check_in(self, t: float, citizen: Citizen) -> None:
+        if citizen.ticket not in self.engine.state.tickets:  # the midnight reset expired the booking
+            self._too_late(t, citizen)
+            return
         try:
             events = self.execute(cmd.CheckIn(t, citizen.ticket))
         except err.HallClosed:
@@ -265,14 +268,18 @@ class Simulation:
         except err.CheckInRejected as exc:
             if "opens_at" in exc.details:  # too early: come back when check-in opens
                 self.push(exc.details["opens_at"], Kind.CHECK_IN, citizen)
-            else:  # too late under a "reject" rule: take a number instead
-                self.tracker.outcome("late_rejected")
-                citizen.channel = "kiosk"
-                self._arrive(t, citizen)
+            else:  # too late under a "reject" rule
+                self._too_late(t, citizen)
             return
         eligible = max(t, events[0].not_before)
         self._told(t, citizen.ticket)
         self._queued(t, citizen, citizen.ticket, eligible)
+
+    def _too_late(self, t: float, citizen: Citizen) -> None:
+        """Too late for the booked slot: take a number instead."""
+        self.tracker.outcome("late_rejected")
+        citizen.channel = "kiosk"
+        self._arrive(t, citizen)
 
     def _told(self, t: float, ticket: int) -> None:
         """Record the wait the citizen is told at *t*: the take-number / check-in reply's."""

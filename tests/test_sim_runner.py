@@ -274,3 +274,14 @@ def test_a_service_cut_off_by_the_reset_stops_the_window_being_busy(tmp_path):
     assert sim.now > scenario.end  # a service was still in progress at midnight
     assert all(u is None or u <= 1 for u in summary["utilisation"]["by_zone"].values())
     assert summary["utilisation"]["by_zone"]["universal"] > 0.95
+
+
+def test_a_citizen_late_for_a_booking_the_reset_expired_takes_a_number(tmp_path):
+    """Booked for 23:30, arriving 45 minutes late: the midnight reset had expired the booking
+    and the check-in died with UnknownTicket (found by the property test)."""
+    scenario = round_the_clock(tmp_path, scenario={"days": 1}, arrivals={"visitors": 300},
+                               channels={"kiosk": 0.0, "qr": 0.0, "appointment": 1.0},
+                               appointments={"no_show": 0.0, "late_mean_min": 45, "late_sd_min": 0})
+    sim = Simulation(scenario)
+    sim.run()
+    assert sim.tracker.counts["late_rejected"] > 0
