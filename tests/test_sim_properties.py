@@ -128,7 +128,8 @@ def scenarios(draw, codes: list[str], zones: list[str], date: str) -> dict[str, 
         "service_times": {"model": draw(st.sampled_from(["lognormal", "exponential"])),
                           "cv": draw(st.floats(0.1, 2)), "scale": draw(st.floats(0.2, 3)),
                           "minutes": {code: draw(st.floats(0.5, 60)) for code in codes if draw(st.booleans())}},
-        "clerks": {"staffing": draw(st.floats(0.2, 1)), "staffing_by_zone": {z: draw(share) for z in zones if draw(st.booleans())},
+        "clerks": {"staffing": draw(st.floats(0.2, 1)),
+                   "staffing_by_zone": {z: draw(share) for z in zones if draw(st.booleans())},
                    "breaks_per_session": draw(st.integers(0, 3)), "break_min": draw(st.sampled_from([0, 10, 45])),
                    "recall_interval_s": draw(st.sampled_from([10, 30, 120])),
                    "wrapup_s": draw(st.sampled_from([0, 10, 120])), "transfer": draw(st.floats(0, 0.5)),
@@ -166,7 +167,8 @@ def test_any_valid_hall_and_scenario_runs_and_keeps_the_books(case):
 
     records = [r for r in sim.tracker.tickets.values() if r.outcome != "booked"]
     assert {r.outcome for r in records} <= FINAL  # nobody is left "waiting"
-    measured = [r for r in records if r.eligible >= sim.scenario.start + sim.scenario.warmup_s]
+    t0 = sim.scenario.start + sim.scenario.warmup_s
+    measured = [r for r in records if r.eligible >= t0]
     outcomes, flow = Counter(r.outcome for r in measured), summary["flow"]
     assert flow["queued"] == len(measured)
     assert all(flow[key] == outcomes[outcome] for outcome, key in FLOW_OF.items())
@@ -176,6 +178,5 @@ def test_any_valid_hall_and_scenario_runs_and_keeps_the_books(case):
     assert all(w.status != OPEN for w in sim.engine.state.windows.values())
     for u in summary["utilisation"]["by_zone"].values():
         assert u is None or 0 <= u <= 1 + 1e-9
-    t0 = sim.scenario.start + sim.scenario.warmup_s
     if all(start >= t0 for start, _, _ in sim.tracker.spells):  # nobody queued before the measured period
         assert summary["little"]["rel_err"] < 1e-9
