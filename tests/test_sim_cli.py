@@ -65,6 +65,7 @@ def test_unknown_scenario_and_bad_target_are_reported(capsys):
     (["sim", "run", "mmc", "--seed", "-1"], "must be >= 0, got -1"),
     (["sim", "run", "mmc", "--days", "100000"], "must be <= 3650, got 100000"),
     (["sim", "run", "mmc", "--visitors", "nan"], "not a finite number"),
+    (["sim", "run", "mmc", "--top", "0"], "must be >= 1, got 0"),
     (["sim", "plan", "demo", "--target", "p90 wait <= 15 min", "--max-scale", "0"], "must be >= 1, got 0"),
 ])
 def test_out_of_range_options_are_one_line_usage_errors(args, problem, capsys):
