@@ -1,0 +1,232 @@
+"""Reports rebuilt from the event log: any past day (or range of days) of a hall, from its store alone.
+
+The store keeps every event since the hall's first (snapshots never drop records), so a
+report reads the log from seq 1 through the store interface (:class:`~callsys.log.EventLog`:
+the file store or Redis alike) and folds it with the simulator's own
+:class:`sim.tracker.Tracker` — the same records, and :func:`sim.metrics.wait_stats` the same
+figures, as ``callsys sim run`` prints. A report of a simulated day written to a store
+therefore equals the simulator's summary of that day (``tests/test_reports.py`` checks it).
+
+**The period**: ``--date D``, or ``--from D1 --to D2`` (both included), are dates in the
+hall's time zone; the period runs from local midnight of the first day to local midnight
+after the last. A ticket belongs to the period when it became *eligible* (number taken;
+for an appointment the later of check-in and slot start) inside it.
+
+**Definitions** (those of :mod:`sim.metrics`, whose docstring is the reference):
+
+* **tickets** — tickets that queued, by channel and by service, and what became of them:
+  ``served``, ``no_show`` (called, did not come, not served after a requeue), ``cancelled``
+  (abandonment: the citizen cancelled while waiting), ``expired`` (still waiting at the
+  night's reset), ``waiting`` (still waiting when the log ends).
+* **waits** — :func:`sim.metrics.wait_stats`: wait until the first call, percentiles of the
+  called (min), *within target* as a share of everyone who queued.
+* **service time** — from ``service_started`` to ``service_finished`` at the window (min),
+  per service as called; services finished inside the period.
+* **ratings** — :class:`callsys.ratings.Ratings`, per window, with one alert per ``bad``
+  rating. Clerks are not identified in the events (see :mod:`callsys.ratings`), so there
+  are no per-clerk figures: ``clerks_identified`` is false.
+* **hours** — per hour of the day (local, summed over the days): tickets that queued, and the
+  mean number waiting; ``busiest`` are the :data:`BUSIEST` hours with the most tickets.
+* **heatmap** — mean waiting citizens per zone (the home zone of the ticket's service,
+  :func:`sim.tracker.home_zones`) and hour of the day, averaged over the days; hours are
+  counted in steps of 3600 s from the first local midnight (as the simulator's heatmap).
+
+What the log cannot know, a report cannot tell: a citizen who left *without* cancelling
+is, to the log, still waiting and then a no-show when called (the simulator knows they
+left); a citizen warned at the kiosk who cancelled at once counts as a cancel.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import date, datetime, time, timedelta
+from typing import Any, Final
+
+import numpy as np
+
+from sim.metrics import CHANNEL_ORDER, binned_average, wait_stats
+from sim.tracker import TicketRecord, Tracker
+
+from .. import events as ev
+from ..errors import InvalidArgument
+from ..hall import Hall
+from ..log import EventLog
+from ..log.journal import READ_CHUNK, decode_record
+from ..ratings import Ratings
+
+MAX_DAYS: Final = 366  # longest period one report covers (days)
+BUSIEST: Final = 3  # hours listed as the busiest
+OUTCOMES: Final = ("served", "no_show", "cancelled", "expired", "waiting")
+
+__all__ = ["MAX_DAYS", "Period", "period", "Report", "report_from_log"]
+
+
+class Period:
+    """Local days *first* .. *last* (both included) of *hall*, as POSIX ``start`` / ``end``."""
+
+    def __init__(self, hall: Hall, first: date, last: date) -> None:
+        self.first, self.last = first, last
+        self.days = (last - first).days + 1
+        self.start = datetime.combine(first, time(0), tzinfo=hall.tz).timestamp()
+        self.end = datetime.combine(last + timedelta(days=1), time(0), tzinfo=hall.tz).timestamp()
+
+
+def period(hall: Hall, first: date, last: date | None = None) -> Period:
+    """The period from *first* to *last* (default: *first* alone), checked.
+
+    Raises:
+        InvalidArgument: *last* is before *first*, or the period is longer than :data:`MAX_DAYS`.
+    """
+    last = first if last is None else last
+    if last < first:
+        raise InvalidArgument(f"the period ends ({last}) before it starts ({first})")
+    if (last - first).days + 1 > MAX_DAYS:
+        raise InvalidArgument(f"a report covers at most {MAX_DAYS} days, not {(last - first).days + 1} "
+                              f"({first} to {last})")
+    return Period(hall, first, last)
+
+
+class Report:
+    """The fold of one hall's events for one :class:`Period`; :meth:`figures` gives the report.
+
+    Feed every event of the log in order (:meth:`apply`), from seq 1 (tickets booked before
+    the period, windows opened before it), then call :meth:`figures` once.
+    """
+
+    def __init__(self, hall: Hall, when: Period) -> None:
+        self.hall = hall
+        self.period = when
+        self.tracker = Tracker(hall, when.start)
+        self.ratings = Ratings(when.start, when.end)
+        self.service_s: dict[str, list[float]] = {}
+        self._serving: dict[int, tuple[float, str]] = {}  # ticket -> (service start, service)
+        self._service: dict[int, str] = {}  # ticket -> service it was called for
+        self.events = 0
+        self._done = False
+
+    def apply(self, event: ev.Event) -> None:
+        """Fold one event (events at or after the period's end are skipped)."""
+        if event.at >= self.period.end:
+            return
+        self.events += 1
+        self.tracker.observe([event])
+        self.ratings.apply(event)
+        if isinstance(event, ev.TicketCalled):
+            self._service[event.ticket] = event.service
+        elif isinstance(event, ev.ServiceStarted):
+            self._serving[event.ticket] = (event.at, self._service.pop(event.ticket, "?"))
+        elif isinstance(event, ev.ServiceFinished):
+            started = self._serving.pop(event.ticket, None)
+            if started is not None and event.at >= self.period.start:
+                self.service_s.setdefault(started[1], []).append(event.at - started[0])
+        elif isinstance(event, ev.DayReset):
+            self._serving.clear()
+            self._service.clear()
+
+    def queued(self) -> list[TicketRecord]:
+        """The tickets that queued in the period (eligible inside it)."""
+        start, end = self.period.start, self.period.end
+        return [r for r in self.tracker.tickets.values()
+                if r.outcome not in ("booked", "told_early") and start <= r.eligible < end]
+
+    def figures(self) -> dict[str, Any]:
+        """The report as plain data (JSON-ready); see the module docstring for each figure."""
+        if not self._done:
+            self.tracker.finish(self.period.end)
+            self._done = True
+        hall, when = self.hall, self.period
+        targets = {s.code: s.target_wait_s for s in hall.services}
+        queued = self.queued()
+        by_service: dict[str, list[TicketRecord]] = {}
+        by_channel: dict[str, list[TicketRecord]] = {}
+        for r in queued:
+            by_service.setdefault(r.service, []).append(r)
+            by_channel.setdefault(r.channel, []).append(r)
+        channels = [c for c in CHANNEL_ORDER if c in by_channel] + sorted(set(by_channel) - set(CHANNEL_ORDER))
+        services = [s.code for s in hall.services if s.code in by_service]
+        outcomes = Counter(r.outcome for r in queued)
+        heatmap = self._heatmap()
+        waiting_by_hour = np.asarray(heatmap["values"]).sum(axis=0) if heatmap["values"] else np.zeros(24)
+        per_hour = Counter(hall.local_time(r.eligible).hour for r in queued)
+        hours = [{"hour": h, "tickets": per_hour[h], "waiting": round(float(waiting_by_hour[h]), 3)}
+                 for h in range(24)]
+        busiest = sorted((h for h in hours if h["tickets"]), key=lambda h: (-h["tickets"], h["hour"]))[:BUSIEST]
+        total = self.ratings.total()
+        return {
+            "hall": hall.id,
+            "timezone": hall.timezone,
+            "from": when.first.isoformat(),
+            "to": when.last.isoformat(),
+            "days": when.days,
+            "start": when.start,
+            "end": when.end,
+            "events": self.events,
+            "tickets": {
+                "queued": len(queued),
+                "by_channel": {c: len(by_channel[c]) for c in channels},
+                "by_service": {s: len(by_service[s]) for s in services},
+                "outcomes": {o: outcomes[o] for o in OUTCOMES},
+            },
+            "waits": {
+                "all": wait_stats(queued, targets),
+                "by_channel": {c: wait_stats(by_channel[c], targets) for c in channels},
+                "by_service": {s: wait_stats(by_service[s], targets) for s in services},
+            },
+            "service_time": {
+                "all": _durations([s for v in self.service_s.values() for s in v]),
+                "by_service": {s.code: _durations(self.service_s[s.code])
+                               for s in hall.services if s.code in self.service_s},
+            },
+            "ratings": {
+                "all": total.to_dict() | {"window": None},
+                "by_window": [self.ratings.windows[w].to_dict() for w in sorted(self.ratings.windows)],
+                "clerks_identified": False,
+                "alerts": [a.to_dict() for a in self.ratings.alerts],
+            },
+            "hours": hours,
+            "busiest": busiest,
+            "heatmap": heatmap,
+        }
+
+    def _heatmap(self) -> dict[str, Any]:
+        zones = [z.id for z in self.hall.zones]
+        spells: dict[str, list[tuple[float, float]]] = {z: [] for z in zones}
+        for start, end, zone in self.tracker.spells:
+            spells[zone].append((start, end))
+        days = self.period.days
+        values = []
+        for z in zones:
+            hourly = binned_average(np.array(spells[z], dtype=float).reshape(-1, 2), self.period.start, 3600.0,
+                                    24 * days)
+            values.append([round(float(v), 3) for v in hourly.reshape(days, 24).mean(axis=0)])
+        return {"zones": zones, "hours": list(range(24)), "values": values}
+
+
+def _durations(seconds: list[float]) -> dict[str, Any]:
+    """``served``, ``mean_min``, ``p50_min``, ``p90_min`` of service durations (None when empty)."""
+    out: dict[str, Any] = {"served": len(seconds)}
+    values = np.asarray(seconds, dtype=float) / 60
+    out["mean_min"] = float(values.mean()) if len(values) else None
+    for q in (50, 90):
+        out[f"p{q}_min"] = float(np.percentile(values, q)) if len(values) else None
+    return out
+
+
+async def report_from_log(log: EventLog, hall: Hall, when: Period, *, upto: int | None = None) -> Report:
+    """Read *log* from seq 1 (to *upto*, default its end) and fold it into a :class:`Report`.
+
+    Raises:
+        StoreDamaged: a record cannot be decoded.
+        LogError: the store failed.
+    """
+    report = Report(hall, when)
+    last = await log.last_seq() if upto is None else upto
+    seq = 0
+    while seq < last:
+        rows = await log.read(seq, limit=min(READ_CHUNK, last - seq))
+        if not rows:
+            break
+        for row_seq, data in rows:
+            report.apply(decode_record(log.name, row_seq, data))
+            seq = row_seq
+    return report
