@@ -8,6 +8,12 @@ the window, the time), which the manager side shows. It is a pure projection: th
 serves the live server (fed the durable events) and the reports (fed a past day read back
 from the event log, :mod:`callsys.reports`), so both count a rating the same way.
 
+The live server keeps the day's ratings (``daily``: the night's ``day_reset`` starts them
+again) and answers the manager's ``ratings`` query from them (docs/protocol.md). After a
+restart it seeds them with :func:`ratings_of` from the recovered state, which keeps the
+day's finished tickets with their verdicts until the night's reset, so a restart loses
+no rating and no alert.
+
 **Clerks are not identified in the events.** A clerk signs in with the hall's shared clerk
 token and a window number (``hello`` carries no clerk id), so no event says *who* served:
 figures are per window. A per-clerk figure needs a clerk id in the clerk's ``hello`` and on
@@ -20,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import events as ev
+from .state import DONE, HallState
 
 GOOD = "good"
 BAD = "bad"
@@ -75,11 +82,14 @@ class Ratings:
     Args:
         since: only services finished at or after this time (POSIX s) count.
         until: only those finished before it count (None: no end).
+        daily: forget the figures and alerts at every ``day_reset`` (the live server's
+            "ratings so far today"); a report over several days keeps them.
     """
 
-    def __init__(self, since: float = float("-inf"), until: float | None = None) -> None:
+    def __init__(self, since: float = float("-inf"), until: float | None = None, *, daily: bool = False) -> None:
         self.since = since
         self.until = until
+        self.daily = daily
         self.windows: dict[int, WindowRatings] = {}
         self.alerts: list[RatingAlert] = []
         self._numbers: dict[int, str] = {}  # tickets at a window -> their number (from the call)
@@ -91,6 +101,9 @@ class Ratings:
             return None
         if isinstance(event, ev.DayReset):
             self._numbers.clear()
+            if self.daily:
+                self.windows.clear()
+                self.alerts.clear()
             return None
         if not isinstance(event, ev.ServiceFinished):
             return None
@@ -125,3 +138,23 @@ class Ratings:
             out.score_sum += w.score_sum
             out.scored += w.scored
         return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"all", "by_window", "clerks_identified", "alerts"}``: what reports and the ``ratings`` query show."""
+        return {"all": self.total().to_dict() | {"window": None},
+                "by_window": [self.windows[w].to_dict() for w in sorted(self.windows)],
+                "clerks_identified": False,
+                "alerts": [a.to_dict() for a in self.alerts]}
+
+
+def ratings_of(state: HallState) -> Ratings:
+    """The day's :class:`Ratings` (``daily``) of a recovered *state*: its finished tickets, in the
+    order they finished, folded as the events that finished them (the state keeps each one's
+    window, number, time and verdict until the night's reset)."""
+    ratings = Ratings(daily=True)
+    done = sorted((t for t in state.tickets.values() if t.status == DONE and t.window is not None
+                   and t.finished_at is not None), key=lambda t: (t.finished_at, t.id))
+    for t in done:
+        ratings.apply(ev.TicketCalled(t.finished_at, t.id, t.window, t.number or "", t.service, False))
+        ratings.apply(ev.ServiceFinished(t.finished_at, t.id, t.window, t.rating, t.score))
+    return ratings

@@ -16,6 +16,7 @@ import trio
 
 from callsys import commands as cmd, events as ev
 from callsys.cli import main
+from callsys.client import RequestFailed
 from callsys.errors import InvalidArgument
 from callsys.log import open_journal
 from callsys.ratings import Ratings
@@ -26,7 +27,7 @@ from sim.scenario import SCENARIO_DIR, Scenario, scenario_from_mapping
 from sim.tracker import Tracker
 from api_support import KEY, api, api_server, error_of, hall_with_clients  # noqa: F401
 from redis_support import redis_server, redis_url  # noqa: F401
-from server_support import START
+from server_support import START, client, guard, start_server
 
 DAY = date(2026, 11, 25)  # the demo scenario's Wednesday
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -229,3 +230,34 @@ async def test_http_report_answers_the_same_figures_as_the_log(api_server):
     assert alert["window"] == window and alert["score"] == 2 and alert["number"] is not None
     assert "/reports" in doc["paths"] and "ReportOut" in doc["components"]["schemas"]
     assert START.date() == today
+
+
+@guard()
+async def test_manager_ratings_query_alerts_on_bad_and_survives_a_restart(demo_hall, tmp_path):
+    store = tmp_path / "hall.db"
+    async with trio.open_nursery() as nursery:
+        server = await start_server(nursery, demo_hall, store)
+        async with client(server, "kiosk") as kiosk, client(server, "clerk", window=7) as clerk, \
+                client(server, "manager") as manager:
+            for _ in range(3):
+                await kiosk.request("take_number", service="SOC")
+            await clerk.request("open_window")
+            for rating, score in (("good", 5), ("bad", 1), (None, None)):
+                await clerk.request("call_next")
+                await clerk.request("finish", rating=rating, score=score)
+            first = await manager.request("ratings")
+        server.shutdown()
+    assert first["by_window"] == [{"window": 7, "good": 1, "bad": 1, "unrated": 1, "good_share": 0.5,
+                                   "scored": 2, "mean_score": 3.0}]
+    (alert,) = first["alerts"]
+    assert (alert["number"], alert["window"], alert["score"]) == ("C002", 7, 1)
+    assert first["clerks_identified"] is False and first["all"]["bad"] == 1
+    async with trio.open_nursery() as nursery:
+        server = await start_server(nursery, demo_hall, store)  # recovered: seeded from the state
+        async with client(server, "manager") as manager, client(server, "clerk", window=7) as clerk:
+            assert await manager.request("ratings") == first
+            with pytest.raises(RequestFailed, match="forbidden: this role may not send .ratings."):
+                await clerk.request("ratings")  # a manager's query only
+            await manager.request("reset_day")
+            assert (await manager.request("ratings"))["alerts"] == []  # the night's reset starts the day again
+        server.shutdown()

@@ -152,7 +152,6 @@ class Report:
         hours = [{"hour": h, "tickets": per_hour[h], "waiting": round(float(waiting_by_hour[h]), 3)}
                  for h in range(24)]
         busiest = sorted((h for h in hours if h["tickets"]), key=lambda h: (-h["tickets"], h["hour"]))[:BUSIEST]
-        total = self.ratings.total()
         return {
             "hall": hall.id,
             "timezone": hall.timezone,
@@ -178,12 +177,7 @@ class Report:
                 "by_service": {s.code: _durations(self.service_s[s.code])
                                for s in hall.services if s.code in self.service_s},
             },
-            "ratings": {
-                "all": total.to_dict() | {"window": None},
-                "by_window": [self.ratings.windows[w].to_dict() for w in sorted(self.ratings.windows)],
-                "clerks_identified": False,
-                "alerts": [a.to_dict() for a in self.ratings.alerts],
-            },
+            "ratings": self.ratings.to_dict(),
             "hours": hours,
             "busiest": busiest,
             "heatmap": heatmap,
