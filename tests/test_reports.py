@@ -261,3 +261,16 @@ async def test_manager_ratings_query_alerts_on_bad_and_survives_a_restart(demo_h
             await manager.request("reset_day")
             assert (await manager.request("ratings"))["alerts"] == []  # the night's reset starts the day again
         server.shutdown()
+
+
+async def test_reading_stops_at_the_first_day_reset_after_the_period(day, tmp_path):
+    url = f"file:{tmp_path}/hall.db"
+    assert isinstance(day.events[-1], ev.DayReset) and day.events[-1].at >= period(day.scenario.hall, DAY).end
+    # after the night's reset, a record the fold could not take (a call of a ticket never issued, stamped
+    # inside the period): read, it would raise; the report must have stopped before it
+    stray = ev.TicketCalled(period(day.scenario.hall, DAY).start + 3600, 10**9, 1, "X999", "SOC", False)
+    async with open_journal(url, day.scenario.hall, snapshot_on_close=False) as journal:
+        await journal.commit([*day.events, stray])
+    report = await read_report(url, day.scenario.hall, period(day.scenario.hall, DAY))
+    assert report.complete and report.events == len(day.events) - 1  # all but the reset, which is past the end
+    check_against_simulator(report.figures(), day)

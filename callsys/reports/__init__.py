@@ -102,12 +102,18 @@ class Report:
         self.service_s: dict[str, list[float]] = {}
         self._serving: dict[int, tuple[float, str]] = {}  # ticket -> (service start, service)
         self._service: dict[int, str] = {}  # ticket -> service it was called for
-        self.events = 0
+        self.events = 0  # events folded
+        self.complete = False  # True once the log past the period need not be read
         self._done = False
 
     def apply(self, event: ev.Event) -> None:
-        """Fold one event (events at or after the period's end are skipped)."""
+        """Fold one event (events at or after the period's end are skipped).
+
+        A ``day_reset`` at or after the period's end sets :attr:`complete`: the night after
+        the period has come, so the rest of the log cannot belong to it.
+        """
         if event.at >= self.period.end:
+            self.complete = self.complete or isinstance(event, ev.DayReset)
             return
         self.events += 1
         self.tracker.observe([event])
@@ -211,6 +217,8 @@ async def report_from_log(log: EventLog, hall: Hall, when: Period, *, upto: int 
                           chunk: int = READ_CHUNK) -> Report:
     """Read *log* from seq 1 (to *upto*, default its end) and fold it into a :class:`Report`.
 
+    Stops early at the first ``day_reset`` after the period (:attr:`Report.complete`).
+
     Reads *chunk* records at a time and lets other tasks run between chunks: the fold is
     CPU work on the event loop (~10 us an event), so a server answering a report passes a
     small *chunk* to keep serving meanwhile.
@@ -229,5 +237,7 @@ async def report_from_log(log: EventLog, hall: Hall, when: Period, *, upto: int 
         for row_seq, data in rows:
             report.apply(decode_record(log.name, row_seq, data))
             seq = row_seq
+            if report.complete:
+                return report
         await trio.lowlevel.checkpoint()
     return report
