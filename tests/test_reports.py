@@ -20,7 +20,8 @@ from callsys.client import RequestFailed
 from callsys.errors import InvalidArgument
 from callsys.log import open_journal
 from callsys.ratings import Ratings
-from callsys.reports import MAX_DAYS, period, report_from_log
+from callsys.hall import hall_from_mapping, read_toml
+from callsys.reports import MAX_DAYS, HallMismatch, period, report_from_log
 from callsys.reports.cli import read_report
 from sim.runner import Simulation
 from sim.scenario import SCENARIO_DIR, Scenario, scenario_from_mapping
@@ -274,3 +275,14 @@ async def test_reading_stops_at_the_first_day_reset_after_the_period(day, tmp_pa
     report = await read_report(url, day.scenario.hall, period(day.scenario.hall, DAY))
     assert report.complete and report.events == len(day.events) - 1  # all but the reset, which is past the end
     check_against_simulator(report.figures(), day)
+
+
+async def test_a_hall_file_that_did_not_write_the_store_is_a_clear_error(day, tmp_path):
+    url = f"file:{tmp_path}/hall.db"
+    await write_store(url, day)
+    data = read_toml(day.scenario.hall.source)
+    data["window_blocks"][0]["count"] -= 1  # the same hall id, window 4 gone
+    edited = hall_from_mapping(data, source="edited.toml")
+    with pytest.raises(HallMismatch, match=r"names 4, which hall file edited.toml does not have .* is it the hall "
+                                           r"file that wrote this store, unchanged\?"):
+        await read_report(url, edited, period(edited, DAY))

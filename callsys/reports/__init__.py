@@ -49,7 +49,7 @@ from sim.metrics import CHANNEL_ORDER, binned_average, wait_stats
 from sim.tracker import TicketRecord, Tracker
 
 from .. import events as ev
-from ..errors import InvalidArgument
+from ..errors import CallsysError, InvalidArgument
 from ..hall import Hall
 from ..log import EventLog
 from ..log.journal import READ_CHUNK, decode_record
@@ -59,7 +59,14 @@ MAX_DAYS: Final = 366  # longest period one report covers (days)
 BUSIEST: Final = 3  # hours listed as the busiest
 OUTCOMES: Final = ("served", "no_show", "cancelled", "expired", "waiting")
 
-__all__ = ["MAX_DAYS", "Period", "period", "Report", "report_from_log"]
+__all__ = ["MAX_DAYS", "HallMismatch", "Period", "period", "Report", "report_from_log"]
+
+
+class HallMismatch(CallsysError):
+    """The log names a window, service or ticket the hall file does not know: the report was
+    given another hall file (or an edited one) than the one that wrote the store."""
+
+    code = "hall_mismatch"
 
 
 class Period:
@@ -225,6 +232,7 @@ async def report_from_log(log: EventLog, hall: Hall, when: Period, *, upto: int 
 
     Raises:
         StoreDamaged: a record cannot be decoded.
+        HallMismatch: a record names a window, service or zone *hall* does not have.
         LogError: the store failed.
     """
     report = Report(hall, when)
@@ -235,7 +243,14 @@ async def report_from_log(log: EventLog, hall: Hall, when: Period, *, upto: int 
         if not rows:
             break
         for row_seq, data in rows:
-            report.apply(decode_record(log.name, row_seq, data))
+            event = decode_record(log.name, row_seq, data)
+            try:
+                report.apply(event)
+            except KeyError as exc:
+                raise HallMismatch(f"the {event.kind} record at seq {row_seq} of store {log.name} names "
+                                   f"{exc.args[0]!r}, which hall file {hall.source} does not have (or a ticket "
+                                   f"the log never issued): is it the hall file that wrote this store, "
+                                   f"unchanged?") from None
             seq = row_seq
             if report.complete:
                 return report
