@@ -136,6 +136,9 @@ def test_a_period_that_ends_before_it_starts_or_is_too_long_is_refused(day):
         period(hall, DAY, date(2026, 11, 24))
     with pytest.raises(InvalidArgument, match=f"at most {MAX_DAYS} days"):
         period(hall, date(2025, 1, 1), date(2026, 1, 2))
+    for first, last in ((date(9999, 12, 31), None), (date(1, 1, 1), None), (DAY, date(2100, 1, 1))):
+        with pytest.raises(InvalidArgument, match="a report covers days from 1970-01-02 to 2099-12-31"):
+            period(hall, first, last)
     assert period(hall, DAY).end - period(hall, DAY).start == 86400
 
 

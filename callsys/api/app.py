@@ -197,12 +197,10 @@ def build_api(server: "CallsysServer") -> FastAPI:
     @app.get("/reports", response_model=ReportOut, responses=ERRORS, tags=["hall"],
              summary="a past day (or days) rebuilt from the event log: tickets, waits, service times, ratings, "
                      "busiest hours, the zone x hour heatmap (as `callsys report --json`)")
-    async def get_report(caller: Client, first: Annotated[date | None, Query(
-            alias="date", description="the hall's local date (YYYY-MM-DD); with `to`: the first day")] = None,
+    async def get_report(caller: Client, first: Annotated[date, Query(
+            alias="date", description="the hall's local date (YYYY-MM-DD); with `to`: the first day")],
                          last: Annotated[date | None, Query(
             alias="to", description="the last local date of a range (included)")] = None) -> Response:
-        if first is None:
-            raise ApiError("invalid_request", "give date=YYYY-MM-DD (and to=YYYY-MM-DD for a range)")
         report = await report_from_log(server.journal.log, hall, period(hall, first, last),
                                        upto=server.journal.durable_seq, chunk=REPORT_CHUNK)
         return answer(report.figures())

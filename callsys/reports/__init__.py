@@ -56,6 +56,8 @@ from ..log.journal import READ_CHUNK, decode_record
 from ..ratings import Ratings
 
 MAX_DAYS: Final = 366  # longest period one report covers (days)
+FIRST_DAY: Final = date(1970, 1, 2)  # the earliest and latest days a report may name (POSIX times stay in range)
+LAST_DAY: Final = date(2099, 12, 31)
 BUSIEST: Final = 3  # hours listed as the busiest
 OUTCOMES: Final = ("served", "no_show", "cancelled", "expired", "waiting")
 
@@ -83,9 +85,12 @@ def period(hall: Hall, first: date, last: date | None = None) -> Period:
     """The period from *first* to *last* (default: *first* alone), checked.
 
     Raises:
-        InvalidArgument: *last* is before *first*, or the period is longer than :data:`MAX_DAYS`.
+        InvalidArgument: *last* is before *first*, the period is longer than :data:`MAX_DAYS`, or
+            a day is outside :data:`FIRST_DAY` .. :data:`LAST_DAY`.
     """
     last = first if last is None else last
+    if not FIRST_DAY <= first <= LAST_DAY or not FIRST_DAY <= last <= LAST_DAY:
+        raise InvalidArgument(f"a report covers days from {FIRST_DAY} to {LAST_DAY}, not {first} to {last}")
     if last < first:
         raise InvalidArgument(f"the period ends ({last}) before it starts ({first})")
     if (last - first).days + 1 > MAX_DAYS:
