@@ -150,12 +150,15 @@ class CallsysServer:
         """The journal's hook after each durable batch: fan the events out."""
         if self.webhooks is not None:
             self.webhooks.on_durable(batch)
-        for _, event in batch:
-            self.ratings.apply(event)
         try:
             self.hub.on_durable(batch)
         except Exception:  # a bug in a projection: the log is intact, displays may lag; keep serving
             logging.getLogger("callsys.server").exception("fan-out failed at seq %s", batch[0][0])
+        try:
+            for _, event in batch:
+                self.ratings.apply(event)
+        except Exception:  # the same: the ratings may lag, the log is intact
+            logging.getLogger("callsys.server").exception("ratings fold failed at seq %s", batch[0][0])
         if self.settings.manage_gc and any(type(e) is DayReset for _, e in batch):
             _gc.full_collection()  # the day is over: the quiet moment for a full scan
 
