@@ -289,3 +289,28 @@ async def test_a_hall_file_that_did_not_write_the_store_is_a_clear_error(day, tm
     with pytest.raises(HallMismatch, match=r"names 4, which hall file edited.toml does not have .* is it the hall "
                                            r"file that wrote this store, unchanged\?"):
         await read_report(url, edited, period(edited, DAY))
+
+
+async def test_two_simulated_days_as_a_range_and_day_by_day(tmp_path):
+    data = tomllib.loads((SCENARIO_DIR / "demo.toml").read_text(encoding="utf-8"))
+    data["scenario"] |= {"days": 2}
+    data["arrivals"] |= {"visitors": 300}
+    data["citizens"] |= {"silent_abandon": 0.0}
+    scenario = scenario_from_mapping(data, source="demo-2days.toml", base=SCENARIO_DIR)
+    recorder = Recorder(scenario.hall, scenario.start + scenario.warmup_s)
+    summary = Simulation(scenario, seed=5, tracker=recorder).run()
+    url = f"file:{tmp_path}/hall.db"
+    async with open_journal(url, scenario.hall, snapshot_on_close=False) as journal:
+        await journal.commit(recorder.events)
+    hall, second = scenario.hall, date(2026, 11, 26)
+    both = (await read_report(url, hall, period(hall, DAY, second))).figures()
+    for key in ("all", "by_channel", "by_service"):
+        assert both["waits"][key] == summary["waits"][key], key
+    assert both["heatmap"] == summary["heatmap"]  # a mean over the two days, as the simulator's
+    assert both["tickets"]["queued"] == summary["flow"]["queued"]
+    days = [(await read_report(url, hall, period(hall, d))).figures() for d in (DAY, second)]
+    assert all(d["tickets"]["queued"] > 0 for d in days)
+    assert sum(d["tickets"]["queued"] for d in days) == both["tickets"]["queued"]
+    assert sum(d["ratings"]["all"]["bad"] for d in days) == both["ratings"]["all"]["bad"]
+    assert [h["tickets"] for h in both["hours"]] == [a["tickets"] + b["tickets"]
+                                                       for a, b in zip(days[0]["hours"], days[1]["hours"])]
