@@ -154,52 +154,47 @@ class Report:
             self.tracker.finish(self.period.end)
             self._done = True
         hall, when = self.hall, self.period
-        targets = {s.code: s.target_wait_s for s in hall.services}
         queued = self.queued()
-        by_service: dict[str, list[TicketRecord]] = {}
-        by_channel: dict[str, list[TicketRecord]] = {}
-        for r in queued:
-            by_service.setdefault(r.service, []).append(r)
-            by_channel.setdefault(r.channel, []).append(r)
-        channels = [c for c in CHANNEL_ORDER if c in by_channel] + sorted(set(by_channel) - set(CHANNEL_ORDER))
-        services = [s.code for s in hall.services if s.code in by_service]
+        by_channel, by_service = self._groups(queued)
         outcomes = Counter(r.outcome for r in queued)
+        targets = {s.code: s.target_wait_s for s in hall.services}
         heatmap = self._heatmap()
-        waiting_by_hour = np.asarray(heatmap["values"]).sum(axis=0) if heatmap["values"] else np.zeros(24)
-        per_hour = Counter(hall.local_time(r.eligible).hour for r in queued)
-        hours = [{"hour": h, "tickets": per_hour[h], "waiting": round(float(waiting_by_hour[h]), 3)}
-                 for h in range(24)]
-        busiest = sorted((h for h in hours if h["tickets"]), key=lambda h: (-h["tickets"], h["hour"]))[:BUSIEST]
+        hours = self._hours(queued, heatmap)
         return {
-            "hall": hall.id,
-            "timezone": hall.timezone,
-            "from": when.first.isoformat(),
-            "to": when.last.isoformat(),
-            "days": when.days,
-            "start": when.start,
-            "end": when.end,
-            "events": self.events,
-            "tickets": {
-                "queued": len(queued),
-                "by_channel": {c: len(by_channel[c]) for c in channels},
-                "by_service": {s: len(by_service[s]) for s in services},
-                "outcomes": {o: outcomes[o] for o in OUTCOMES},
-            },
-            "waits": {
-                "all": wait_stats(queued, targets),
-                "by_channel": {c: wait_stats(by_channel[c], targets) for c in channels},
-                "by_service": {s: wait_stats(by_service[s], targets) for s in services},
-            },
-            "service_time": {
-                "all": _durations([s for v in self.service_s.values() for s in v]),
-                "by_service": {s.code: _durations(self.service_s[s.code])
-                               for s in hall.services if s.code in self.service_s},
-            },
+            "hall": hall.id, "timezone": hall.timezone, "from": when.first.isoformat(), "to": when.last.isoformat(),
+            "days": when.days, "start": when.start, "end": when.end, "events": self.events,
+            "tickets": {"queued": len(queued), "by_channel": {c: len(v) for c, v in by_channel.items()},
+                        "by_service": {c: len(v) for c, v in by_service.items()},
+                        "outcomes": {o: outcomes[o] for o in OUTCOMES}},
+            "waits": {"all": wait_stats(queued, targets),
+                      "by_channel": {c: wait_stats(v, targets) for c, v in by_channel.items()},
+                      "by_service": {c: wait_stats(v, targets) for c, v in by_service.items()}},
+            "service_time": {"all": _durations([s for v in self.service_s.values() for s in v]),
+                             "by_service": {s.code: _durations(self.service_s[s.code])
+                                            for s in hall.services if s.code in self.service_s}},
             "ratings": self.ratings.to_dict(),
             "hours": hours,
-            "busiest": busiest,
+            "busiest": sorted((h for h in hours if h["tickets"]), key=lambda h: (-h["tickets"], h["hour"]))[:BUSIEST],
             "heatmap": heatmap,
         }
+
+    def _groups(self, queued: list[TicketRecord]) -> tuple[dict[str, list[TicketRecord]],
+                                                             dict[str, list[TicketRecord]]]:
+        """*queued* by channel (the simulator's order, then any other) and by service (the hall's order)."""
+        channels: dict[str, list[TicketRecord]] = {}
+        services: dict[str, list[TicketRecord]] = {}
+        for r in queued:
+            channels.setdefault(r.channel, []).append(r)
+            services.setdefault(r.service, []).append(r)
+        channel_order = [c for c in CHANNEL_ORDER if c in channels] + sorted(set(channels) - set(CHANNEL_ORDER))
+        return ({c: channels[c] for c in channel_order},
+                {s.code: services[s.code] for s in self.hall.services if s.code in services})
+
+    def _hours(self, queued: list[TicketRecord], heatmap: dict[str, Any]) -> list[dict[str, Any]]:
+        """Per local hour of the day: tickets that queued, and the mean waiting (the heatmap's zones summed)."""
+        waiting = np.asarray(heatmap["values"]).sum(axis=0) if heatmap["values"] else np.zeros(24)
+        tickets = Counter(self.hall.local_time(r.eligible).hour for r in queued)
+        return [{"hour": h, "tickets": tickets[h], "waiting": round(float(waiting[h]), 3)} for h in range(24)]
 
     def _heatmap(self) -> dict[str, Any]:
         zones = [z.id for z in self.hall.zones]

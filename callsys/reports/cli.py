@@ -38,12 +38,15 @@ def _report_args(p: argparse.ArgumentParser) -> None:
         "channel and service, wait and service-time percentiles, share within target, no-shows, cancels, ratings "
         "per window, busiest hours and the zone x hour waiting heatmap. Dates are the hall's local dates. "
         "Definitions: the docstring of callsys/reports/__init__.py.")
-    p.add_argument("--store", required=True, metavar="URL", help="the event store URL: file:PATH (e.g. file:var/callsys.db) or "
-                                                  "redis://HOST:PORT/DB; read only, safe beside a running server")
-    p.add_argument("--hall", default="config/qingdao.toml", metavar="FILE", help="its hall file (default: %(default)s)")
-    p.add_argument("--date", type=_day, metavar="YYYY-MM-DD", help="the day, YYYY-MM-DD (the hall's local date)")
-    p.add_argument("--from", dest="first", type=_day, metavar="YYYY-MM-DD", help="the first day of a range, YYYY-MM-DD (with --to)")
-    p.add_argument("--to", dest="last", type=_day, metavar="YYYY-MM-DD", help="the last day of a range, YYYY-MM-DD (included)")
+    p.add_argument("--store", required=True, metavar="URL",
+                   help="the event store URL: file:PATH (e.g. file:var/callsys.db) or redis://HOST:PORT/DB; "
+                        "read only, safe beside a running server")
+    p.add_argument("--hall", default="config/qingdao.toml", metavar="FILE",
+                   help="its hall file (default: %(default)s)")
+    p.add_argument("--date", type=_day, metavar="YYYY-MM-DD", help="the day (the hall's local date)")
+    p.add_argument("--from", dest="first", type=_day, metavar="YYYY-MM-DD",
+                   help="the first day of a range (with --to)")
+    p.add_argument("--to", dest="last", type=_day, metavar="YYYY-MM-DD", help="the last day of a range (included)")
     p.add_argument("--csv", type=Path, metavar="DIR", help="also write one CSV file per table into DIR")
     p.add_argument("--charts", type=Path, metavar="DIR", help="also write the PNG charts (heatmap included) into DIR")
     p.add_argument("--json", action="store_true", help="print the figures as JSON instead of tables")

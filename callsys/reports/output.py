@@ -43,56 +43,67 @@ def title_of(figures: Mapping[str, Any]) -> str:
 
 
 def print_report(figures: Mapping[str, Any], console: Console) -> None:
-    """The report as rich tables."""
-    t = figures["tickets"]
-    w = figures["waits"]["all"]
-    head = Table(title=f"Report {title_of(figures)} ({figures['timezone']})", show_header=False)
-    head.add_column("what", style="bold")
-    head.add_column("value")
-    head.add_row("tickets queued", f"{t['queued']:,}  (" + ", ".join(f"{c} {n:,}" for c, n in t["by_channel"].items())
-                 + ")")
-    head.add_row("outcomes", ", ".join(f"{o.replace('_', '-')} {n:,}" for o, n in t["outcomes"].items()))
-    head.add_row("wait (min)", f"p50 {_f(w.get('p50_min'))}, p90 {_f(w.get('p90_min'))}, "
-                               f"p99 {_f(w.get('p99_min'))}, max {_f(w.get('max_min'))}")
-    head.add_row("within target", _pct(w["within_target"]))
-    s = figures["service_time"]["all"]
-    head.add_row("service time (min)", f"mean {_f(s['mean_min'])}, p50 {_f(s['p50_min'])}, p90 {_f(s['p90_min'])}")
-    r = figures["ratings"]["all"]
-    head.add_row("ratings", f"good {r['good']:,}, bad {r['bad']:,}, unrated {r['unrated']:,}, good share "
-                            f"{_pct(r['good_share'])}, mean score {_f(r['mean_score'], '.2f')}")
-    head.add_row("busiest hours", ", ".join(f"{h['hour']:02d}:00 ({h['tickets']:,} tickets)"
-                                            for h in figures["busiest"]) or "—")
-    head.add_row("events read", f"{figures['events']:,}")
-    console.print(head)
-
+    """The report as rich tables: the summary, waits by service and channel, service times, ratings."""
+    console.print(summary_table(figures))
     for key, label in (("by_service", "service"), ("by_channel", "channel")):
-        table = Table(title=f"Waits by {label}")
-        for col in (label, "queued", "called", "p50 min", "p90 min", "p99 min", "within target"):
-            table.add_column(col, justify="left" if col == label else "right")
-        for name, v in figures["waits"][key].items():
-            table.add_row(name, f"{v['queued']:,}", f"{v['called']:,}", _f(v.get("p50_min")),
-                          _f(v.get("p90_min")), _f(v.get("p99_min")), _pct(v["within_target"]))
-        console.print(table)
+        console.print(waits_table(figures["waits"][key], label))
+    console.print(service_time_table(figures))
+    console.print(ratings_table(figures))
+    alerts = figures["ratings"]["alerts"]
+    if alerts:
+        console.print(f"[bold red]{len(alerts)} bad rating(s)[/]: " + ", ".join(
+            f"ticket {a['number'] or a['ticket']} at window {a['window']}" for a in alerts[:20])
+            + (" ..." if len(alerts) > 20 else ""))
 
+
+def summary_table(figures: Mapping[str, Any]) -> Table:
+    t, w = figures["tickets"], figures["waits"]["all"]
+    s, r = figures["service_time"]["all"], figures["ratings"]["all"]
+    table = Table(title=f"Report {title_of(figures)} ({figures['timezone']})", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    table.add_row("tickets queued", f"{t['queued']:,}  ("
+                  + ", ".join(f"{c} {n:,}" for c, n in t["by_channel"].items()) + ")")
+    table.add_row("outcomes", ", ".join(f"{o.replace('_', '-')} {n:,}" for o, n in t["outcomes"].items()))
+    table.add_row("wait (min)", f"p50 {_f(w.get('p50_min'))}, p90 {_f(w.get('p90_min'))}, "
+                                f"p99 {_f(w.get('p99_min'))}, max {_f(w.get('max_min'))}")
+    table.add_row("within target", _pct(w["within_target"]))
+    table.add_row("service time (min)", f"mean {_f(s['mean_min'])}, p50 {_f(s['p50_min'])}, p90 {_f(s['p90_min'])}")
+    table.add_row("ratings", f"good {r['good']:,}, bad {r['bad']:,}, unrated {r['unrated']:,}, good share "
+                             f"{_pct(r['good_share'])}, mean score {_f(r['mean_score'], '.2f')}")
+    table.add_row("busiest hours", ", ".join(f"{h['hour']:02d}:00 ({h['tickets']:,} tickets)"
+                                             for h in figures["busiest"]) or "—")
+    table.add_row("events read", f"{figures['events']:,}")
+    return table
+
+
+def waits_table(groups: Mapping[str, Mapping[str, Any]], label: str) -> Table:
+    table = Table(title=f"Waits by {label}")
+    for col in (label, "queued", "called", "p50 min", "p90 min", "p99 min", "within target"):
+        table.add_column(col, justify="left" if col == label else "right")
+    for name, v in groups.items():
+        table.add_row(name, f"{v['queued']:,}", f"{v['called']:,}", _f(v.get("p50_min")),
+                      _f(v.get("p90_min")), _f(v.get("p99_min")), _pct(v["within_target"]))
+    return table
+
+
+def service_time_table(figures: Mapping[str, Any]) -> Table:
     table = Table(title="Service time by service")
     for col in ("service", "served", "mean min", "p50 min", "p90 min"):
         table.add_column(col, justify="left" if col == "service" else "right")
     for name, v in figures["service_time"]["by_service"].items():
         table.add_row(name, f"{v['served']:,}", _f(v["mean_min"]), _f(v["p50_min"]), _f(v["p90_min"]))
-    console.print(table)
+    return table
 
+
+def ratings_table(figures: Mapping[str, Any]) -> Table:
     table = Table(title="Ratings by window (clerks are not identified in the events: per window)")
     for col in ("window", "good", "bad", "unrated", "good share", "mean score"):
         table.add_column(col, justify="right")
     for v in figures["ratings"]["by_window"]:
         table.add_row(str(v["window"]), str(v["good"]), str(v["bad"]), str(v["unrated"]), _pct(v["good_share"]),
                       _f(v["mean_score"], ".2f"))
-    console.print(table)
-    alerts = figures["ratings"]["alerts"]
-    if alerts:
-        console.print(f"[bold red]{len(alerts)} bad rating(s)[/]: " + ", ".join(
-            f"ticket {a['number'] or a['ticket']} at window {a['window']}" for a in alerts[:20])
-            + (" ..." if len(alerts) > 20 else ""))
+    return table
 
 
 # ---------------------------------------------------------------------- CSV
@@ -126,7 +137,8 @@ def write_csv(out: Path, figures: Mapping[str, Any]) -> list[Path]:
                       v["good_share"], v["scored"], v["mean_score"]]
                      for v in [figures["ratings"]["all"], *figures["ratings"]["by_window"]]]),
         "alerts": (["at", "ticket", "number", "window", "score"],
-                   [[a["at"], a["ticket"], a["number"], a["window"], a["score"]] for a in figures["ratings"]["alerts"]]),
+                   [[a["at"], a["ticket"], a["number"], a["window"], a["score"]]
+                    for a in figures["ratings"]["alerts"]]),
         "hours": (["hour", "tickets", "waiting"], [[h["hour"], h["tickets"], h["waiting"]] for h in figures["hours"]]),
         "heatmap": (["zone", *(f"{h:02d}" for h in figures["heatmap"]["hours"])],
                     [[z, *v] for z, v in zip(figures["heatmap"]["zones"], figures["heatmap"]["values"])]),
