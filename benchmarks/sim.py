@@ -20,6 +20,13 @@
   a hall trades it against the citizens it serves (the note gives both, and the median wait of
   those who gave up).
 
+* ``plan_weekday_400_p90_min``: the constrained plan (``sim plan qingdao-weekday --target
+  "p90 wait <= 15 min" --max-windows 400``, :meth:`sim.planner.Planner.within`): the worst
+  service's p90 wait it reaches (mean over ``--plan-replications`` replications; its margin,
+  the allocation and the wall time are in the notes). The search for what more would be
+  needed is skipped. ``--plan-replications 0`` skips the plan; ``--plan-scenario``,
+  ``--plan-windows`` shrink it (smoke tests).
+
 * ``live_*``: the same Monday played live (``sim.live``) against a real server started in
   a separate process (``callsys serve`` on the flagship hall, a fresh store in a temporary
   directory, its clock at 08:50 running ``--live-speed`` times real time) for
@@ -30,6 +37,7 @@
 
     python -m benchmarks.sim [--json] [--repeat 3] [--replications 40] [--live-speed 60] [--live-seconds 70]
                              [--eta-scenario qingdao-weekday] [--eta-others qingdao-peak-monday,demo,mmc]
+                             [--plan-replications 3] [--plan-scenario qingdao-weekday] [--plan-windows 400]
 """
 
 from __future__ import annotations
@@ -46,6 +54,7 @@ import trio
 
 from sim.experiment import combine, interval, replicate
 from sim.live import LivePlayer, LiveSettings
+from sim.planner import Planner, parse_target
 from sim.runner import Simulation
 from sim.scenario import load_scenario
 
@@ -55,6 +64,8 @@ DAY_TARGET = "<= 10"
 ERLANG_TARGET = "<= 0.05"
 ETA_TARGET = "<= 3"  # minutes of mean absolute error of the wait estimates
 ETA_OTHERS = "qingdao-peak-monday,demo,mmc"
+PLAN_TARGET = "p90 wait <= 15 min"
+PLAN_REPLICATIONS = 3  # replications per judgement of the benchmark's plan (the CLI's default is 5)
 LIVE_CLOCK = "2026-11-23T08:50"  # ten virtual minutes to connect every device before 09:00
 SERVER_START_S = 30.0  # real seconds the server may take to listen
 LIVE_MEASURES = ("command -> ack", "call -> led", "call -> tv", "call -> speaker", "call -> phone")
@@ -90,6 +101,25 @@ def eta_rows(name: str, eta: dict[str, Any], target: bool) -> list[dict[str, Any
     suffix = "" if target else "_" + name.replace("-", "_")
     return [row(f"eta_mae_min{suffix}", eta["mae_min"], "min", ETA_TARGET if target else None),
             row(f"eta_p90_abs_err_min{suffix}", eta["p90_abs_err_min"], "min")]
+
+
+def bench_plan(name: str, windows: int, replications: int) -> tuple[dict[str, Any], float]:
+    """The plan of *name* within *windows* windows for ``PLAN_TARGET``: (its dict, wall seconds)."""
+    started = time.perf_counter()
+    plan = Planner(load_scenario(name), parse_target(PLAN_TARGET), replications=replications).within(windows, beyond=False)
+    return plan.to_dict(), time.perf_counter() - started
+
+
+def plan_note(name: str, plan: dict[str, Any], seconds: float) -> str:
+    worst, moved = plan["worst"], [p for p in plan["pools"] if p["planned"] != p["current"]]
+    skills, today = plan["universal_skills"], plan.get("current_worst") or {"service": "–", "mean": float("nan")}
+    return (f"plan {name} within {plan['max_windows']} windows for {plan['target']!r}: worst {worst['service']} p90 "
+            f"{worst['mean']:.1f} ± {worst['margin'] or 0:.1f} min (one-sided {100 * plan['confidence']:g} %, "
+            f"{plan['replications']} replications), met: {'yes' if plan['met'] else 'no'}; today's allocation "
+            f"{today['service']} {today['mean']:.1f} min; moved: "
+            + (", ".join(f"{p['pool']} {p['current']}->{p['planned']}" for p in moved) or "nothing")
+            + f"; universal windows serve {'everything' if skills is None else ', '.join(skills)}; "
+              f"{plan['runs']} runs in {seconds:.0f} s")
 
 
 def start_server(directory: Path, speed: float) -> tuple[subprocess.Popen, str]:
@@ -149,6 +179,10 @@ def main() -> None:
                    help="comma-separated scenarios whose wait estimates are reported too ('' for none)")
     p.add_argument("--eta-visitors", type=int, default=None,
                    help="visitors a day for the wait-estimate runs instead of each scenario's (smoke tests)")
+    p.add_argument("--plan-replications", type=int, default=PLAN_REPLICATIONS,
+                   help=f"replications per judgement of the constrained plan (default {PLAN_REPLICATIONS}; 0: skip it)")
+    p.add_argument("--plan-scenario", default="qingdao-weekday", help="the scenario of the constrained plan")
+    p.add_argument("--plan-windows", type=int, default=400, help="windows the constrained plan may use")
     args = p.parse_args()
     seconds, summary, sim = bench_day(args.scenario, args.repeat)
     erlang = bench_erlang(args.replications)
@@ -172,6 +206,10 @@ def main() -> None:
         notes.append(f"wait estimates on {name}: {eta['estimated']:,} of {eta['called']:,} called citizens told one; "
                      f"bias {eta['bias_min']:+.2f} min (mean estimate {eta['mean_estimate_min']:.1f} min, "
                      f"actual {eta['mean_actual_min']:.1f} min)")
+    if args.plan_replications > 0:
+        plan, plan_s = bench_plan(args.plan_scenario, args.plan_windows, args.plan_replications)
+        rows.append(row("plan_weekday_400_p90_min", plan["worst"]["mean"], "min", "<= 15"))
+        notes.append(plan_note(args.plan_scenario, plan, plan_s))
     if args.live_seconds > 0:
         live = bench_live(args.live_speed, args.live_seconds)
         rows += live_rows(live)

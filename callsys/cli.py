@@ -26,7 +26,7 @@ from .tokens import (api_client_table, generate_api_key, generate_tokens, tokens
 Setup = Callable[[argparse.ArgumentParser], None]
 COMMANDS: dict[tuple[str, ...], tuple[str, Setup]] = {}
 # Modules that register sub-commands with @command when imported.
-PLUGINS = ("callsys.server.cli", "callsys.log.cli", "callsys.tools", "sim.cli", "voice.cli")
+PLUGINS = ("callsys.server.cli", "callsys.log.cli", "callsys.reports.cli", "callsys.tools", "sim.cli", "voice.cli")
 
 
 def bounded(kind: type, low: float | None = None, high: float | None = None, *,

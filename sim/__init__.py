@@ -4,8 +4,8 @@
 * :mod:`sim.models` — arrivals, channels, service times, patience, walking, policies
 * :mod:`sim.runner` — the virtual-time discrete-event runner (:class:`Simulation`)
 * :mod:`sim.tracker` / :mod:`sim.metrics` / :mod:`sim.charts` — records, figures, PNGs
-* :mod:`sim.theory` — Erlang C; :mod:`sim.experiment` — replications
-* :mod:`sim.planner` — fewest windows per zone or service for a wait target
+* :mod:`sim.theory` — Erlang C, offered load; :mod:`sim.experiment` — replications, Student's t margins
+* :mod:`sim.planner` — fewest windows per zone or service for a wait target, or the best allocation of at most M windows
 * :mod:`sim.live` — live load mode against a running server (imports trio and the client)
 * :mod:`sim.cli` — ``callsys sim run|plan|live``
 

@@ -111,7 +111,7 @@ class ClerkBehaviour(_Model):
     transfer: Share = Field(default=0.02, ge=0, le=1)  # sent on to another service
     overtime_min: float = Field(default=20.0, ge=0)  # keep serving past the session end
     bad_rating: Share = Field(default=0.02, ge=0, le=1)
-    reset_day: bool = True  # send ResetDay at each local midnight (off for 24 h halls)
+    reset_day: bool = True  # send ResetDay at each local midnight (off: sessions run on through midnight)
 
 
 class MixSpec(_Model):

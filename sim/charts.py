@@ -289,3 +289,61 @@ def utilisation_figure(summary: Mapping[str, Any], hall: Hall, title: str) -> pl
     ax.grid(axis="x", alpha=0.3)
     ax.tick_params(axis="y", labelsize=8)
     return fig
+
+
+def plan_chart(path: Path, plan: Mapping[str, Any], hall: Hall) -> Path:
+    """Draw :func:`plan_figure` into *path* (``plan.png``); return it."""
+    return _save(plan_figure(plan, hall), path)
+
+
+def plan_figure(plan: Mapping[str, Any], hall: Hall) -> plt.Figure:
+    """A plan within the walls (``Plan.to_dict``): windows per pool and each service's figure against the target.
+
+    Left: per pool, today's windows, the planned windows and (when the target is missed)
+    the windows needed. Right: every judged service's figure — mean over the replications
+    with its one-sided confidence margin as an error bar, the worst services first —
+    against the target line; services missing the target with confidence in red.
+    """
+    from matplotlib.patches import Patch
+
+    pools = plan["pools"]
+    stat, limit, conf = plan["stat"], plan["limit"], f"{100 * plan['confidence']:g} %"
+    scale = 100.0 if stat == "within_target" else 1.0
+    unit = "% within target" if stat == "within_target" else stat.replace("_min", " wait (min)")
+    services = sorted(plan["services"].items(), key=lambda kv: kv[1]["mean"], reverse=stat != "within_target")
+    services = services[:TOP_SERVICES * 2]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(15, max(5.0, 0.32 * max(len(pools), len(services)) + 2)))
+    y = np.arange(len(pools))
+    bars = [("windows now", "current", "tab:grey"), ("planned", "planned", "tab:blue")]
+    if plan.get("windows_needed") is not None:
+        bars.append(("needed for the target", "needed", "tab:orange"))
+    height = 0.8 / len(bars)
+    for i, (label, key, color) in enumerate(bars):
+        left.barh(y + (i - (len(bars) - 1) / 2) * height, [p[key] for p in pools], height, label=label, color=color)
+    left.set_yticks(y, [_label(hall, p["pool"]) if plan["by"] == "zone" else p["pool"] for p in pools], fontsize=8)
+    left.invert_yaxis()
+    left.set_xlabel("windows")
+    left.set_title(f"Windows per {plan['by']}: {plan['windows_current']} now, {plan['windows_planned']} planned "
+                   f"(at most {plan.get('max_windows', plan['windows_planned'])})")
+    left.grid(axis="x", alpha=0.3)
+    left.legend(fontsize=8, loc="lower right")
+    ys = np.arange(len(services))
+    means = np.array([s["mean"] for _, s in services]) * scale
+    margins = np.array([s["margin"] or 0.0 for _, s in services]) * scale
+    colors = ["tab:green" if s["met"] else "tab:red" for _, s in services]
+    right.barh(ys, means, color=colors, alpha=0.75)
+    xerr = np.vstack([np.zeros_like(margins), margins]) if stat != "within_target" else np.vstack([margins, np.zeros_like(margins)])
+    right.errorbar(means, ys, xerr=xerr, fmt="none", ecolor="black", capsize=2, label=f"one-sided {conf} margin")
+    right.axvline(limit * scale, color="black", linestyle="--", label=f"target: {plan['target']}")
+    handles, _ = right.get_legend_handles_labels()
+    handles += [Patch(color="tab:green", alpha=0.75, label=f"met with {conf} confidence"),
+                Patch(color="tab:red", alpha=0.75, label="not met")]
+    right.set_yticks(ys, [code for code, _ in services], fontsize=7)
+    right.invert_yaxis()
+    right.set_xlabel(f"{unit}, mean of {plan['replications']} replications")
+    right.set_title(f"Services at the plan ({'worst ' if len(services) < len(plan['services']) else ''}"
+                    f"{len(services)} of {len(plan['services'])})")
+    right.grid(axis="x", alpha=0.3)
+    right.legend(handles=handles, fontsize=8, loc="lower right")
+    fig.suptitle(f"{hall.name.en} — {plan.get('scenario', '')}: plan for {plan['target']}")
+    return fig

@@ -105,9 +105,10 @@ def _run(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------- sim plan
 
 
-@command("sim", "plan", help="find the fewest windows per zone or service that meet a wait target")
+@command("sim", "plan", help="find the fewest windows per zone or service that meet a wait target, "
+                             "or the best use of at most --max-windows windows")
 def _plan_args(p: argparse.ArgumentParser) -> None:
-    from .planner import MAX_SCALE
+    from .planner import CONFIDENCE, MAX_REPLICATIONS, MAX_SCALE, REPLICATIONS
 
     _scenario_args(p)
     p.add_argument("--target", required=True, help='e.g. "p90 wait <= 15 min", "mean wait <= 600 s", '
@@ -115,41 +116,46 @@ def _plan_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--by", choices=("zone", "service"), default="zone", help="plan per zone (default) or per service")
     p.add_argument("--max-scale", type=bounded(float, 1), default=MAX_SCALE,
                    help=f"a pool may grow to this multiple of its windows (default {MAX_SCALE:g})")
+    p.add_argument("--replications", type=bounded(int, 2, MAX_REPLICATIONS), default=REPLICATIONS,
+                   help=f"runs (seeds seed, seed+1, ..., the same for every staffing) behind every judgement "
+                        f"(default {REPLICATIONS}, 2 ... {MAX_REPLICATIONS})")
+    p.add_argument("--confidence", type=bounded(float, 50, 99.9), default=100 * CONFIDENCE,
+                   help=f"a target is met only when its one-sided Student's t bound over the replications holds "
+                        f"with this confidence, in %% (default {100 * CONFIDENCE:g})")
+    p.add_argument("--max-windows", type=bounded(int, 1),
+                   help="plan within the walls: at most this many windows (moved between zones, universal "
+                        "windows' skills chosen) minimising the worst service's figure, and what more the target would need")
+    p.add_argument("--no-beyond", action="store_true",
+                   help="with --max-windows: skip the search for the windows needed beyond the limit")
+    p.add_argument("--no-charts", action="store_true", help="skip the PNG chart (with --max-windows)")
     p.add_argument("--json", action="store_true", help="print only the plan JSON to stdout")
     p.set_defaults(run=_plan)
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from rich.table import Table
-
     from .planner import Planner, parse_target
 
     scenario = scenario_from_args(args)
     target = parse_target(args.target)
     console = Console(stderr=args.json)
-    with console.status(f"planning {scenario.name} for {target.text!r}...") as status:
+    what = f"within {args.max_windows} windows " if args.max_windows else ""
+    with console.status(f"planning {scenario.name} {what}for {target.text!r}...") as status:
         planner = Planner(scenario, target, by=args.by, max_scale=args.max_scale, seed=args.seed,
+                          replications=args.replications, confidence=args.confidence / 100,
                           progress=lambda line: status.update(line))
-        plan = planner.run()
+        plan = planner.within(args.max_windows, beyond=not args.no_beyond) if args.max_windows else planner.run()
     data = plan.to_dict() | {"scenario": scenario.name, "hall": scenario.hall.id, "seed": planner.seed}
-    path = report.write_json(out_dir(args, scenario, "plan") / "plan.json", data)
+    out = out_dir(args, scenario, "plan")
+    files = [report.write_json(out / "plan.json", data)]
+    if args.max_windows and not args.no_charts:
+        from .charts import plan_chart
+
+        files.append(plan_chart(out / "plan.png", data, scenario.hall))
     if args.json:
         print(json.dumps(data, ensure_ascii=False))
         return 0
-    table = Table(title=f"Plan for {scenario.name}: {target.text} (per {args.by}, {plan.runs} simulated days)")
-    for col in ("pool", "windows now", "planned", "change", "worst service", target.stat.replace("_min", " (min)"), "met"):
-        table.add_column(col, justify="left" if col in ("pool", "worst service") else "right")
-    for p in plan.pools:
-        change = p.planned - p.current
-        table.add_row(p.pool, str(p.current), str(p.planned), f"{change:+d}" if change else "0",
-                      p.worst_service or "–", "–" if p.worst is None else report._fmt(target.stat, p.worst),
-                      "[green]yes[/]" if p.met else "[red]no[/]")
-    table.add_row("[bold]hall", str(data["windows_current"]), f"[bold]{plan.windows}",
-                  f"{plan.windows - data['windows_current']:+d}", "", "", "[green]yes[/]" if data["met"] else "[red]no[/]")
-    console.print(table)
-    waits = plan.summary["waits"]["all"]
-    console.print(f"with the plan: mean wait {waits.get('mean_min', 0):.1f} min, p90 {waits.get('p90_min', 0):.1f} min, "
-                  f"{100 * (waits['within_target'] or 0):.0f} % called within target; wrote {path}")
+    report.print_plan(data, console)
+    console.print("wrote " + ", ".join(str(f) for f in files))
     return 0
 
 

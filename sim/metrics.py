@@ -257,6 +257,7 @@ def _flow(tracker: Tracker, queued: list[TicketRecord]) -> dict[str, int]:
         "recalls": c["ticket_recalled"],
         "breaks": c["window_paused"],
         "unserved": left,
+        "sent_home": outcomes["unserved"],  # by a close-out (the rest of `unserved`: cut off by the reset)
     }
 
 

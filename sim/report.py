@@ -18,7 +18,8 @@ FLOW_ROWS: Final = (
     ("served", "served"),
     ("abandoned", "gave up waiting (cancelled or left)"),
     ("no_show_called", "called, never came (no-show)"),
-    ("unserved", "still waiting at closing"),
+    ("unserved", "not served by closing"),
+    ("sent_home", "sent home at the close-out"),
     ("transferred", "transferred to another service"),
     ("hall_closed", "turned away: hall not issuing"),
     ("bookings", "appointments booked"),
@@ -200,3 +201,56 @@ def print_live(result: Mapping[str, Any], console: Console) -> None:
         check.add_row(item["what"], "–" if item["server"] is None else str(item["server"]), str(item["clients"]),
                       "[green]yes[/]" if item["ok"] else "[red]NO[/]")
     console.print(check)
+
+
+def _figure(stat: str, mean: float | None, margin: float | None) -> str:
+    if mean is None:
+        return "–"
+    return _fmt(stat, mean) + ("" if margin is None else f" ± {_fmt(stat, margin)}")
+
+
+def print_plan(data: Mapping[str, Any], console: Console) -> None:
+    """A plan (``sim.planner.Plan.to_dict`` plus ``scenario``): per pool table, the worst service, what more is needed."""
+    stat, conf, reps = data["stat"], f"{100 * data['confidence']:g} %", data["replications"]
+    within = data.get("max_windows") is not None
+    needed = within and data.get("windows_needed") is not None
+    head = f"within {data['max_windows']} windows" if within else "fewest windows"
+    table = Table(title=f"Plan for {data['scenario']}, {head}: {data['target']} (per {data['by']}; {reps} replications "
+                        f"per staffing, met = one-sided {conf} Student's t bound; {data['runs']} runs)")
+    unit = stat.replace("_min", " (min)").replace("_", " ")
+    cols = ["pool", "windows now", "planned", "change"] + (["needed"] if needed else []) + \
+        ["worst service", f"{unit} ± {conf}", "met"]
+    for col in cols:
+        table.add_column(col, justify="left" if col in ("pool", "worst service") else "right")
+    for p in data["pools"]:
+        change = p["planned"] - p["current"]
+        extra = [f"{p['needed']} ({p['needed'] - p['planned']:+d})" if p["needed"] != p["planned"] else "="] if needed else []
+        table.add_row(p["pool"], str(p["current"]), str(p["planned"]), f"{change:+d}" if change else "0", *extra,
+                      p["worst_service"] or "–", _figure(stat, p["worst"], p["margin"]),
+                      "[green]yes[/]" if p["met"] else "[red]no[/]")
+    total = data["windows_planned"] - data["windows_current"]
+    table.add_row("[bold]hall", str(data["windows_current"]), f"[bold]{data['windows_planned']}", f"{total:+d}",
+                  *([str(data["windows_needed"])] if needed else []), "", "",
+                  "[green]yes[/]" if data["met"] else "[red]no[/]")
+    console.print(table)
+    worst = data["worst"]
+    if worst:
+        console.print(f"worst service {worst['service']}: {unit} {_figure(stat, worst['mean'], worst['margin'])} "
+                      f"(mean over {reps} replications ± one-sided {conf} margin): target "
+                      + ("[green]met[/]" if data["met"] else "[red]not met[/]") + f" with {conf} confidence")
+    if within:
+        current = data.get("current_worst")
+        if current:
+            console.print(f"today's allocation (scaled to {data['max_windows']} if above) on the same seeds: worst "
+                          f"{current['service']} {_figure(stat, current['mean'], current['margin'])}")
+        skills = data.get("universal_skills")
+        console.print("universal windows serve " + ("every service" if skills is None else
+                                                     f"{len(skills)} services with residual load: " + ", ".join(skills)))
+        if needed:
+            console.print(f"to meet the target: {data['windows_needed']} windows "
+                          f"({data['windows_needed'] - data['windows_planned']:+d} on the plan, see 'needed')")
+        elif not data["met"]:
+            console.print("what more is needed was not searched (--no-beyond)")
+    waits = data["plan_waits"]
+    console.print(f"with the plan (first replication): mean wait {waits.get('mean_min') or 0:.1f} min, p90 "
+                  f"{waits.get('p90_min') or 0:.1f} min, {100 * (waits['within_target'] or 0):.0f} % called within target")

@@ -11,6 +11,20 @@ The loop is a heap of ``(time, seq, kind, payload)``. Idle windows are kept per 
 instead of polling all 400. The invariant (tested): once every event of an instant is
 handled, no idle window serves a service whose tickets wait.
 
+**The day's calendar.** Sessions, breaks, each day's close-out and (with
+``reset_day``) the midnight reset are planned up front. At one instant the day that ends
+goes first — session end, close-out, reset — and only then does the next day's session
+open (a hall open round the clock with a daily reset). A close-out comes at the day's last
+session end plus overtime, but no later than the next session's start nor, with a daily
+reset, midnight. From the close-out to the next opening the hall is *closed out*: nobody
+waits in it; a ticket that becomes callable then (a citizen transferred by a clerk still
+finishing in overtime) is sent home at once, like those sent home at the close-out.
+
+**The reset cuts off what the clerks were doing.** ``ResetDay`` expires every open ticket
+and closes every window, so a clerk's pending action (a service's finish, the call after
+wrapping up, the end of a break) carries the number of resets it was planned under and
+lapses if a reset came in between.
+
 Outcomes the engine refuses on purpose (``HallClosed`` outside hours, ``SlotFull``,
 ``QueueEmpty`` for an idle window, ``DailyCapReached`` and ``PastClosing`` at the kiosk)
 are counted, not errors; any other refusal is a bug and propagates.
@@ -60,6 +74,10 @@ class Kind(enum.IntEnum):
     DAY_END = 13
 
 
+#: Order of the calendar's moments at one instant: the ending day closes before the next opens.
+SAME_INSTANT: Final = {Kind.SESSION_END: 0, Kind.CLOSE_OUT: 1, Kind.DAY_END: 2, Kind.SESSION_START: 3, Kind.BREAK: 4}
+
+
 class Simulation:
     """One run of a scenario on the real engine, in virtual time.
 
@@ -84,7 +102,7 @@ class Simulation:
         self.seed = scenario.seed if seed is None else seed
         self.engine = engine or QueueEngine(self.hall)
         self.service_times = service_times or service_time_model(scenario)
-        self.tracker = tracker or Tracker(self.hall, scenario.start + scenario.warmup_s)
+        self.tracker = tracker or Tracker(self.hall, scenario.start + scenario.warmup_s, scenario.end)
         self.progress = progress
         self.crowd_rng = np.random.default_rng(np.random.SeedSequence(self.seed).spawn(1)[0])
         clerk = scenario.clerks
@@ -96,8 +114,10 @@ class Simulation:
         self.staffed = staffed_windows(scenario)
         self.clerk_rngs = {w: clerk_rng(self.seed, w) for w in self.staffed}
         self.idle = IdleWindows(self.skills, pick_window)
-        self.closing: dict[int, float] = {}  # window -> session end + overtime
+        self.closing: dict[int, float] = {}  # window -> when its clerk stops (session end + overtime, capped)
         self.wants_break: set[int] = set()
+        self.closed_out = False  # between a day's close-out and the next session start
+        self.resets = 0  # ResetDay commands sent: a clerk action planned before one lapses
         self.citizens: list[Citizen] = []
         self.by_ticket: dict[int, Citizen] = {}
         self.sessions = sessions(scenario)
@@ -108,7 +128,7 @@ class Simulation:
         self._handlers: dict[Kind, Callable[[float, Any], None]] = {
             Kind.SESSION_START: self._session_start, Kind.SESSION_END: self._session_end,
             Kind.ARRIVE: self._arrive, Kind.CHECK_IN: self._check_in, Kind.RELEASE: self._release,
-            Kind.CALL: self._next, Kind.REACH: self._reach, Kind.RECALL: self._recall,
+            Kind.CALL: self._wrapped_up, Kind.REACH: self._reach, Kind.RECALL: self._recall,
             Kind.FINISH: self._finish, Kind.BREAK: self._break, Kind.RESUME: self._resume,
             Kind.GIVE_UP: self._give_up, Kind.CLOSE_OUT: self._close_out, Kind.DAY_END: self._day_end,
         }
@@ -162,26 +182,38 @@ class Simulation:
     def plan(self) -> None:
         """Draw the crowd, book the appointments, schedule sessions, breaks and arrivals."""
         scenario = self.scenario
-        for i, (start, end) in enumerate(self.sessions):
-            self.push(start, Kind.SESSION_START, (start, end))
-            self.push(end, Kind.SESSION_END, end)
-            self._plan_breaks(start, end)
-            day = self.hall.local_time(end - 1).date()
-            if i + 1 == len(self.sessions) or self.hall.local_time(self.sessions[i + 1][0]).date() != day:
-                self.push(end + self.overtime_s, Kind.CLOSE_OUT)  # the day's last session
+        for at, kind, payload in self.calendar():
+            self.push(at, kind, payload)
         for day in range(scenario.days):
             crowd = population(scenario, day, self.crowd_rng, self.service_times, len(self.citizens))
             self.citizens.extend(crowd)
-            self.push(scenario.midnight(day + 1), Kind.DAY_END, day)
         for citizen in self.citizens:
             if citizen.channel != "appointment":
                 self.push(citizen.arrive, Kind.ARRIVE, citizen)
         self._book()
 
-    def _plan_breaks(self, start: float, end: float) -> None:
-        for window in self.staffed:
-            for at in break_times(self.scenario, start, end, self.clerk_rngs[window]):
-                self.push(at, Kind.BREAK, window)
+    def calendar(self) -> list[tuple[float, Kind, Any]]:
+        """The hall's own moments, in the order they happen (see the module docstring).
+
+        Returns:
+            ``(time, kind, payload)`` for every session start and end (the end's payload is
+            when its clerks stop: the end plus overtime, capped like the close-out), break,
+            close-out and day end.
+        """
+        scenario, reset = self.scenario, self.scenario.clerks.reset_day
+        out: list[tuple[float, Kind, Any]] = []
+        for i, (start, end) in enumerate(self.sessions):
+            day = self.hall.local_time(end - 1).date()
+            following = self.sessions[i + 1][0] if i + 1 < len(self.sessions) else math.inf
+            midnight = scenario.midnight((day - scenario.first_day).days + 1) if reset else math.inf
+            stop = min(end + self.overtime_s, following, midnight)
+            out += [(start, Kind.SESSION_START, (start, end)), (end, Kind.SESSION_END, stop)]
+            out += [(at, Kind.BREAK, window) for window in self.staffed
+                    for at in break_times(scenario, start, end, self.clerk_rngs[window])]
+            if following == math.inf or self.hall.local_time(following).date() != day:
+                out.append((stop, Kind.CLOSE_OUT, None))  # the day's last session
+        out += [(scenario.midnight(day + 1), Kind.DAY_END, day) for day in range(scenario.days)]
+        return sorted(out, key=lambda moment: (moment[0], SAME_INSTANT[moment[1]]))
 
     def _book(self) -> None:
         """Book every appointment a day ahead; refused bookers walk in or stay home."""
@@ -233,6 +265,9 @@ class Simulation:
         self._queued(t, citizen, issued.ticket, t)
 
     def _check_in(self, t: float, citizen: Citizen) -> None:
+        if citizen.ticket not in self.engine.state.tickets:  # the midnight reset expired the booking
+            self._too_late(t, citizen)
+            return
         try:
             events = self.execute(cmd.CheckIn(t, citizen.ticket))
         except err.HallClosed:
@@ -241,14 +276,18 @@ class Simulation:
         except err.CheckInRejected as exc:
             if "opens_at" in exc.details:  # too early: come back when check-in opens
                 self.push(exc.details["opens_at"], Kind.CHECK_IN, citizen)
-            else:  # too late under a "reject" rule: take a number instead
-                self.tracker.outcome("late_rejected")
-                citizen.channel = "kiosk"
-                self._arrive(t, citizen)
+            else:  # too late under a "reject" rule
+                self._too_late(t, citizen)
             return
         eligible = max(t, events[0].not_before)
         self._told(t, citizen.ticket)
         self._queued(t, citizen, citizen.ticket, eligible)
+
+    def _too_late(self, t: float, citizen: Citizen) -> None:
+        """Too late for the booked slot: take a number instead."""
+        self.tracker.outcome("late_rejected")
+        citizen.channel = "kiosk"
+        self._arrive(t, citizen)
 
     def _told(self, t: float, ticket: int) -> None:
         """Record the wait the citizen is told at *t*: the take-number / check-in reply's."""
@@ -281,12 +320,16 @@ class Simulation:
     # ------------------------------------------------------------------ windows
 
     def _wake(self, t: float, service: str) -> None:
-        """Wake idle windows serving *service* while its tickets wait.
+        """Wake idle windows serving *service* while its tickets wait (after the day's
+        close-out nobody waits: the tickets go home instead).
 
         One call may not take the ticket that caused the wake (the engine may rank another
         ticket of the window's services first), hence the loop; it ends because every call
         takes a ticket or leaves no idle window for the service.
         """
+        if self.closed_out:
+            self._send_home(t)
+            return
         book = self.engine.state.book
         while book.waiting(service):
             window = self.idle.take(service)
@@ -327,7 +370,7 @@ class Simulation:
 
     def _start(self, t: float, window: int, citizen: Citizen) -> None:
         self.execute(cmd.StartService(t, window))
-        self.push(t + citizen.service_s, Kind.FINISH, window)
+        self.push(t + citizen.service_s, Kind.FINISH, (window, self.resets))
 
     def _recall(self, t: float, payload: tuple[int, int, int]) -> None:
         window, ticket, k = payload
@@ -343,11 +386,11 @@ class Simulation:
             called_at = self.engine.state.tickets[ticket].called_at
             self.push(called_at + (k + 1) * self.recall_s, Kind.RECALL, (window, ticket, k + 1))
 
-    def _finish(self, t: float, window: int) -> None:
-        current = self.engine.state.windows[window].current
-        if current is None:  # the day was reset under a service in progress (a hall open at midnight)
+    def _finish(self, t: float, payload: tuple[int, int]) -> None:
+        window, resets = payload
+        if resets != self.resets:  # the day was reset under the service (a hall open at midnight)
             return
-        citizen = self.by_ticket[current]
+        citizen = self.by_ticket[self.engine.state.windows[window].current]
         if citizen.transfer is not None:
             service, citizen.transfer = citizen.transfer, None
             citizen.service, citizen.service_s = service, citizen.transfer_s
@@ -360,15 +403,19 @@ class Simulation:
     def _free(self, t: float, window: int) -> None:
         """The window has nobody: wrap up, then take a break, close, or call the next."""
         if self.wrapup_s > 0:
-            self.push(t + self.wrapup_s, Kind.CALL, window)
+            self.push(t + self.wrapup_s, Kind.CALL, (window, self.resets))
         else:
+            self._next(t, window)
+
+    def _wrapped_up(self, t: float, payload: tuple[int, int]) -> None:
+        window, resets = payload
+        if resets == self.resets:  # else the day's reset closed the window meanwhile
             self._next(t, window)
 
     def _next(self, t: float, window: int) -> None:
         if window in self.wants_break:
             self.wants_break.discard(window)
-            self.execute(cmd.Pause(t, window))
-            self.push(t + self.break_s, Kind.RESUME, window)
+            self._pause(t, window)
         elif window in self.closing and t >= self.closing[window]:
             self.execute(cmd.CloseWindow(t, window))
         else:
@@ -380,29 +427,34 @@ class Simulation:
             return
         if window in self.idle:
             self.idle.discard(window)
-            self.execute(cmd.Pause(t, window))
-            self.push(t + self.break_s, Kind.RESUME, window)
+            self._pause(t, window)
         else:
             self.wants_break.add(window)
 
-    def _resume(self, t: float, window: int) -> None:
-        if self.engine.state.windows[window].status == PAUSED:
+    def _pause(self, t: float, window: int) -> None:
+        self.execute(cmd.Pause(t, window))
+        self.push(t + self.break_s, Kind.RESUME, (window, self.resets))
+
+    def _resume(self, t: float, payload: tuple[int, int]) -> None:
+        window, resets = payload
+        if resets == self.resets and self.engine.state.windows[window].status == PAUSED:
             self.execute(cmd.Resume(t, window))
             self._next(t, window)
 
     # ------------------------------------------------------------------ sessions and days
 
     def _session_start(self, t: float, span: tuple[float, float]) -> None:
+        self.closed_out = False
         for window in self.staffed:
             self.closing.pop(window, None)
             if self.engine.state.windows[window].status == CLOSED:
                 self.execute(cmd.OpenWindow(t, window))
                 self._call(t, window)
 
-    def _session_end(self, t: float, end: float) -> None:
+    def _session_end(self, t: float, stop: float) -> None:
         windows = self.engine.state.windows
         for window in self.staffed:
-            self.closing[window] = end + self.overtime_s
+            self.closing[window] = stop
             self.wants_break.discard(window)
             status = windows[window].status
             if status == PAUSED or window in self.idle:
@@ -410,6 +462,11 @@ class Simulation:
                 self.execute(cmd.CloseWindow(t, window))
 
     def _close_out(self, t: float, _: None) -> None:
+        self.closed_out = True
+        self._send_home(t)
+
+    def _send_home(self, t: float) -> None:
+        """Everyone still waiting (or held for a later slot) goes home, counted as sent home."""
         state = self.engine.state
         left = [tk.id for tk in state.tickets.values() if tk.status == WAITING and tk.id in state.book]
         for ticket in left:
@@ -418,21 +475,27 @@ class Simulation:
 
     def _day_end(self, t: float, day: int) -> None:
         if self.scenario.clerks.reset_day:
-            self.execute(cmd.ResetDay(t))
+            self.execute(cmd.ResetDay(t))  # expires every open ticket, closes every window
+            self.resets += 1
             self.idle.clear()
+            self.wants_break.clear()
 
 
 # ---------------------------------------------------------------------- helpers
 
 
 def sessions(scenario: Scenario) -> list[tuple[float, float]]:
-    """The opening sessions of every simulated day as POSIX (start, end), touching ones merged."""
+    """The opening sessions of every simulated day as POSIX (start, end), touching ones merged.
+
+    Sessions touching at midnight merge only without a daily reset: ``ResetDay`` closes
+    every window at midnight, so with it each day's sessions are the day's own.
+    """
     out: list[tuple[float, float]] = []
     for day in range(scenario.days):
         midnight = scenario.midnight(day)
-        for start, end in scenario.hall.hours.sessions(scenario.weekday(day)):
+        for i, (start, end) in enumerate(scenario.hall.hours.sessions(scenario.weekday(day))):
             span = (midnight + start * 60.0, midnight + end * 60.0)
-            if out and out[-1][1] == span[0]:
+            if out and out[-1][1] == span[0] and (i or not scenario.clerks.reset_day):
                 out[-1] = (out[-1][0], span[1])
             else:
                 out.append(span)

@@ -37,6 +37,30 @@ def erlang_c(c: int, a: float) -> float:
     return c * b / (c - a * (1 - b))
 
 
+def offered_load(scenario: Scenario) -> dict[str, float]:
+    """Service code -> offered load λ·E[S] in erlangs, averaged over the first day's opening hours.
+
+    λ is the service's share of the day's visitors spread over the minutes the hall is open
+    on the first simulated day (people who come before opening are served after it); a
+    day the hall is closed falls back to the span of the arrival profile. E[S] is the
+    scenario's mean service time (the empirical model: the observed mean). Appointment
+    no-shows, abandonment and transfers are ignored: this is a starting point for
+    planning, not a prediction.
+    """
+    open_min = sum(end - start for start, end in scenario.hall.hours.sessions(scenario.weekday(0)))
+    if open_min <= 0:
+        points = scenario.profile
+        live = [i for i, ((_, r1), (_, r2)) in enumerate(zip(points, points[1:])) if r1 > 0 or r2 > 0]
+        open_min = points[live[-1] + 1][0] - points[live[0]][0] if live else 1440.0
+    st = scenario.service_times
+    out = {}
+    for service in scenario.hall.services:
+        observed = scenario.empirical.get(service.code)
+        minutes = (sum(observed) / len(observed) if observed else st.minutes.get(service.code, service.minutes)) * st.scale
+        out[service.code] = scenario.arrivals.visitors * scenario.mix.get(service.code, 0.0) * minutes / open_min
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class MMc:
     """An M/M/c queue: arrival rate and service rate per second, c servers."""

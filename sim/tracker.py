@@ -80,10 +80,12 @@ class Tracker:
     Args:
         hall: the hall being simulated.
         t0: measurements start here (the end of the warm-up).
+        t1: and end here (the end of the horizon; clerks in overtime may act after it).
     """
 
     hall: Hall
     t0: float
+    t1: float = float("inf")
     zone_of: Mapping[str, str] = field(default_factory=dict)
     tickets: dict[int, TicketRecord] = field(default_factory=dict)
     windows: dict[int, WindowRecord] = field(default_factory=dict)
@@ -125,11 +127,12 @@ class Tracker:
                 handler(event)
 
     def engine_queue(self, at: float, waiting: int) -> None:
-        """The engine's count of queued tickets right after a command at *at*."""
+        """The engine's count of queued tickets right after a command at *at* (its time
+        integral over [t0, t1] is Little's L)."""
         if at > self._q_t:
-            lo = max(self._q_t, self.t0)
-            if at > lo:
-                self.queue_area += self._q_n * (at - lo)
+            lo, hi = max(self._q_t, self.t0), min(at, self.t1)
+            if hi > lo:
+                self.queue_area += self._q_n * (hi - lo)
             self._q_t = at
         self._q_n = waiting
 
@@ -247,7 +250,8 @@ class Tracker:
             record = self.tickets.get(ticket)
             if record is not None and record.outcome in ("waiting", "booked"):
                 record.outcome = "expired" if record.outcome == "waiting" else "booked"
-        for w in self.windows.values():
+        for window, w in self.windows.items():  # every window closes, its citizen expired
+            self._release(window, e.at)
             self._stop(w, e.at)
 
     # ------------------------------------------------------------------ windows

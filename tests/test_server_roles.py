@@ -156,7 +156,8 @@ def test_every_role_table_is_exercised():
         "clerk": {"open_window", "flag_green", "call_next", "recall", "start", "finish", "call_number", "transfer", "park",
                   "return_ticket", "pause", "resume", "no_show", "close_window", "window", "ping"},
         "manager": {"open_window", "pause", "resume", "close_window", "reassign", "window", "stats", "ticket",
-                    "services", "subscribe", "cockpit", "reset_day", "ping"},
+                    "services", "subscribe", "cockpit", "reset_day", "ping",
+                    "ratings"},  # ratings: tests/test_reports.py
         "display": {"subscribe", "ping"},
         "speaker": {"subscribe", "ping"},
         "phone": {"position", "ping"},

@@ -115,6 +115,13 @@ def test_the_tracker_keeps_slot_start_and_check_in_of_appointments():
 # ---------------------------------------------------------------------- charts
 
 
+@pytest.fixture(autouse=True)
+def close_figures():
+    """Every test closes what it drew (pyplot keeps figures until closed)."""
+    yield
+    plt.close("all")
+
+
 @pytest.fixture(scope="module")
 def demo_run():
     """One simulated demo Wednesday (09:00-12:00, 14:00-20:00): its simulation and summary."""

@@ -65,6 +65,7 @@ def test_unknown_scenario_and_bad_target_are_reported(capsys):
     (["sim", "run", "mmc", "--seed", "-1"], "must be >= 0, got -1"),
     (["sim", "run", "mmc", "--days", "100000"], "must be <= 3650, got 100000"),
     (["sim", "run", "mmc", "--visitors", "nan"], "not a finite number"),
+    (["sim", "run", "mmc", "--top", "0"], "must be >= 1, got 0"),
     (["sim", "plan", "demo", "--target", "p90 wait <= 15 min", "--max-scale", "0"], "must be >= 1, got 0"),
 ])
 def test_out_of_range_options_are_one_line_usage_errors(args, problem, capsys):
@@ -89,16 +90,18 @@ def test_the_benchmark_prints_only_its_json_rows():
 
     out = subprocess.run([sys.executable, "-m", "benchmarks.sim", "--json", "--scenario", "demo", "--repeat", "1",
                           "--replications", "2", "--live-seconds", "0", "--eta-scenario", "demo",
-                          "--eta-others", "mmc", "--eta-visitors", "300"], capture_output=True, text=True, check=True)
+                          "--eta-others", "mmc", "--eta-visitors", "300", "--plan-scenario", "demo",
+                          "--plan-windows", "10", "--plan-replications", "2"], capture_output=True, text=True, check=True)
     rows = {r["metric"]: r for r in json.loads(out.stdout)}
     assert set(rows) == {"qingdao_day_s", "qingdao_visitors", "qingdao_commands_per_s", "erlang_c_rel_err",
                          "eta_mae_min", "eta_p90_abs_err_min", "eta_mae_min_mmc", "eta_p90_abs_err_min_mmc",
-                         "peak_told_early_share"}
+                         "peak_told_early_share", "plan_weekday_400_p90_min"}
     assert rows["peak_told_early_share"]["unit"] == "share" and rows["peak_told_early_share"]["target"] is None
     assert rows["eta_mae_min"]["target"] == "<= 3" and rows["eta_mae_min_mmc"]["target"] is None
     assert 0 <= rows["eta_mae_min"]["value"] <= rows["eta_p90_abs_err_min"]["value"] * 10
     assert rows["qingdao_day_s"]["target"] == "<= 10" and rows["qingdao_day_s"]["value"] > 0
     assert rows["erlang_c_rel_err"]["unit"] == "fraction" and 0 <= rows["erlang_c_rel_err"]["value"] < 1
+    assert rows["plan_weekday_400_p90_min"]["target"] == "<= 15" and rows["plan_weekday_400_p90_min"]["value"] > 0
     assert all(set(r) == {"metric", "value", "unit", "target"} for r in rows.values())
 
 

@@ -161,18 +161,127 @@ def test_any_demo_day_keeps_the_books(visitors, staffing, patience, patience_min
         assert u is None or 0 <= u <= 1 + 1e-9
 
 
-def test_a_hall_open_round_the_clock_runs_through_midnight(tmp_path):
-    """Services in progress when the day resets at midnight end with it: their scheduled
-    finish finds the window empty (it raised ``KeyError: None`` before)."""
+def test_nobody_waits_in_a_closed_hall():
+    """Citizens a clerk transfers while finishing in overtime go home at once, like those
+    still waiting at the close-out (before, they waited until midnight: 3.0 on the queue
+    chart and the heatmap from 20:20 on)."""
+    data = tomllib.loads((SCENARIO_DIR / "demo.toml").read_text(encoding="utf-8"))
+    data["arrivals"]["visitors"] = 700
+    data["clerks"] |= {"transfer": 0.4}
+    data["citizens"] |= {"patience": "none"}
+    sim = Simulation(scenario_from_mapping(data, source="late.toml", base=SCENARIO_DIR))
+    sim.plan()
+    while sim.heap[0][2] != Kind.CLOSE_OUT:
+        sim.step()
+    close_out, left, transfers = sim.heap[0][0], len(sim.engine.state.book), sim.tracker.counts["ticket_transferred"]
+    while sim.step():
+        if sim.now > close_out and (not sim.heap or sim.heap[0][0] > sim.now):
+            assert not sim.engine.state.book, "somebody waits in the closed hall"
+    summary = sim.finish()
+    transferred_late = sim.tracker.counts["ticket_transferred"] - transfers
+    assert left > 100 and transferred_late > 0
+    flow = summary["flow"]
+    assert flow["sent_home"] == flow["unserved"] == left + transferred_late
+    queue = summary["queue"]
+    assert not any(queue["total"][int((close_out - queue["t0"]) // queue["bin_s"]) + 1:])
+    assert not any(v for zone in summary["heatmap"]["values"] for v in zone[21:])
+
+
+def round_the_clock(tmp_path, **tables):
+    """The demo hall open 00:00-24:00 every day, a flat profile, no [clerks] table (defaults:
+    breaks, overtime, wrap-up and the daily reset), *tables* overriding key by key."""
     hall = (SCENARIO_DIR / "../../config/demo.toml").resolve().read_text(encoding="utf-8")
     days = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
     for day in days:
         hall = "\n".join(f'{day} = ["00:00-24:00"]' if line.startswith(f"{day} = ") else line
                          for line in hall.splitlines())
     (tmp_path / "hall24.toml").write_text(hall, encoding="utf-8")
+    data = {"scenario": {"hall": "hall24.toml", "date": "2026-11-23", "days": 2, "seed": 5},
+            "arrivals": {"visitors": 800, "profile": [["00:00", 1.0], ["24:00", 1.0]], "door_wait_min": 0}}
+    for table, values in tables.items():
+        data[table] = {**data.get(table, {}), **values}
+    return scenario_from_mapping(data, source=str(tmp_path / "s.toml"), base=tmp_path)
+
+
+def test_a_hall_open_round_the_clock_runs_through_midnight(tmp_path):
+    """Services in progress when the day resets at midnight end with it (their scheduled
+    finish raised ``KeyError: None`` before)."""
     data = tomllib.loads((SCENARIO_DIR / "demo.toml").read_text(encoding="utf-8"))
-    data["scenario"] |= {"hall": "hall24.toml", "days": 2}
-    data["arrivals"] |= {"visitors": 1500, "profile": [["00:00", 1.0], ["24:00", 1.0]], "door_wait_min": 0}
-    scenario = scenario_from_mapping(data, source=str(tmp_path / "s.toml"), base=tmp_path)
+    scenario = round_the_clock(tmp_path, arrivals={"visitors": 1500}, citizens=data["citizens"],
+                               clerks=data["clerks"])
     summary = Simulation(scenario).run()
     assert summary["windows"]["opened"] > 0 and summary["flow"]["served"] > 1000
+
+
+def test_a_round_the_clock_hall_with_a_daily_reset_serves_every_day(tmp_path):
+    """With the default daily reset, the windows reopen after midnight. Before, the sessions
+    merged across midnight, so nothing reopened the windows the reset had closed: the second
+    day served nobody, and a clerk calling after wrapping up died with "window 3 is closed"."""
+    scenario = round_the_clock(tmp_path)
+    sim = Simulation(scenario)
+    summary = sim.run()
+    second_day = scenario.midnight(1)
+    served = [r for r in sim.tracker.tickets.values() if r.outcome == "served"]
+    late = sum(1 for r in served if r.called >= second_day)
+    assert summary["flow"]["served"] == len(served) > 1200
+    assert 0.4 < late / len(served) < 0.6
+
+
+def test_at_midnight_the_ending_day_closes_before_the_next_opens(tmp_path):
+    sim = Simulation(round_the_clock(tmp_path, clerks={"breaks_per_session": 0}))
+    midnight = sim.scenario.midnight(1)
+    assert [kind for at, kind, _ in sim.calendar() if at == midnight] == [
+        Kind.SESSION_END, Kind.CLOSE_OUT, Kind.DAY_END, Kind.SESSION_START]
+    # the close-out of a day is capped by its reset (20 min of overtime would run past it)
+    assert [at for at, kind, _ in sim.calendar() if kind == Kind.CLOSE_OUT] == [midnight, sim.scenario.end]
+    no_reset = Simulation(round_the_clock(tmp_path, clerks={"breaks_per_session": 0, "reset_day": False}))
+    assert [kind for at, kind, _ in no_reset.calendar() if at == midnight] == [Kind.DAY_END]
+
+
+def test_littles_law_holds_when_the_last_close_out_runs_past_the_horizon(tmp_path):
+    """Nobody serves; the last day's close-out (midnight + 20 min overtime, no reset) comes after
+    the horizon. The engine's queue counted up to the close-out, the spells only up to the
+    horizon: L was 1.4 % above λ·W (found by the property test)."""
+    scenario = round_the_clock(tmp_path, scenario={"days": 1}, arrivals={"visitors": 40},
+                               citizens={"patience": "none"}, clerks={"staffing": 0.0, "reset_day": False})
+    summary = Simulation(scenario).run()
+    assert summary["flow"]["sent_home"] == summary["flow"]["queued"] > 20
+    assert summary["little"]["rel_err"] < 1e-9
+
+
+def test_a_call_after_wrapping_up_lapses_with_the_reset(tmp_path):
+    """A clerk wrapping up at midnight was still due to press "next" after the reset; by then
+    the window had reopened and called the new day's first citizen (WindowBusy before)."""
+    scenario = round_the_clock(tmp_path, arrivals={"visitors": 1500}, clerks={"wrapup_s": 600})
+    sim = Simulation(scenario)
+    sim.plan()
+    midnight = scenario.midnight(1)
+    while sim.heap[0][0] < midnight:
+        sim.step()
+    assert any(kind == Kind.CALL for _, _, kind, _ in sim.heap)  # someone is wrapping up at midnight
+    while sim.step():
+        pass
+    assert sim.finish()["flow"]["served"] > 600
+
+
+def test_a_service_cut_off_by_the_reset_stops_the_window_being_busy(tmp_path):
+    """The reset ended the window's open time but not its busy time, which ran on to the
+    lapsed finish: utilisation above 1 (found by the property test)."""
+    scenario = round_the_clock(tmp_path, scenario={"days": 1}, arrivals={"visitors": 1500},
+                               service_times={"scale": 4.0}, clerks={"staffing": 0.2})
+    sim = Simulation(scenario)
+    summary = sim.run()
+    assert sim.now > scenario.end  # a service was still in progress at midnight
+    assert all(u is None or u <= 1 for u in summary["utilisation"]["by_zone"].values())
+    assert summary["utilisation"]["by_zone"]["universal"] > 0.95
+
+
+def test_a_citizen_late_for_a_booking_the_reset_expired_takes_a_number(tmp_path):
+    """Booked for 23:30, arriving 45 minutes late: the midnight reset had expired the booking
+    and the check-in died with UnknownTicket (found by the property test)."""
+    scenario = round_the_clock(tmp_path, scenario={"days": 1}, arrivals={"visitors": 300},
+                               channels={"kiosk": 0.0, "qr": 0.0, "appointment": 1.0},
+                               appointments={"no_show": 0.0, "late_mean_min": 45, "late_sd_min": 0})
+    sim = Simulation(scenario)
+    sim.run()
+    assert sim.tracker.counts["late_rejected"] > 0

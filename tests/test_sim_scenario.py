@@ -51,6 +51,7 @@ def test_a_path_and_a_name_find_the_same_file():
     ("appointments", {"no_show": 1.5}, "appointments.no_show"),
     ("service_times", {"minutes": {"SOC": -5}}, "service_times.minutes.SOC"),
     ("scenario", {"seed": -1}, "scenario.seed"),
+    ("scenario", {"seed": 2**32}, "scenario.seed"),  # numpy seeds stop at 2**32 - 1
     ("scenario", {"days": 1, "warmup_min": 1440}, "scenario"),  # the warm-up would be the whole run
 ])
 def test_mistakes_name_the_key(table, values, key):
@@ -92,6 +93,9 @@ def test_adjusted_changes_days_and_visitors_only():
     assert t.arrivals.profile == s.arrivals.profile
     with pytest.raises(ConfigError):
         s.adjusted(days=0)
+    with pytest.raises(ConfigError, match="visitors must be > 0") as info:
+        s.adjusted(visitors=0)
+    assert info.value.key == "arrivals.visitors"
 
 
 def test_more_days_than_allowed_or_fewer_than_the_warm_up_are_config_errors():

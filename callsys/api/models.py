@@ -151,3 +151,106 @@ class ErrorDetail(BaseModel):
 
 class ErrorOut(BaseModel):
     error: ErrorDetail
+
+
+# ---------------------------------------------------------------------- reports (GET /reports)
+
+
+class WaitStatsOut(BaseModel):
+    """Wait until the first call (:func:`sim.metrics.wait_stats`); the minutes are absent when nobody was called."""
+
+    queued: int
+    called: int
+    p_wait: float | None = Field(description="share of the called who waited more than 0 s")
+    mean_min: float | None = None
+    p50_min: float | None = None
+    p90_min: float | None = None
+    p99_min: float | None = None
+    max_min: float | None = None
+    within_target: float | None = Field(description="share of all who queued called within the service's target")
+
+
+class DurationsOut(BaseModel):
+    """Service time at the window, from `service_started` to `service_finished` (min)."""
+
+    served: int
+    mean_min: float | None
+    p50_min: float | None
+    p90_min: float | None
+
+
+class TicketsOut(BaseModel):
+    queued: int = Field(description="tickets eligible in the period")
+    by_channel: dict[str, int]
+    by_service: dict[str, int]
+    outcomes: dict[str, int] = Field(description="served, no_show, cancelled (abandonment), expired, waiting")
+
+
+class WaitsOut(BaseModel):
+    all: WaitStatsOut
+    by_channel: dict[str, WaitStatsOut]
+    by_service: dict[str, WaitStatsOut]
+
+
+class ServiceTimeOut(BaseModel):
+    all: DurationsOut
+    by_service: dict[str, DurationsOut]
+
+
+class WindowRatingsOut(BaseModel):
+    window: int | None = Field(description="the window; null for the hall's total")
+    good: int
+    bad: int
+    unrated: int
+    good_share: float | None
+    scored: int
+    mean_score: float | None
+
+
+class RatingAlertOut(BaseModel):
+    """A `bad` rating."""
+
+    at: float = Field(description="POSIX seconds of the finish")
+    ticket: int
+    number: str | None
+    window: int
+    score: int | None
+
+
+class RatingsOut(BaseModel):
+    all: WindowRatingsOut
+    by_window: list[WindowRatingsOut]
+    clerks_identified: bool = Field(description="false: the events name windows, not clerks")
+    alerts: list[RatingAlertOut]
+
+
+class HourOut(BaseModel):
+    hour: int = Field(ge=0, le=23)
+    tickets: int
+    waiting: float = Field(description="mean citizens waiting in that hour")
+
+
+class HeatmapOut(BaseModel):
+    zones: list[str]
+    hours: list[int]
+    values: list[list[float]] = Field(description="mean citizens waiting, one row per zone, one column per hour")
+
+
+class ReportOut(BaseModel):
+    """A past day (or days) rebuilt from the event log; definitions in `callsys/reports/__init__.py`."""
+
+    hall: str
+    timezone: str
+    from_: str = Field(alias="from", description="first local date, YYYY-MM-DD")
+    to: str = Field(description="last local date (included)")
+    days: int
+    start: float = Field(description="POSIX seconds of the first local midnight")
+    end: float = Field(description="POSIX seconds of the local midnight after the last day")
+    events: int = Field(description="events of the log folded (those before the period's end)")
+    tickets: TicketsOut
+    waits: WaitsOut
+    service_time: ServiceTimeOut
+    ratings: RatingsOut
+    hours: list[HourOut]
+    busiest: list[HourOut]
+    heatmap: HeatmapOut

@@ -362,8 +362,13 @@ async def open_journal(url: str, hall: Hall, *, snapshot_every: int = SNAPSHOT_E
             await log.aclose()
 
 
-async def open_store(url: str, hall_id: str) -> EventLog:
+async def open_store(url: str, hall_id: str, *, readonly: bool = False) -> EventLog:
     """The :class:`EventLog` named by *url*: ``file:PATH`` or a Redis URL (see :func:`open_journal`).
+
+    Args:
+        readonly: open it only to read, beside whoever writes it (reports): a file store is
+            opened without its lock (:meth:`FileLog.open_readonly`, one consistent read
+            transaction); a Redis store takes no lock in any case.
 
     Raises:
         LogError: the URL names no known store, or the store cannot be opened.
@@ -372,6 +377,8 @@ async def open_store(url: str, hall_id: str) -> EventLog:
     if scheme == "file" and rest:
         from .sqlite import FileLog
 
+        if readonly:
+            return (await FileLog.open_readonly(rest, hall_id))[0]
         return await FileLog.open(rest, hall_id)
     if rest.startswith("//"):
         from .redis import SCHEMES, RedisLog

@@ -104,6 +104,7 @@ _MANAGER: dict[str, Spec] = {
     "reset_day": {},
     **{kind: _WINDOW for kind in _WINDOW_MOVES},
     "stats": {},
+    "ratings": {},
     "ticket": _TICKET,
     "window": _WINDOW,
     "services": {},

@@ -130,6 +130,10 @@ def _handle_stats(session: "Session", kind: str, rid: Any, fields: dict[str, Any
                                     server.loop_watch))
 
 
+def _handle_ratings(session: "Session", kind: str, rid: Any, fields: dict[str, Any]) -> Reply:
+    return None, ok(rid, session.server.ratings.to_dict())
+
+
 def _handle_subscribe(session: "Session", kind: str, rid: Any, fields: dict[str, Any]) -> Reply:
     windows = resolve_places(session.server.hall, fields, rid)
     session.subscribe(windows)
@@ -160,6 +164,7 @@ HANDLERS: dict[str, Handler] = {
     "window": _handle_window,
     "ticket": _handle_ticket,
     "stats": _handle_stats,
+    "ratings": _handle_ratings,
     "subscribe": _handle_subscribe,
     "cockpit": _handle_cockpit,
 }

@@ -41,6 +41,7 @@ from ..events import DayReset, Event
 from ..hall import Hall
 from ..log import Journal, Pending, open_journal
 from ..protocol import CODECS, PATH, VERSION, CloseCode, Unavailable
+from ..ratings import ratings_of
 from ..state import HallCalendar
 from ..tokens import sample_api_clients, sample_token_roles
 from . import _gc, _websocket, http, pages
@@ -88,6 +89,7 @@ class CallsysServer:
         self.secret = secret
         self.settings = settings
         self.hub = Hub(hall, engine)
+        self.ratings = ratings_of(engine.state)  # the day's ratings and bad-rating alerts (callsys.ratings)
         self.announcer = announcer or Announcer(Renderer(None))  # renders the audio of announce pushes
         self.hub.board.prepare = self.announcer.prepare
         self.sessions: set[Session] = set()
@@ -152,6 +154,11 @@ class CallsysServer:
             self.hub.on_durable(batch)
         except Exception:  # a bug in a projection: the log is intact, displays may lag; keep serving
             logging.getLogger("callsys.server").exception("fan-out failed at seq %s", batch[0][0])
+        try:
+            for _, event in batch:
+                self.ratings.apply(event)
+        except Exception:  # the same: the ratings may lag, the log is intact
+            logging.getLogger("callsys.server").exception("ratings fold failed at seq %s", batch[0][0])
         if self.settings.manage_gc and any(type(e) is DayReset for _, e in batch):
             _gc.full_collection()  # the day is over: the quiet moment for a full scan
 
