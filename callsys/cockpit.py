@@ -24,8 +24,11 @@ What it holds, and the policy behind each figure:
   ``idle_window:<id>`` — an open window has nobody at it while one of its services has
   tickets waiting (a clerk between two citizens raises it for the moment before the next
   call, so screens may want to show it only once it lasts).
-* **Ratings** — the evaluator's good/bad and 1-5 scores of today's finished services, per
-  window (:class:`Ratings`, folded from ``service_finished`` events).
+  ``bad_rating:<ticket>`` — the evaluator's verdict on a finished service was ``bad``
+  (one per bad rating today, from :class:`callsys.ratings.Ratings`).
+* **Ratings** — today's good/bad verdicts and 1-5 scores per window, as the server's
+  :class:`callsys.ratings.Ratings` fold counts them (the manager's ``ratings`` query and
+  the reports use the same fold).
 
 :func:`layout` places the floors, zones and windows for drawing, in the hall file's units
 (metres): a window's ``x``/``y`` and a zone's ``area`` come from the hall file; a floor
@@ -38,18 +41,19 @@ on every side, kept inside the floor.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Final, Iterable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Final, Mapping
 
-from . import events as ev
 from .hall import Hall
-from .state import CLOSED, PAUSED, SERVING, HallState, Ticket
+from .ratings import Ratings, WindowRatings
+from .state import CLOSED, PAUSED, SERVING, HallState
 
 IDLE: Final = "idle"
 CALLING: Final = "calling"
 WINDOW_STATES: Final = (CLOSED, PAUSED, IDLE, CALLING, SERVING)
 OVER_TARGET: Final = "over_target"
 IDLE_WINDOW: Final = "idle_window"
+BAD_RATING: Final = "bad_rating"
 GRID_PER_ROW: Final = 10  # windows per row in a default grid
 GRID_SPACING: Final = (3.0, 4.0)  # metres between windows of a default grid (x, y)
 ZONE_MARGIN: Final = 2.0  # metres around a zone's windows when the hall gives the zone no area
@@ -159,62 +163,6 @@ def _default_grid(hall: Hall, floor: int, width: float, depth: float) -> dict[in
     return out
 
 
-# ---------------------------------------------------------------------- ratings
-
-
-@dataclass(slots=True)
-class Tally:
-    """Ratings of one window: good and bad counts, how many scores were given and their sum."""
-
-    good: int = 0
-    bad: int = 0
-    scores: int = 0
-    score_sum: int = 0
-
-    def to_message(self) -> dict[str, Any]:
-        return {"good": self.good, "bad": self.bad, "scores": self.scores,
-                "mean_score": round(self.score_sum / self.scores, 2) if self.scores else None}
-
-
-@dataclass(slots=True)
-class Ratings:
-    """Today's ratings per window, folded from ``service_finished`` events (reset with the day)."""
-
-    windows: dict[int, Tally] = field(default_factory=dict)
-
-    @classmethod
-    def from_tickets(cls, tickets: Iterable[Ticket]) -> "Ratings":
-        """The ratings of the finished *tickets* still in the state (today's)."""
-        ratings = cls()
-        for t in tickets:
-            if t.finished_at is not None and t.window is not None:
-                ratings.add(t.window, t.rating, t.score)
-        return ratings
-
-    def add(self, window: int, rating: str | None, score: int | None) -> None:
-        """Count one finished service's *rating* (``"good"``, ``"bad"``, None) and *score* (1-5, None)."""
-        if rating is None and score is None:
-            return
-        tally = self.windows.setdefault(window, Tally())
-        if rating == "good":
-            tally.good += 1
-        elif rating == "bad":
-            tally.bad += 1
-        if score is not None:
-            tally.scores += 1
-            tally.score_sum += score
-
-    def apply(self, event: ev.Event) -> bool:
-        """Fold *event*; True if it changed the ratings."""
-        if type(event) is ev.ServiceFinished:
-            self.add(event.window, event.rating, event.score)
-            return event.rating is not None or event.score is not None
-        if type(event) is ev.DayReset and self.windows:
-            self.windows.clear()
-            return True
-        return False
-
-
 # ---------------------------------------------------------------------- the model
 
 
@@ -267,14 +215,18 @@ class ZoneView:
 class Alert:
     """Something a manager should act on; ``id`` stays the same while the condition lasts."""
 
-    id: str  # "over_target:<code>" | "idle_window:<window>"
-    kind: str  # OVER_TARGET | IDLE_WINDOW
+    id: str  # "over_target:<code>" | "idle_window:<window>" | "bad_rating:<ticket>"
+    kind: str  # OVER_TARGET | IDLE_WINDOW | BAD_RATING
     service: str | None = None
     window: int | None = None
     waiting: int = 0
     estimated_wait_s: float | None = None
     target_wait_s: float | None = None
     services: tuple[str, ...] = ()  # idle_window: its services that have tickets waiting
+    ticket: int | None = None  # bad_rating: the ticket rated, its number, the score and when
+    number: str | None = None
+    score: int | None = None
+    at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,7 +238,7 @@ class Cockpit:
     windows: tuple[WindowView, ...]
     zones: tuple[ZoneView, ...]
     alerts: tuple[Alert, ...]
-    ratings: Mapping[int, Tally]
+    ratings: tuple[WindowRatings, ...]  # windows with a finished service today, by id
 
     def to_message(self) -> dict[str, Any]:
         """The cockpit as the ``cockpit_update`` push's fields (docs/protocol.md)."""
@@ -302,8 +254,9 @@ class Cockpit:
                        "windows_open": z.windows_open, "windows_busy": z.windows_busy} for z in self.zones],
             "alerts": [{"id": a.id, "kind": a.kind, "service": a.service, "window": a.window,
                         "waiting": a.waiting, "estimated_wait_s": a.estimated_wait_s,
-                        "target_wait_s": a.target_wait_s, "services": list(a.services)} for a in self.alerts],
-            "ratings": [{"window": wid, **tally.to_message()} for wid, tally in sorted(self.ratings.items())],
+                        "target_wait_s": a.target_wait_s, "services": list(a.services), "ticket": a.ticket,
+                        "number": a.number, "score": a.score, "at": a.at} for a in self.alerts],
+            "ratings": [r.to_dict() for r in self.ratings],
         }
 
 
@@ -316,7 +269,7 @@ def build(hall: Hall, state: HallState, estimate: Estimate, now: float, ratings:
         estimate: the hall's estimator, ``(service, tickets ahead) -> seconds or None``
             (:meth:`callsys.engine.QueueEngine.estimate_at`).
         now: the time the elapsed seconds are counted to (POSIX s).
-        ratings: today's ratings (:class:`Ratings`); none when not given.
+        ratings: today's ratings (the server's :class:`callsys.ratings.Ratings`); none when not given.
     """
     book, tickets = state.book, state.tickets
     services = []
@@ -352,8 +305,13 @@ def build(hall: Hall, state: HallState, estimate: Estimate, now: float, ratings:
             if starved or book.direct_head(w.id) is not None:
                 alerts.append(Alert(f"{IDLE_WINDOW}:{w.id}", IDLE_WINDOW, window=w.id,
                                     waiting=sum(waiting_by[c] for c in starved), services=starved))
+    if ratings is None:
+        return Cockpit(now, tuple(services), tuple(windows), zones, tuple(alerts), ())
+    for bad in ratings.alerts:
+        alerts.append(Alert(f"{BAD_RATING}:{bad.ticket}", BAD_RATING, window=bad.window, ticket=bad.ticket,
+                            number=bad.number, score=bad.score, at=bad.at))
     return Cockpit(now, tuple(services), tuple(windows), zones, tuple(alerts),
-                   dict(ratings.windows) if ratings is not None else {})
+                   tuple(ratings.windows[w] for w in sorted(ratings.windows)))
 
 
 def _heat(hall: Hall, state: HallState, windows: list[WindowView]) -> tuple[ZoneView, ...]:

@@ -11,6 +11,7 @@ from callsys import cockpit
 from callsys import commands as cmd
 from callsys.errors import ConfigError, EngineError
 from callsys.hall import hall_from_mapping
+from callsys.ratings import Ratings
 from conftest import SMALL_HALL, hall_time, merged
 from engine_support import Desk
 
@@ -147,20 +148,22 @@ def test_heat_adds_up_to_the_waiting_citizens_someone_could_serve(script):
                 assert by_id(model.windows)[alert.window].state == cockpit.IDLE
 
 
-def test_ratings_fold_finished_services_and_match_a_rebuild(desk):
+def test_ratings_come_from_the_servers_fold_and_a_bad_one_is_an_alert(desk):
     desk.open(1)
-    ratings = cockpit.Ratings()
+    ratings = Ratings(daily=True)
     for rating, score in (("good", 5), ("bad", 2), (None, None), ("good", None)):
         desk.take("A")
-        desk.call(1)
-        events = desk.do(cmd.FinishService, window=1, rating=rating, score=score)
-        assert ratings.apply(events[0]) == (rating is not None or score is not None)
-    tally = ratings.windows[1]
-    assert (tally.good, tally.bad, tally.scores) == (2, 1, 2)
-    assert tally.to_message()["mean_score"] == 3.5
-    assert cockpit.Ratings.from_tickets(desk.engine.state.tickets.values()) == ratings
-    message = view(desk, ratings=ratings).to_message()
-    assert message["ratings"] == [{"window": 1, "good": 2, "bad": 1, "scores": 2, "mean_score": 3.5}]
+        for event in [*desk.do(cmd.CallNext, window=1), *desk.do(cmd.FinishService, window=1, rating=rating,
+                                                                   score=score)]:
+            ratings.apply(event)
+    model = view(desk, ratings=ratings)
+    (figures,) = model.ratings
+    assert (figures.window, figures.good, figures.bad, figures.unrated, figures.mean_score) == (1, 2, 1, 1, 3.5)
+    (bad,) = [a for a in model.alerts if a.kind == cockpit.BAD_RATING]
+    assert (bad.window, bad.number, bad.score) == (1, "A002", 2) and bad.id == f"bad_rating:{bad.ticket}"
+    message = model.to_message()
+    assert message["ratings"] == [ratings.windows[1].to_dict()]
+    assert view(desk).ratings == ()  # no fold given: no ratings
 
 
 def test_layout_uses_the_hall_positions_and_boxes_zones_around_their_windows(hall):

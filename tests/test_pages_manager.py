@@ -69,7 +69,12 @@ async def test_manager_page_follows_the_hall_live(nursery, demo_hall, tmp_path):
             detail = await page.text("#detail")
             assert "办理 serving" in detail and "C001 (SOC)" in detail
             await clerk.request("finish", rating="good", score=5)
-        await page.wait_for("document.querySelector('#ratings tr[data-window=\"7\"] .good')?.textContent === '1'")
+            await page.wait_for("document.querySelector('#ratings tr[data-window=\"7\"] .good')?.textContent === '1'")
+            await clerk.request("call_next")
+            await clerk.request("finish", rating="bad", score=2)  # a bad rating: an alert with ticket and window
+        await page.wait_for("document.querySelector('#ratings tr[data-window=\"7\"] .bad')?.textContent === '1'")
+        await page.wait_for("!!document.querySelector('#alerts li.bad_rating')")
+        assert "C002 窗口 window 7 · 2/5" in await page.text("#alerts li.bad_rating")
 
         async with client(server, "kiosk") as kiosk:  # CIVIL: one window (10), 12 min each, target 30 min
             for _ in range(4):

@@ -45,7 +45,11 @@ async def test_cockpit_snapshot_then_updates_as_tickets_are_taken_and_called(nur
             update = await push_of(manager, "cockpit_update")
             if update["ratings"]:
                 break
-        assert update["ratings"] == [{"window": 7, "good": 0, "bad": 1, "scores": 1, "mean_score": 1.0}]
+        (figures,) = update["ratings"]
+        assert (figures["window"], figures["good"], figures["bad"], figures["mean_score"]) == (7, 0, 1, 1.0)
+        (bad,) = [a for a in update["alerts"] if a["kind"] == "bad_rating"]
+        assert (bad["window"], bad["score"]) == (7, 1) and bad["number"].startswith("C")
+        assert update["ratings"] == (await manager.request("ratings"))["by_window"]  # the same fold
         assert by(update["windows"], "window")[7]["state"] == "idle"
 
         assert (await manager.request("cockpit", follow=False))["ratings"] == update["ratings"]

@@ -46,8 +46,8 @@ builds the cockpit once (when anyone follows it) and pushes it whole to every fo
 anything but the clock moved since the last one (the elapsed seconds of a service tick
 without events: a page counts them on from ``since``). Building it for the 400-window hall
 with 3,000 tickets waiting took 5-16 ms in one go (noisy, on the shared 2-core machine; not
-sliced) — paid once per round, only while a manager follows. Today's ratings are folded from
-the durable ``service_finished`` events, like the board.
+sliced) — paid once per round, only while a manager follows. Its ratings are the server's
+fold of the durable events (:mod:`callsys.ratings`).
 
 **Phones** (``ticket_update``) get every event of their own ticket at once (called:
 straight away, like the screens). Their place in line is refreshed every
@@ -73,6 +73,7 @@ from ..engine import QueueEngine
 from .._wsframe import message_frames
 from ..hall import Hall
 from ..queues import NORMAL, PRIORITY
+from ..ratings import Ratings
 from .projections import TICKET_STATUS, Board, Message, service_summaries, ticket_window
 
 _ANNOUNCED = (ev.TicketCalled.kind, ev.TicketRecalled.kind)
@@ -100,10 +101,11 @@ class Hub:
 
     Args:
         hall: the hall.
-        engine: the live engine (read for phone positions only).
+        engine: the live engine (read for phone positions, summaries and the cockpit).
+        ratings: the server's fold of today's ratings, shown in the cockpit (None: none).
     """
 
-    def __init__(self, hall: Hall, engine: QueueEngine) -> None:
+    def __init__(self, hall: Hall, engine: QueueEngine, ratings: Ratings | None = None) -> None:
         self.hall = hall
         self.engine = engine
         self.board = Board(hall, engine)
@@ -126,7 +128,7 @@ class Hub:
         self._summaries_stale = trio.Event()  # set by a durable batch, cleared by a round
         self._recheck: set[Subscriber] = set()  # their services changed (skills reassigned)
         self.cockpits: set[Subscriber] = set()  # managers following the cockpit
-        self.ratings = cockpit.Ratings.from_tickets(engine.state.tickets.values())  # today's, durable
+        self.ratings = ratings
         self.layout = cockpit.layout(hall)
         self._cockpit_last: Any = None  # the last cockpit_update pushed, without its clock fields
 
@@ -175,7 +177,7 @@ class Hub:
         return codes
 
     def cockpit(self, now: float) -> cockpit.Cockpit:
-        """The cockpit of the live engine at *now* (with the durable ratings)."""
+        """The cockpit of the live engine at *now* (with the server's ratings)."""
         engine = self.engine
         return cockpit.build(self.hall, engine.state, engine.estimate_at, now, self.ratings)
 
@@ -218,7 +220,6 @@ class Hub:
                 self._ticket_event(seq, event)  # pushes the ticket's phones; marks its service as moved
             if type(event) is ev.SkillsReassigned:
                 self._recheck.update(self.displays[event.window])
-            self.ratings.apply(event)
         self._summaries_stale.set()
 
     def publish(self, subs: Iterable[Subscriber], message: Message) -> None:

@@ -88,8 +88,8 @@ class CallsysServer:
         self.clock = clock
         self.secret = secret
         self.settings = settings
-        self.hub = Hub(hall, engine)
         self.ratings = ratings_of(engine.state)  # the day's ratings and bad-rating alerts (callsys.ratings)
+        self.hub = Hub(hall, engine, self.ratings)
         self.announcer = announcer or Announcer(Renderer(None))  # renders the audio of announce pushes
         self.hub.board.prepare = self.announcer.prepare
         self.sessions: set[Session] = set()

@@ -8,7 +8,8 @@ the manager page draws (:mod:`callsys.cockpit`). A frame shows:
 * every floor as a grid: one line per zone — its waiting citizens as a heat bar, then its
   windows as coloured cells (idle, calling, serving, paused, closed);
 * the top queues: the services furthest over (or closest to) their target wait;
-* the alerts: every service over target, and the idle windows whose services wait.
+* the alerts: every service over target, every bad rating today, and the idle windows whose
+  services wait.
 
 On a terminal it redraws in place (rich ``Live``) on each update;
 otherwise (a pipe, a test), or with ``--once`` / ``--updates N``, it prints one frame per
@@ -152,16 +153,20 @@ class Dashboard:
         return table
 
     def alerts_table(self) -> Table:
-        """Over-target services first, then idle windows, at most ALERTS_SHOWN lines."""
+        """Over-target services and bad ratings first, then idle windows, at most ALERTS_SHOWN lines."""
         assert self.cockpit is not None
         alerts = self.cockpit["alerts"]
-        ordered = [a for a in alerts if a["kind"] == "over_target"] + [a for a in alerts if a["kind"] != "over_target"]
+        ordered = [a for a in alerts if a["kind"] != "idle_window"] + [a for a in alerts if a["kind"] == "idle_window"]
         table = Table(title="告警 Alerts", expand=True, title_style="bold", show_header=False)
         table.add_column()
         for a in ordered[:ALERTS_SHOWN]:
             if a["kind"] == "over_target":
                 table.add_row(Text(f"{a['service']}: 预计 {minutes(a['estimated_wait_s'])} > 目标 "
                                    f"{minutes(a['target_wait_s'])} target · {a['waiting']} waiting", style="red"))
+            elif a["kind"] == "bad_rating":
+                score = f" · {a['score']}/5" if a["score"] else ""
+                table.add_row(Text(f"差评 bad rating: {a['number'] or a['ticket']} · 窗口 window {a['window']}{score}",
+                                   style="magenta"))
             else:
                 waits = ", ".join(a["services"]) or "own queue"
                 table.add_row(Text(f"窗口 window {a['window']} 空闲 idle · {waits} wait ({a['waiting']})",
