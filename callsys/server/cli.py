@@ -170,11 +170,19 @@ async def _run_until_signal(serve: partial) -> None:
     """Run the server; the first SIGINT/SIGTERM starts a clean shutdown."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
-            server = await nursery.start(serve)
-            print(pages_block(server), flush=True)
+            servers = []
+
+            async def run() -> None:
+                servers.append(await nursery.start(serve))
+                print(pages_block(servers[0]), flush=True)
+
+            nursery.start_soon(run)
             async for signum in signals:
                 logs.log(logging.INFO, "signal", signal=signal.Signals(signum).name)
-                server.shutdown()
+                if servers:
+                    servers[0].shutdown()
+                else:  # still recovering, or a standby: nothing acknowledged to drain
+                    nursery.cancel_scope.cancel()
                 break
 
 

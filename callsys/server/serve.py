@@ -40,10 +40,11 @@ from ..errors import CallsysError
 from ..events import DayReset, Event
 from ..hall import Hall
 from ..log import Journal, Pending, open_journal
+from ..log.redis import RedisLog
 from ..protocol import CODECS, PATH, VERSION, CloseCode, Unavailable
 from ..state import HallCalendar
 from ..tokens import sample_api_clients, sample_token_roles
-from . import _gc, _websocket, http, pages
+from . import _gc, _websocket, http, pages, standby
 from .auth import Identity
 from .hub import Hub
 from .limits import Admission, Refusal, RefusalLog
@@ -449,12 +450,19 @@ async def serve_callsys(hall: Hall, store: str, *, host: str = DEFAULT_HOST, por
             or ``trio.lowlevel.add_instrument``): its figures go into ``stats`` and the
             ``stopped`` log line.
 
+    On a Redis store the server first takes the hall's lease; while another process holds
+    it, this one is a hot standby (:mod:`~callsys.server.standby`) and listens only once it
+    owns the hall. Losing the lease stops it like a failed commit.
+
     Raises:
         LogError: the store cannot be opened or recovered.
-        ServerError: a commit failed while serving (fail-stop).
+        ServerError: a commit failed while serving, or the lease was lost (fail-stop).
     """
     async with open_journal(store, hall) as journal:
         engine, _ = await journal.recover()
+        leased = isinstance(journal.log, RedisLog)
+        if leased:  # one owner per hall: follow as a standby until this process holds the lease
+            await standby.follow(journal, journal.log, standby.owner_id())
         settings = settings or ServerSettings()
         deliveries = None
         if targets := targets_of(hall.integrations):  # the clients with a webhook_url
@@ -472,6 +480,8 @@ async def serve_callsys(hall: Hall, store: str, *, host: str = DEFAULT_HOST, por
                 if server.settings.manage_gc:
                     _gc.start()
                     nursery.start_soon(_gc.collect)
+                if leased:
+                    nursery.start_soon(standby.keep_lease, journal.log, server.fail)
                 await server.run(host, port, task_status)
                 nursery.cancel_scope.cancel()
         finally:

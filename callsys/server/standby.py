@@ -1,0 +1,107 @@
+"""One owner per hall, and a hot standby that takes over: the policy around the Redis lease.
+
+Every ``callsys serve`` on a Redis store tries to take the hall's lease
+(:meth:`RedisLog.acquire <callsys.log.redis.RedisLog.acquire>`). The one that gets it is
+the owner: it serves clients and commits, fenced by its token, and :func:`keep_lease`
+renews the lease every :data:`~callsys.log.redis.RENEW_EVERY_S`. Any other is a standby:
+:func:`follow` keeps its engine current by applying the hall's new records as they arrive
+(``XREAD BLOCK`` in a worker thread, then the same :func:`~callsys.log.journal.replay`
+that recovery uses), and tries the lease every :data:`FOLLOW_BLOCK_S`. When the owner stops
+cleanly it releases the lease and the standby takes it at once; when the owner dies, the
+lease expires after :data:`~callsys.log.redis.LEASE_TTL_S` and the standby takes it then,
+with a new token, reads what the old owner committed last, and becomes the owner.
+
+A standby does not listen for clients: its port opens when it owns the hall, and until then
+its clients' connections are refused, so they retry (kiosks and clerks reconnect and resend
+their commands with their idempotency keys, see :mod:`callsys.keys`).
+
+An owner whose renewal is refused (its lease expired while it was paused, or another
+process took it) stops at once (:class:`~callsys.log.base.StoreFenced`); one that cannot
+reach Redis keeps trying until its lease would have expired, then stops the same way.
+Its appends are refused by the append script in any case, so it acknowledges nothing more.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+from typing import Callable, Final
+
+import trio
+
+from ..log.base import LogError, StoreDamaged, StoreFenced
+from ..log.journal import Journal, replay
+from ..log.redis import LEASE_TTL_S, RENEW_EVERY_S, RedisLog
+from .logs import log
+
+FOLLOW_BLOCK_S: Final = 0.25  # seconds a standby waits for new records before it tries the lease again
+
+
+def owner_id() -> str:
+    """This process's id in a lease: ``HOST:PID:RANDOM`` (unique even across restarts)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+async def follow(journal: Journal, store: RedisLog, owner: str, *, ttl_s: float = LEASE_TTL_S,
+                 block_s: float = FOLLOW_BLOCK_S) -> int:
+    """Follow the hall's stream until this process takes the lease; return its fencing token.
+
+    *journal* must be recovered (its engine at the store's position). On return the engine
+    holds every record the previous owner committed, and the store appends after them with
+    the new token.
+
+    Raises:
+        StoreDamaged: a followed record does not decode or apply, or the log ends short of its mark.
+        LogError: Redis failed.
+    """
+    engine = journal.engine
+    seq = journal.durable_seq
+    store.following = True
+    announced: str | None = None
+    # Stopped mid-replay, the engine may be ahead of the journal's position: no closing snapshot then.
+    closing_snapshot, journal.snapshot_on_close = journal.snapshot_on_close, False
+    while True:
+        token = await store.acquire(owner, ttl_s)
+        if token is not None:
+            last = await store.last_seq()
+            seq = await replay(store, engine, seq)
+            if seq != last:
+                raise StoreDamaged(f"store {store.name} is damaged at seq {seq + 1}: hall {store.hall_id!r} says its "
+                                   f"log ends at seq {last}, its stream at {seq}", seq + 1)
+            journal.followed(seq)
+            journal.snapshot_on_close = closing_snapshot
+            log(logging.INFO, "owner", hall=store.hall_id, token=token, seq=seq, previous=announced)
+            return token
+        holder = await store.holder()
+        if holder != announced and holder is not None:
+            announced = holder
+            log(logging.INFO, "standby", hall=store.hall_id, owner=holder, seq=seq,
+                message="following the owner's events; taking over when its lease expires")
+        await store.wait_appended(seq, block_s)
+        seq = await replay(store, engine, seq)
+        journal.followed(seq)
+
+
+async def keep_lease(store: RedisLog, on_lost: Callable[[BaseException], None], *,
+                     ttl_s: float = LEASE_TTL_S, every_s: float = RENEW_EVERY_S) -> None:
+    """Renew the lease every *every_s* until cancelled; call *on_lost* once it is lost.
+
+    A refused renewal is final (:class:`StoreFenced`); an unreachable Redis is retried until
+    *ttl_s* have passed since the last renewal, then the lease counts as lost.
+    """
+    renewed = trio.current_time()
+    while True:
+        await trio.sleep(every_s)
+        try:
+            await store.renew(ttl_s)
+        except StoreFenced as exc:
+            on_lost(exc)
+            return
+        except LogError as exc:
+            if trio.current_time() - renewed >= ttl_s:
+                on_lost(StoreFenced(f"{exc}; the lease of hall {store.hall_id!r} ran out meanwhile: stopping"))
+                return
+            continue
+        renewed = trio.current_time()
