@@ -8,6 +8,7 @@ with no acknowledged ticket lost and no number issued twice.
 
 from __future__ import annotations
 
+import json
 import signal
 
 import pytest
@@ -196,3 +197,55 @@ def test_owner_ids_are_unique_per_process_start():
     host, pid, tag = owner.split(":")
     assert host and pid.isdigit() and len(tag) == 8
     assert standby.owner_id() != owner
+
+
+async def http_get(port: int, target: str) -> tuple[int, dict[str, str], bytes]:
+    """``GET target`` on 127.0.0.1:*port*: ``(status, headers, body)`` (the answer closes the connection)."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        await stream.send_all(f"GET {target} HTTP/1.1\r\nhost: callsys\r\n\r\n".encode())
+        data = b""
+        while chunk := await stream.receive_some():
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in lines[1:])
+    return int(lines[0].split()[1]), headers, body
+
+
+@guard(120)
+async def test_a_standby_refuses_clients_naming_the_owner_then_takes_over_its_port(redis_url, tmp_path):
+    secret = tmp_path / "phones.secret"
+    async with trio.open_nursery() as nursery:
+        owner = await spawn(nursery, serve_args(redis_url, secret))
+        await owner.url()
+        _, owned = await owner.wait_for("event=owner")
+        second = await spawn(nursery, serve_args(redis_url, secret))
+        await second.wait_for("event=standby ")
+        _, line = await second.wait_for("event=standby_listening")
+        port = int(line.split("url=http://127.0.0.1:", 1)[1].split()[0])
+        _, line = await second.wait_for("event=standby ")
+        owner_id = line.split("owner=", 1)[1].split()[0]
+        status, headers, body = await http_get(port, "/readyz")
+        assert status == 503 and headers["retry-after"] == "1"
+        assert json.loads(body) == {"ready": False, "reason": "standby", "owner": owner_id}
+        status, _, body = await http_get(port, "/healthz")
+        assert status == 200 and json.loads(body)["role"] == "standby"
+        status, _, body = await http_get(port, "/")
+        assert status == 503 and f"served by its owner {owner_id}".encode() in body
+        with pytest.raises(ClientError, match="refused the connection: HTTP 503") as refused:
+            async with connect(f"ws://127.0.0.1:{port}/ws", role="kiosk", token=TOKENS["kiosk"]):
+                pass
+        assert refused.value.retry_after_s == 1
+        owner.process.send_signal(signal.SIGTERM)  # a clean stop releases the lease: no TTL to wait for
+        assert await owner.process.wait() == 0
+        assert await second.url() == f"ws://127.0.0.1:{port}/ws"  # the same port, now the owner's
+        _, line = await second.wait_for("event=owner ")
+        assert "token=2" in line and f"previous={owner_id}" in line
+        async with connect(f"ws://127.0.0.1:{port}/ws", role="kiosk", token=TOKENS["kiosk"]) as kiosk:
+            assert (await kiosk.request("take_number", service="BIZ"))["number"] == "A001"
+        status, _, body = await http_get(port, "/readyz")
+        assert status == 200 and json.loads(body)["ready"] is True
+        second.process.send_signal(signal.SIGTERM)
+        assert await second.process.wait() == 0
+    assert "token=1" in owned

@@ -364,6 +364,20 @@ class CallsysServer:
             await self.hub.refresh_phones(self.clock.now(), self.settings.fanout_slice)
 
 
+async def _stand_by(journal: Journal, host: str, port: int) -> int:
+    """Follow the hall as a standby, its port answered by a :class:`~callsys.server.standby.StandbyDoor`,
+    until this process owns the hall; return the port (the one the door had, if *port* was 0)."""
+    door = standby.StandbyDoor(journal.hall.id)
+    async with trio.open_nursery() as nursery:
+        listeners = await trio.open_tcp_listeners(port, host=host)
+        port = listeners[0].socket.getsockname()[1]
+        nursery.start_soon(trio.serve_listeners, door.serve, listeners)
+        log(logging.INFO, "standby_listening", url=f"http://{host}:{port}", hall=journal.hall.id)
+        await standby.follow(journal, journal.log, standby.owner_id(), door=door)
+        nursery.cancel_scope.cancel()  # closes the door's listeners: the server opens the port next
+    return port
+
+
 def _describe(exc: BaseException) -> str:
     """``Type: message`` of *exc*, or of the exceptions inside a group."""
     if isinstance(exc, BaseExceptionGroup):
@@ -451,8 +465,9 @@ async def serve_callsys(hall: Hall, store: str, *, host: str = DEFAULT_HOST, por
             ``stopped`` log line.
 
     On a Redis store the server first takes the hall's lease; while another process holds
-    it, this one is a hot standby (:mod:`~callsys.server.standby`) and listens only once it
-    owns the hall. Losing the lease stops it like a failed commit.
+    it, this one is a hot standby (:mod:`~callsys.server.standby`): its port refuses clients
+    with 503 naming the owner until it owns the hall. Losing the lease stops it like a
+    failed commit.
 
     Raises:
         LogError: the store cannot be opened or recovered.
@@ -461,8 +476,8 @@ async def serve_callsys(hall: Hall, store: str, *, host: str = DEFAULT_HOST, por
     async with open_journal(store, hall) as journal:
         engine, _ = await journal.recover()
         leased = isinstance(journal.log, RedisLog)
-        if leased:  # one owner per hall: follow as a standby until this process holds the lease
-            await standby.follow(journal, journal.log, standby.owner_id())
+        if leased:  # one owner per hall: a standby until this process holds the lease
+            port = await _stand_by(journal, host, port)
         settings = settings or ServerSettings()
         deliveries = None
         if targets := targets_of(hall.integrations):  # the clients with a webhook_url

@@ -11,9 +11,13 @@ cleanly it releases the lease and the standby takes it at once; when the owner d
 lease expires after :data:`~callsys.log.redis.LEASE_TTL_S` and the standby takes it then,
 with a new token, reads what the old owner committed last, and becomes the owner.
 
-A standby does not listen for clients: its port opens when it owns the hall, and until then
-its clients' connections are refused, so they retry (kiosks and clerks reconnect and resend
-their commands with their idempotency keys, see :mod:`callsys.keys`).
+A standby does not serve the hall: it listens on its port with a :class:`StandbyDoor` that
+answers every request with HTTP 503, ``Retry-After`` (:data:`RETRY_AFTER_S`) and a body
+naming the owner — the same refusal a full or stopping server gives, so clients back off and
+reconnect, then resend unanswered commands with their idempotency keys (see
+:mod:`callsys.keys`) — except ``/healthz`` (200: the process is alive) and ``/readyz`` (503,
+``"reason": "standby"``, so a load balancer sends clients to the owner). On takeover the
+door closes and the server listens on the same port.
 
 An owner whose renewal is refused (its lease expired while it was paused, or another
 process took it) stops at once (:class:`~callsys.log.base.StoreFenced`); one that cannot
@@ -29,14 +33,58 @@ import secrets
 import socket
 from typing import Callable, Final
 
+import json
+
 import trio
 
 from ..log.base import LogError, StoreDamaged, StoreFenced
 from ..log.journal import Journal, replay
 from ..log.redis import LEASE_TTL_S, RENEW_EVERY_S, RedisLog
+from . import http
 from .logs import log
 
 FOLLOW_BLOCK_S: Final = 0.25  # seconds a standby waits for new records before it tries the lease again
+RETRY_AFTER_S: Final = 1  # seconds a standby's 503 tells clients to wait (a takeover takes ~2-3 s)
+OPENING_TIMEOUT_S: Final = 10.0  # seconds a standby waits for a request head before it hangs up
+
+
+class StandbyDoor:
+    """What a standby answers on its port (see the module docstring).
+
+    Attributes:
+        hall_id: the hall this process stands by for.
+        owner: the owner's lease id, once known.
+    """
+
+    def __init__(self, hall_id: str) -> None:
+        self.hall_id = hall_id
+        self.owner: str | None = None
+
+    def answer(self, target: bytes) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        """``(status, body, extra headers)`` for a request of *target*."""
+        path = target.split(b"?", 1)[0]
+        if path == b"/healthz":
+            return 200, json.dumps({"status": "ok", "role": "standby", "owner": self.owner}).encode(), []
+        retry = [(b"retry-after", str(RETRY_AFTER_S).encode())]
+        if path == b"/readyz":
+            body = json.dumps({"ready": False, "reason": "standby", "owner": self.owner}).encode()
+            return 503, body, retry
+        return 503, (f"standby: hall {self.hall_id} is served by its owner {self.owner or '(unknown)'}; this "
+                     f"process takes over when the owner's lease expires; retry after {RETRY_AFTER_S} s\n").encode(), retry
+
+    async def serve(self, stream: trio.SocketStream) -> None:
+        """Answer one connection's first request, then close it."""
+        try:
+            with trio.move_on_after(OPENING_TIMEOUT_S):
+                opening = await http.read_opening(stream)
+                if opening is not None:
+                    target = opening.request.target if opening.request is not None else b"/"
+                    status, body, headers = self.answer(target)
+                    await http.respond(stream, opening, status, body, headers)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass  # gone: nothing more to say
+        finally:
+            await trio.aclose_forcefully(stream)
 
 
 def owner_id() -> str:
@@ -45,7 +93,7 @@ def owner_id() -> str:
 
 
 async def follow(journal: Journal, store: RedisLog, owner: str, *, ttl_s: float = LEASE_TTL_S,
-                 block_s: float = FOLLOW_BLOCK_S) -> int:
+                 block_s: float = FOLLOW_BLOCK_S, door: StandbyDoor | None = None) -> int:
     """Follow the hall's stream until this process takes the lease; return its fencing token.
 
     *journal* must be recovered (its engine at the store's position). On return the engine
@@ -77,6 +125,8 @@ async def follow(journal: Journal, store: RedisLog, owner: str, *, ttl_s: float 
         holder = await store.holder()
         if holder != announced and holder is not None:
             announced = holder
+            if door is not None:
+                door.owner = holder
             log(logging.INFO, "standby", hall=store.hall_id, owner=holder, seq=seq,
                 message="following the owner's events; taking over when its lease expires")
         await store.wait_appended(seq, block_s)
