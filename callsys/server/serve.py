@@ -367,6 +367,8 @@ class CallsysServer:
 async def _stand_by(journal: Journal, host: str, port: int) -> int:
     """Follow the hall as a standby, its port answered by a :class:`~callsys.server.standby.StandbyDoor`,
     until this process owns the hall; return the port (the one the door had, if *port* was 0)."""
+    from .. import api  # noqa: F401  (build_app imports it at takeover otherwise: ~0.5 s of the takeover)
+
     door = standby.StandbyDoor(journal.hall.id)
     async with trio.open_nursery() as nursery:
         listeners = await trio.open_tcp_listeners(port, host=host)
