@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 
 import pytest
 import trio
@@ -249,3 +251,14 @@ async def test_a_standby_refuses_clients_naming_the_owner_then_takes_over_its_po
         second.process.send_signal(signal.SIGTERM)
         assert await second.process.wait() == 0
     assert "token=1" in owned
+
+
+def test_failover_benchmark_prints_its_json_rows():
+    out = subprocess.run([sys.executable, "-m", "benchmarks.failover", "--json", "--tickets", "60"],
+                         capture_output=True, text=True, check=True).stdout
+    rows = {r["metric"]: r for r in json.loads(out)}
+    assert list(rows) == ["takeover_s", "lost_acked", "duplicate_numbers", "acked_before_kill",
+                          "unanswered_retried", "issued"]
+    assert rows["takeover_s"]["target"] == "<= 3" and rows["takeover_s"]["value"] > 0
+    assert rows["lost_acked"]["value"] == 0 and rows["duplicate_numbers"]["value"] == 0
+    assert rows["acked_before_kill"]["value"] >= 60
