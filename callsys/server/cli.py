@@ -40,7 +40,9 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
                    help="event store URL: file:PATH (SQLite), redis://[:PASSWORD@]HOST:PORT/DB, rediss://... (TLS), "
                         "unix:///PATH.sock?db=DB, redis+sentinel://HOST:PORT[,HOST:PORT]/SERVICE/DB or "
                         "redis+cluster://HOST:PORT[,HOST:PORT]; Redis must run with appendonly yes and "
-                        "appendfsync always (default: %(default)s)")
+                        "appendfsync always. On Redis the first server of a hall owns it (a lease); any other "
+                        "is a hot standby that follows it, answers 503 naming the owner, and takes over within "
+                        "~2 s when the owner dies (default: %(default)s)")
     p.add_argument("--host", default=DEFAULT_HOST, help="interface to listen on (default: %(default)s)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help="TCP port, 0 = any free (default: %(default)s)")
     p.add_argument("--clock", default="real",
