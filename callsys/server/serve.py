@@ -364,7 +364,7 @@ class CallsysServer:
             await self.hub.refresh_phones(self.clock.now(), self.settings.fanout_slice)
 
 
-async def _stand_by(journal: Journal, host: str, port: int) -> int:
+async def _stand_by(journal: Journal, owner: str, host: str, port: int) -> int:
     """Follow the hall as a standby, its port answered by a :class:`~callsys.server.standby.StandbyDoor`,
     until this process owns the hall; return the port (the one the door had, if *port* was 0)."""
     from .. import api  # noqa: F401  (build_app imports it at takeover otherwise: ~0.5 s of the takeover)
@@ -375,7 +375,7 @@ async def _stand_by(journal: Journal, host: str, port: int) -> int:
         port = listeners[0].socket.getsockname()[1]
         nursery.start_soon(trio.serve_listeners, door.serve, listeners)
         log(logging.INFO, "standby_listening", url=f"http://{host}:{port}", hall=journal.hall.id)
-        await standby.follow(journal, journal.log, standby.owner_id(), door=door)
+        await standby.follow(journal, journal.log, owner, door=door)
         nursery.cancel_scope.cancel()  # closes the door's listeners: the server opens the port next
     return port
 
@@ -479,7 +479,9 @@ async def serve_callsys(hall: Hall, store: str, *, host: str = DEFAULT_HOST, por
         engine, _ = await journal.recover()
         leased = isinstance(journal.log, RedisLog)
         if leased:  # one owner per hall: a standby until this process holds the lease
-            port = await _stand_by(journal, host, port)
+            owner = standby.owner_id()
+            if await standby.own(journal, journal.log, owner) is None:
+                port = await _stand_by(journal, owner, host, port)
         settings = settings or ServerSettings()
         deliveries = None
         if targets := targets_of(hall.integrations):  # the clients with a webhook_url

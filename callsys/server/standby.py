@@ -92,9 +92,33 @@ def owner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
+async def own(journal: Journal, store: RedisLog, owner: str, *, ttl_s: float = LEASE_TTL_S,
+              previous: str | None = None) -> int | None:
+    """Take the hall's lease if it is free, then bring *journal*'s engine up to the log's end.
+
+    Returns:
+        The new fencing token, or None if another process holds the lease.
+
+    Raises:
+        StoreDamaged: a record does not decode or apply, or the log ends short of its mark.
+        LogError: Redis failed.
+    """
+    token = await store.acquire(owner, ttl_s)
+    if token is None:
+        return None
+    last = await store.last_seq()  # nobody appends now: the previous owner is fenced
+    seq = await replay(store, journal.engine, journal.durable_seq)
+    if seq != last:
+        raise StoreDamaged(f"store {store.name} is damaged at seq {seq + 1}: hall {store.hall_id!r} says its "
+                           f"log ends at seq {last}, its stream at {seq}", seq + 1)
+    journal.followed(seq)
+    log(logging.INFO, "owner", hall=store.hall_id, token=token, seq=seq, previous=previous)
+    return token
+
+
 async def follow(journal: Journal, store: RedisLog, owner: str, *, ttl_s: float = LEASE_TTL_S,
                  block_s: float = FOLLOW_BLOCK_S, door: StandbyDoor | None = None) -> int:
-    """Follow the hall's stream until this process takes the lease; return its fencing token.
+    """Follow the hall's stream until this process takes the lease (:func:`own`); return its fencing token.
 
     *journal* must be recovered (its engine at the store's position). On return the engine
     holds every record the previous owner committed, and the store appends after them with
@@ -104,34 +128,24 @@ async def follow(journal: Journal, store: RedisLog, owner: str, *, ttl_s: float 
         StoreDamaged: a followed record does not decode or apply, or the log ends short of its mark.
         LogError: Redis failed.
     """
-    engine = journal.engine
-    seq = journal.durable_seq
     store.following = True
     announced: str | None = None
     # Stopped mid-replay, the engine may be ahead of the journal's position: no closing snapshot then.
     closing_snapshot, journal.snapshot_on_close = journal.snapshot_on_close, False
     while True:
-        token = await store.acquire(owner, ttl_s)
+        token = await own(journal, store, owner, ttl_s=ttl_s, previous=announced)
         if token is not None:
-            last = await store.last_seq()
-            seq = await replay(store, engine, seq)
-            if seq != last:
-                raise StoreDamaged(f"store {store.name} is damaged at seq {seq + 1}: hall {store.hall_id!r} says its "
-                                   f"log ends at seq {last}, its stream at {seq}", seq + 1)
-            journal.followed(seq)
             journal.snapshot_on_close = closing_snapshot
-            log(logging.INFO, "owner", hall=store.hall_id, token=token, seq=seq, previous=announced)
             return token
         holder = await store.holder()
         if holder != announced and holder is not None:
             announced = holder
             if door is not None:
                 door.owner = holder
-            log(logging.INFO, "standby", hall=store.hall_id, owner=holder, seq=seq,
+            log(logging.INFO, "standby", hall=store.hall_id, owner=holder, seq=journal.durable_seq,
                 message="following the owner's events; taking over when its lease expires")
-        await store.wait_appended(seq, block_s)
-        seq = await replay(store, engine, seq)
-        journal.followed(seq)
+        await store.wait_appended(journal.durable_seq, block_s)
+        journal.followed(await replay(store, journal.engine, journal.durable_seq))
 
 
 async def keep_lease(store: RedisLog, on_lost: Callable[[BaseException], None], *,
