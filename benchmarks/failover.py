@@ -197,9 +197,10 @@ async def _run(tickets: int, store: str, secret: Path) -> list[dict]:
 
 def main() -> None:
     p = parser(__doc__.splitlines()[0])
-    p.add_argument("--tickets", type=int, default=500, help="acknowledged tickets before the SIGKILL (default: %(default)s)")
-    p.add_argument("--store", help="a Redis store URL to use (its hall 'demo' is emptied first by nobody: give an "
-                                   "empty database); default: a redis-server of its own on a free port")
+    p.add_argument("--tickets", type=int, default=500,
+                   help="acknowledged tickets before the SIGKILL (default: %(default)s)")
+    p.add_argument("--store", help="a Redis store URL whose database has no hall 'demo' yet (nothing is emptied); "
+                                   "default: a redis-server of its own on a free port, removed afterwards")
     args = p.parse_args()
     rows = trio.run(run, args.tickets, args.store)
     report("Failover: owner kill -9'd mid-burst, hot standby takes over", rows, args.json,

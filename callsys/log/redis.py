@@ -49,7 +49,8 @@ append without a token while any process holds the lease. So an owner that was p
 (``SIGSTOP``, a long GC, a VM migration) past its TTL writes nothing when it wakes up, whether
 or not a standby took over meanwhile, and stops; the journal acknowledges only what the
 script accepted. A store opened without :meth:`RedisLog.acquire` (tests, ``callsys store``)
-writes unfenced while nobody holds the lease. A clean stop releases the lease
+writes unfenced while nobody holds the lease. Snapshots are not fenced: a snapshot is the
+state after a prefix of the log, right whoever writes it, and the newest seq wins. A clean stop releases the lease
 (:meth:`RedisLog.aclose`) so a standby takes over at once. The standby's side (following the
 stream, taking the lease) is :mod:`callsys.server.standby`.
 

@@ -69,8 +69,9 @@ class StandbyDoor:
         if path == b"/readyz":
             body = json.dumps({"ready": False, "reason": "standby", "owner": self.owner}).encode()
             return 503, body, retry
-        return 503, (f"standby: hall {self.hall_id} is served by its owner {self.owner or '(unknown)'}; this "
-                     f"process takes over when the owner's lease expires; retry after {RETRY_AFTER_S} s\n").encode(), retry
+        line = (f"standby: hall {self.hall_id} is served by its owner {self.owner or '(unknown)'}; this process "
+                f"takes over when the owner's lease expires; retry after {RETRY_AFTER_S} s\n")
+        return 503, line.encode(), retry
 
     async def serve(self, stream: trio.SocketStream) -> None:
         """Answer one connection's first request, then close it."""
