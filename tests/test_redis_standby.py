@@ -262,3 +262,19 @@ def test_failover_benchmark_prints_its_json_rows():
     assert rows["takeover_s"]["target"] == "<= 3" and rows["takeover_s"]["value"] > 0
     assert rows["lost_acked"]["value"] == 0 and rows["duplicate_numbers"]["value"] == 0
     assert rows["acked_before_kill"]["value"] >= 60
+
+
+async def test_a_process_that_finds_the_lease_free_catches_up_before_it_owns(demo_hall, redis_url):
+    """Recovered, then another owner committed and stopped before this process asked for
+    the lease: own() reads those events before it returns, so no number is issued twice."""
+    async with open_journal(redis_url, demo_hall) as late:
+        engine, _ = await late.recover()
+        async with open_journal(redis_url, demo_hall, snapshot_on_close=False) as first:
+            other, _ = await first.recover()
+            await first.log.acquire("first", LONG_TTL_S)
+            for i in range(3):
+                await first.commit(other.execute(TakeNumber(hall_time(9, 30) + i, "BIZ")))
+        assert await standby.own(late, late.log, "late", ttl_s=LONG_TTL_S) == 2
+        assert late.durable_seq == first.durable_seq and len(engine.state.tickets) == 3
+        await late.commit(engine.execute(TakeNumber(hall_time(9, 40), "BIZ")))
+        assert engine.state.tickets[max(engine.state.tickets)].number == "A004"
