@@ -364,11 +364,29 @@ class CallsysServer:
             await self.hub.refresh_phones(self.clock.now(), self.settings.fanout_slice)
 
 
+class _LeaseLoss:
+    """Where :func:`~callsys.server.standby.keep_lease` reports a lost lease: the server, once
+    it exists (the lease is renewed from the moment it is taken, while the server is built)."""
+
+    def __init__(self) -> None:
+        self.error: BaseException | None = None
+        self._server: CallsysServer | None = None
+
+    def attach(self, server: CallsysServer) -> None:
+        """Report to *server* from now on (at once if the lease is lost already)."""
+        self._server = server
+        if self.error is not None:
+            server.fail(self.error)
+
+    def __call__(self, exc: BaseException) -> None:
+        self.error = exc
+        if self._server is not None:
+            self._server.fail(exc)
+
+
 async def _stand_by(journal: Journal, owner: str, host: str, port: int) -> int:
     """Follow the hall as a standby, its port answered by a :class:`~callsys.server.standby.StandbyDoor`,
     until this process owns the hall; return the port (the one the door had, if *port* was 0)."""
-    from .. import api  # noqa: F401  (build_app imports it at takeover otherwise: ~0.5 s of the takeover)
-
     door = standby.StandbyDoor(journal.hall.id)
     async with trio.open_nursery() as nursery:
         listeners = await trio.open_tcp_listeners(port, host=host)
@@ -475,13 +493,17 @@ async def serve_callsys(hall: Hall, store: str, *, host: str = DEFAULT_HOST, por
         LogError: the store cannot be opened or recovered.
         ServerError: a commit failed while serving, or the lease was lost (fail-stop).
     """
-    async with open_journal(store, hall) as journal:
+    loss = _LeaseLoss()
+    async with open_journal(store, hall) as journal, trio.open_nursery() as leasing:
         engine, _ = await journal.recover()
-        leased = isinstance(journal.log, RedisLog)
-        if leased:  # one owner per hall: a standby until this process holds the lease
+        if isinstance(journal.log, RedisLog):  # one owner per hall: a standby until this process holds the lease
+            # Imported now, not while building the server: ~0.5 s in which the loop cannot renew the lease
+            # (or, for a standby that takes over, ~0.5 s more of the takeover).
+            from .. import api  # noqa: F401
             owner = standby.owner_id()
             if await standby.own(journal, journal.log, owner) is None:
                 port = await _stand_by(journal, owner, host, port)
+            leasing.start_soon(standby.keep_lease, journal.log, loss)  # renewed from here, not once listening
         settings = settings or ServerSettings()
         deliveries = None
         if targets := targets_of(hall.integrations):  # the clients with a webhook_url
@@ -494,16 +516,16 @@ async def serve_callsys(hall: Hall, store: str, *, host: str = DEFAULT_HOST, por
                                loop_watch=loop_watch, webhooks=deliveries)
         journal.on_durable = server.on_durable
         journal.on_failure = server.fail
+        loss.attach(server)
         try:
             async with trio.open_nursery() as nursery:
                 if server.settings.manage_gc:
                     _gc.start()
                     nursery.start_soon(_gc.collect)
-                if leased:
-                    nursery.start_soon(standby.keep_lease, journal.log, server.fail)
                 await server.run(host, port, task_status)
                 nursery.cancel_scope.cancel()
         finally:
+            leasing.cancel_scope.cancel()
             server.announcer.close()
             if server.settings.manage_gc:
                 _gc.stop()

@@ -151,14 +151,13 @@ async def follow(journal: Journal, store: RedisLog, owner: str, *, ttl_s: float 
 
 async def keep_lease(store: RedisLog, on_lost: Callable[[BaseException], None], *,
                      ttl_s: float = LEASE_TTL_S, every_s: float = RENEW_EVERY_S) -> None:
-    """Renew the lease every *every_s* until cancelled; call *on_lost* once it is lost.
+    """Renew the lease at once, then every *every_s* until cancelled; call *on_lost* once it is lost.
 
     A refused renewal is final (:class:`StoreFenced`); an unreachable Redis is retried until
     *ttl_s* have passed since the last renewal, then the lease counts as lost.
     """
     renewed = trio.current_time()
     while True:
-        await trio.sleep(every_s)
         try:
             await store.renew(ttl_s)
         except StoreFenced as exc:
@@ -168,5 +167,6 @@ async def keep_lease(store: RedisLog, on_lost: Callable[[BaseException], None], 
             if trio.current_time() - renewed >= ttl_s:
                 on_lost(StoreFenced(f"{exc}; the lease of hall {store.hall_id!r} ran out meanwhile: stopping"))
                 return
-            continue
-        renewed = trio.current_time()
+        else:
+            renewed = trio.current_time()
+        await trio.sleep(every_s)
