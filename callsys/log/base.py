@@ -60,6 +60,14 @@ class StoreDamaged(LogError):
         self.seq = seq
 
 
+class StoreFenced(LogError):
+    """This process no longer owns the hall: its lease in Redis expired or another process
+    took it (a newer fencing token). Nothing it writes now is accepted; it stops, and the
+    owner (a standby that took over) serves the hall."""
+
+    code = "store_fenced"
+
+
 class StoreLost(LogError):
     """The store's files were removed or replaced while it was open: what is written now
     would not survive a restart, so nothing more may be acknowledged."""

@@ -228,6 +228,11 @@ class Journal:
             self.snapshot_seq = seq
         return engine, seq
 
+    def followed(self, seq: int) -> None:
+        """The engine now holds every event up to *seq*, applied from the store by a standby
+        (:mod:`callsys.server.standby`): they are durable, and the next submit comes after them."""
+        self.durable_seq = self._submitted_seq = seq
+
     # ------------------------------------------------------------------ hot path
 
     def submit(self, events: Sequence[Event]) -> Pending:

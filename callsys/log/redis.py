@@ -36,8 +36,23 @@ log that moved under it means another process appended to the hall: the script w
 nothing and the store raises :class:`StoreInUse` (the server stops: two writers would fork
 the hall's history). The same check makes a retried append safe: if the connection dropped
 after Redis executed it, the retry finds exactly its own records at the expected seqs and
-succeeds without writing them twice. Ownership with a lease and a fencing token (issue 12,
-item 2) adds an argument to this script; nothing else changes.
+succeeds without writing them twice.
+
+**Ownership** (one owner per hall, fenced). ``callsys:{HALL}:lease`` holds the owner's id
+with a time to live (:data:`LEASE_TTL_S`); taking it (:meth:`RedisLog.acquire`, ``SET NX PX``
+in :data:`ACQUIRE_SCRIPT`) also increments the meta hash's ``token`` field, the fencing
+token: every acquisition gets a larger one. The owner renews the lease every
+:data:`RENEW_EVERY_S` (:meth:`RedisLog.renew`), far inside its TTL. The append script takes
+the token and the owner id: it refuses (``CALLSYS_FENCED``, :class:`StoreFenced`) an append
+whose token is not the hall's current one or whose owner does not hold the lease now, and an
+append without a token while any process holds the lease. So an owner that was paused
+(``SIGSTOP``, a long GC, a VM migration) past its TTL writes nothing when it wakes up, whether
+or not a standby took over meanwhile, and stops; the journal acknowledges only what the
+script accepted. A store opened without :meth:`RedisLog.acquire` (tests, ``callsys store``)
+writes unfenced while nobody holds the lease. Snapshots are not fenced: a snapshot is the
+state after a prefix of the log, right whoever writes it, and the newest seq wins. A clean stop releases the lease
+(:meth:`RedisLog.aclose`) so a standby takes over at once. The standby's side (following the
+stream, taking the lease) is :mod:`callsys.server.standby`.
 
 **Durability.** Opening refuses (:class:`StoreRefused`) a Redis whose ``CONFIG GET`` does not
 show ``appendonly yes`` and ``appendfsync always`` (on every primary of a Cluster): only
@@ -96,7 +111,7 @@ from redis.connection import Encoder, PythonRespSerializer, SSLConnection
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
-from .base import EventLog, LogError, StoreDamaged, StoreInUse, StoreLost, StoreRefused
+from .base import EventLog, LogError, StoreDamaged, StoreFenced, StoreInUse, StoreLost, StoreRefused
 
 SCHEMES: Final = ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster")
 APP: Final = "callsys"  # the meta hash's ``app`` field: these keys are a callsys store
@@ -109,6 +124,8 @@ RETRIES: Final = 2  # retries of a call whose connection failed (appends are saf
 BACKOFF_BASE_S: Final = 0.05  # seconds before the first retry, doubling
 BACKOFF_CAP_S: Final = 0.5  # seconds between retries at most
 MAX_REPLY_BYTES: Final = 64 * 1024  # an append's reply is one line (":SEQ" or an error); longer is not Redis
+LEASE_TTL_S: Final = 2.0  # seconds a hall's lease lives without renewal: a dead owner's hall is free after this
+RENEW_EVERY_S: Final = 0.5  # seconds between the owner's renewals (a quarter of the TTL: three may fail)
 
 # KEYS: meta, events. ARGV: app, schema, hall. Creates the marks of a new hall; returns the meta hash.
 OPEN_SCRIPT: Final = """
@@ -121,15 +138,24 @@ end
 return redis.call('HGETALL', KEYS[1])
 """
 
-# KEYS: meta, events. ARGV: the seq the log must end at, then the records. Returns the new last seq.
+# KEYS: meta, events, lease. ARGV: the seq the log must end at, the fencing token ('' = unfenced),
+# the owner id, then the records. Returns the new last seq.
 APPEND_SCRIPT: Final = """
+if ARGV[2] ~= '' then
+  local token = redis.call('HGET', KEYS[1], 'token')
+  if redis.call('GET', KEYS[3]) ~= ARGV[3] or token ~= ARGV[2] then
+    return redis.error_reply('CALLSYS_FENCED ' .. tostring(token))
+  end
+elseif redis.call('EXISTS', KEYS[3]) == 1 then
+  return redis.error_reply('CALLSYS_FENCED ' .. tostring(redis.call('HGET', KEYS[1], 'token')))
+end
 local last = redis.call('HGET', KEYS[1], 'last')
 if not last then
   return redis.error_reply('CALLSYS_LOST')
 end
 last = tonumber(last)
 local expected = tonumber(ARGV[1])
-local n = #ARGV - 1
+local n = #ARGV - 3
 if last ~= expected then
   if last == expected + n then
     local rows = redis.call('XRANGE', KEYS[2], (expected + 1) .. '-0', last .. '-0')
@@ -137,7 +163,7 @@ if last ~= expected then
     for i = 1, n do
       if not same then break end
       local fields = rows[i][2]
-      same = fields[1] == 'd' and fields[2] == ARGV[i + 1]
+      same = fields[1] == 'd' and fields[2] == ARGV[i + 3]
     end
     if same then
       return last
@@ -146,10 +172,35 @@ if last ~= expected then
   return redis.error_reply('CALLSYS_CONFLICT ' .. last)
 end
 for i = 1, n do
-  redis.call('XADD', KEYS[2], (expected + i) .. '-0', 'd', ARGV[i + 1])
+  redis.call('XADD', KEYS[2], (expected + i) .. '-0', 'd', ARGV[i + 3])
 end
 redis.call('HSET', KEYS[1], 'last', expected + n)
 return expected + n
+"""
+
+# KEYS: meta, lease. ARGV: owner id, TTL in ms. Returns the new fencing token, or 0 if the lease is held.
+ACQUIRE_SCRIPT: Final = """
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return redis.call('HINCRBY', KEYS[1], 'token', 1)
+end
+return 0
+"""
+
+# KEYS: meta, lease. ARGV: owner id, TTL in ms, token. 1: renewed; 0: the lease or the token is another's.
+RENEW_SCRIPT: Final = """
+if redis.call('GET', KEYS[2]) == ARGV[1] and redis.call('HGET', KEYS[1], 'token') == ARGV[3] then
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+# KEYS: meta, lease. ARGV: owner id, token. Deletes the lease if it is still this owner's.
+RELEASE_SCRIPT: Final = """
+if redis.call('GET', KEYS[2]) == ARGV[1] and redis.call('HGET', KEYS[1], 'token') == ARGV[2] then
+  return redis.call('DEL', KEYS[2])
+end
+return 0
 """
 
 # KEYS: snapshot. ARGV: seq, data. Keeps the newest snapshot only.
@@ -257,6 +308,11 @@ def _db(url: str, text: str) -> int:
 def keys(hall_id: str) -> tuple[str, str, str]:
     """The ``(meta, events, snapshot)`` keys of hall *hall_id* (one Cluster slot: ``{hall_id}``)."""
     return f"callsys:{{{hall_id}}}:meta", f"callsys:{{{hall_id}}}:events", f"callsys:{{{hall_id}}}:snapshot"
+
+
+def lease_key(hall_id: str) -> str:
+    """The key of hall *hall_id*'s lease (the owner's id, with a TTL); same slot as :func:`keys`."""
+    return f"callsys:{{{hall_id}}}:lease"
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,7 +436,8 @@ class _Writer:
         del self._buffer[:end + 2]
         return line
 
-    async def call(self, meta: str, events: str, expected: int, records: Sequence[bytes]) -> int:
+    async def call(self, hall_keys: Sequence[str], expected: int, fence: tuple[str, str],
+                   records: Sequence[bytes]) -> int:
         """Run the append script; its integer answer. Retries a dropped connection.
 
         Raises:
@@ -392,7 +449,7 @@ class _Writer:
         for attempt in range(RETRIES + 1):
             try:
                 with trio.fail_after(limit):
-                    return await self._call(meta, events, expected, records)
+                    return await self._call(hall_keys, expected, fence, records)
             except (rex.AuthenticationError, rex.ResponseError):
                 await self._drop()  # an answer, not a lost connection: retrying changes nothing
                 raise
@@ -405,9 +462,10 @@ class _Writer:
                 await trio.sleep(backoff.compute(attempt + 1))
         raise AssertionError("unreachable")
 
-    async def _call(self, meta: str, events: str, expected: int, records: Sequence[bytes]) -> int:
+    async def _call(self, hall_keys: Sequence[str], expected: int, fence: tuple[str, str],
+                    records: Sequence[bytes]) -> int:
         stream = self._stream or await self._connect()
-        command = ("EVALSHA", self._sha, 2, meta, events, expected, *records)
+        command = ("EVALSHA", self._sha, len(hall_keys), *hall_keys, expected, *fence, *records)
         await stream.send_all(b"".join(self._packer.pack(*command)))
         line = await self._line()
         if line.startswith(b"-NOSCRIPT"):
@@ -438,7 +496,14 @@ class RedisLog(EventLog):
         self.hall_id = hall_id
         self._client: redis.Redis | RedisCluster | None = client
         self._meta, self._events, self._snapshot = keys(hall_id)
+        self._lease = lease_key(hall_id)
         self._save = client.register_script(SNAPSHOT_SCRIPT)
+        self._acquire = client.register_script(ACQUIRE_SCRIPT)
+        self._renew = client.register_script(RENEW_SCRIPT)
+        self._release = client.register_script(RELEASE_SCRIPT)
+        self._fence = ("", "")  # (fencing token, owner id) once acquire() took the lease
+        self.following = False  # a standby follows the stream: verify() expects it to move
+        self._follower: redis.Redis | RedisCluster | None = None  # its own client for XREAD BLOCK
         self._limiter = trio.CapacityLimiter(1)
         self._writer = _Writer(self._locate, timeouts)
         self._writing = trio.Lock()  # one append at a time on the writer's connection
@@ -518,7 +583,8 @@ class RedisLog(EventLog):
             if not records:
                 return self._last
             try:
-                last = await self._writer.call(self._meta, self._events, self._last, records)
+                last = await self._writer.call((self._meta, self._events, self._lease), self._last, self._fence,
+                                               records)
             except rex.ResponseError as exc:
                 self._lost = self._refusal(exc)
                 raise self._lost from None
@@ -534,6 +600,8 @@ class RedisLog(EventLog):
             return self._vanished()
         if reason.startswith("CALLSYS_CONFLICT"):
             return self._conflict(int(reason.split()[1]))
+        if reason.startswith("CALLSYS_FENCED"):
+            return self._fenced(reason.split()[1] if len(reason.split()) > 1 else "?")
         return LogError(f"store {self.name}: Redis refused the append: {reason}")
 
     def _vanished(self) -> StoreLost:
@@ -546,8 +614,72 @@ class RedisLog(EventLog):
                           f"seq {last}, this process wrote up to {self._last}): two servers run on one hall; "
                           "stopping without writing")
 
-    async def verify(self) -> None:
+    def _fenced(self, token: str) -> StoreFenced:
+        held = f"its token {self._fence[0]}" if self._fence[0] else "no lease"
+        return StoreFenced(f"store {self.name}: this process no longer owns hall {self.hall_id!r} (it holds {held}, "
+                           f"the hall's fencing token is {token}): its lease expired or another process took it; "
+                           "stopping without writing")
+
+    # ------------------------------------------------------------------ ownership
+
+    @property
+    def token(self) -> int | None:
+        """The fencing token this process holds, or None without the lease."""
+        return int(self._fence[0]) if self._fence[0] else None
+
+    async def acquire(self, owner: str, ttl_s: float = LEASE_TTL_S) -> int | None:
+        """Take the hall's lease as *owner* if nobody holds it; the new fencing token, or None.
+
+        On success the store appends fenced with the token from here on, after the log's
+        current end (a standby's catch-up reads up to :meth:`last_seq`).
+        """
+        token = await self._run(lambda: self._acquire(keys=[self._meta, self._lease], args=[owner, _ms(ttl_s)]))
+        if not token:
+            return None
+        last = await self._run(self._client.hget, self._meta, "last")
+        self._fence = (str(int(token)), owner)
+        self._last = int(last or 0)
+        self.following = False
+        return int(token)
+
+    async def renew(self, ttl_s: float = LEASE_TTL_S) -> None:
+        """Extend the lease by *ttl_s*.
+
+        Raises:
+            StoreFenced: the lease expired or another process holds it now (the store stops).
+            LogError: Redis is unreachable (the lease still runs until its TTL).
+        """
+        token, owner = self._fence
+        renewed = await self._run(lambda: self._renew(keys=[self._meta, self._lease], args=[owner, _ms(ttl_s), token]))
+        if not renewed:
+            current = await self._run(self._client.hget, self._meta, "token")
+            self._lost = self._fenced(_text(current) if current is not None else "?")
+            raise self._lost
+
+    async def holder(self) -> str | None:
+        """The id of the process holding the hall's lease now, or None."""
+        value = await self._run(self._client.get, self._lease)
+        return None if value is None else _text(value)
+
+    async def wait_appended(self, after: int, timeout_s: float) -> None:
+        """Return when the stream has a record after *after*, or after *timeout_s*.
+
+        ``XREAD BLOCK`` on a client of its own in a worker thread, so the loop never waits
+        on it; a cancelled wait abandons the thread (it ends within *timeout_s*).
+        """
         if self._client is None:
+            raise LogError(f"store {self.name} is closed")
+        if self._follower is None:
+            self._follower = connect(self.target, Timeouts(reply_s=SOCKET_TIMEOUT_S + timeout_s))
+        follower, stream, block = self._follower, self._events, _ms(timeout_s)
+        try:
+            await trio.to_thread.run_sync(lambda: follower.xread({stream: f"{after}-0"}, count=1, block=block),
+                                          abandon_on_cancel=True)
+        except rex.RedisError as exc:
+            raise _error(self.name, exc) from None
+
+    async def verify(self) -> None:
+        if self._client is None or self.following:
             return
         async with self._writing:  # an append in flight would look like another writer's
             await self._run(self._verify_sync)
@@ -601,11 +733,23 @@ class RedisLog(EventLog):
     async def aclose(self) -> None:
         if self._client is None:
             return
+        if self._fence[0] and self._lost is None:  # a clean stop: a standby need not wait for the TTL
+            token, owner = self._fence
+            try:
+                await self._run(lambda: self._release(keys=[self._meta, self._lease], args=[owner, token]))
+            except LogError:
+                pass  # unreachable: the lease expires by itself
         client, self._client = self._client, None
         try:
             await self._writer.aclose()
         finally:
+            if self._follower is not None:
+                await trio.to_thread.run_sync(self._follower.close)
             await trio.to_thread.run_sync(client.close, limiter=self._limiter)
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
 
 
 def _check_marks(name: str, hall_id: str, marks: dict[bytes, bytes]) -> int:

@@ -40,7 +40,9 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
                    help="event store URL: file:PATH (SQLite), redis://[:PASSWORD@]HOST:PORT/DB, rediss://... (TLS), "
                         "unix:///PATH.sock?db=DB, redis+sentinel://HOST:PORT[,HOST:PORT]/SERVICE/DB or "
                         "redis+cluster://HOST:PORT[,HOST:PORT]; Redis must run with appendonly yes and "
-                        "appendfsync always (default: %(default)s)")
+                        "appendfsync always. On Redis the first server of a hall owns it (a lease); any other "
+                        "is a hot standby that follows it, answers 503 naming the owner, and takes over within "
+                        "~2 s when the owner dies (default: %(default)s)")
     p.add_argument("--host", default=DEFAULT_HOST, help="interface to listen on (default: %(default)s)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help="TCP port, 0 = any free (default: %(default)s)")
     p.add_argument("--clock", default="real",
@@ -170,11 +172,19 @@ async def _run_until_signal(serve: partial) -> None:
     """Run the server; the first SIGINT/SIGTERM starts a clean shutdown."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
-            server = await nursery.start(serve)
-            print(pages_block(server), flush=True)
+            servers = []
+
+            async def run() -> None:
+                servers.append(await nursery.start(serve))
+                print(pages_block(servers[0]), flush=True)
+
+            nursery.start_soon(run)
             async for signum in signals:
                 logs.log(logging.INFO, "signal", signal=signal.Signals(signum).name)
-                server.shutdown()
+                if servers:
+                    servers[0].shutdown()
+                else:  # still recovering, or a standby: nothing acknowledged to drain
+                    nursery.cancel_scope.cancel()
                 break
 
 

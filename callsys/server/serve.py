@@ -40,11 +40,12 @@ from ..errors import CallsysError
 from ..events import DayReset, Event
 from ..hall import Hall
 from ..log import Journal, Pending, open_journal
+from ..log.redis import RedisLog
 from ..protocol import CODECS, PATH, VERSION, CloseCode, Unavailable
 from ..ratings import ratings_of
 from ..state import HallCalendar
 from ..tokens import sample_api_clients, sample_token_roles
-from . import _gc, _websocket, http, pages
+from . import _gc, _websocket, http, pages, standby
 from .auth import Identity
 from .hub import Hub
 from .limits import Admission, Refusal, RefusalLog
@@ -371,6 +372,40 @@ class CallsysServer:
             await self.hub.refresh_phones(self.clock.now(), self.settings.fanout_slice)
 
 
+class _LeaseLoss:
+    """Where :func:`~callsys.server.standby.keep_lease` reports a lost lease: the server, once
+    it exists (the lease is renewed from the moment it is taken, while the server is built)."""
+
+    def __init__(self) -> None:
+        self.error: BaseException | None = None
+        self._server: CallsysServer | None = None
+
+    def attach(self, server: CallsysServer) -> None:
+        """Report to *server* from now on (at once if the lease is lost already)."""
+        self._server = server
+        if self.error is not None:
+            server.fail(self.error)
+
+    def __call__(self, exc: BaseException) -> None:
+        self.error = exc
+        if self._server is not None:
+            self._server.fail(exc)
+
+
+async def _stand_by(journal: Journal, owner: str, host: str, port: int) -> int:
+    """Follow the hall as a standby, its port answered by a :class:`~callsys.server.standby.StandbyDoor`,
+    until this process owns the hall; return the port (the one the door had, if *port* was 0)."""
+    door = standby.StandbyDoor(journal.hall.id)
+    async with trio.open_nursery() as nursery:
+        listeners = await trio.open_tcp_listeners(port, host=host)
+        port = listeners[0].socket.getsockname()[1]
+        nursery.start_soon(trio.serve_listeners, door.serve, listeners)
+        log(logging.INFO, "standby_listening", url=f"http://{host}:{port}", hall=journal.hall.id)
+        await standby.follow(journal, journal.log, owner, door=door)
+        nursery.cancel_scope.cancel()  # closes the door's listeners: the server opens the port next
+    return port
+
+
 def _describe(exc: BaseException) -> str:
     """``Type: message`` of *exc*, or of the exceptions inside a group."""
     if isinstance(exc, BaseExceptionGroup):
@@ -457,12 +492,26 @@ async def serve_callsys(hall: Hall, store: str, *, host: str = DEFAULT_HOST, por
             or ``trio.lowlevel.add_instrument``): its figures go into ``stats`` and the
             ``stopped`` log line.
 
+    On a Redis store the server first takes the hall's lease; while another process holds
+    it, this one is a hot standby (:mod:`~callsys.server.standby`): its port refuses clients
+    with 503 naming the owner until it owns the hall. Losing the lease stops it like a
+    failed commit.
+
     Raises:
         LogError: the store cannot be opened or recovered.
-        ServerError: a commit failed while serving (fail-stop).
+        ServerError: a commit failed while serving, or the lease was lost (fail-stop).
     """
-    async with open_journal(store, hall) as journal:
+    loss = _LeaseLoss()
+    async with open_journal(store, hall) as journal, trio.open_nursery() as leasing:
         engine, _ = await journal.recover()
+        if isinstance(journal.log, RedisLog):  # one owner per hall: a standby until this process holds the lease
+            # Imported now, not while building the server: ~0.5 s in which the loop cannot renew the lease
+            # (or, for a standby that takes over, ~0.5 s more of the takeover).
+            from .. import api  # noqa: F401
+            owner = standby.owner_id()
+            if await standby.own(journal, journal.log, owner) is None:
+                port = await _stand_by(journal, owner, host, port)
+            leasing.start_soon(standby.keep_lease, journal.log, loss)  # renewed from here, not once listening
         settings = settings or ServerSettings()
         deliveries = None
         if targets := targets_of(hall.integrations):  # the clients with a webhook_url
@@ -475,6 +524,7 @@ async def serve_callsys(hall: Hall, store: str, *, host: str = DEFAULT_HOST, por
                                loop_watch=loop_watch, webhooks=deliveries)
         journal.on_durable = server.on_durable
         journal.on_failure = server.fail
+        loss.attach(server)
         try:
             async with trio.open_nursery() as nursery:
                 if server.settings.manage_gc:
@@ -483,6 +533,7 @@ async def serve_callsys(hall: Hall, store: str, *, host: str = DEFAULT_HOST, por
                 await server.run(host, port, task_status)
                 nursery.cancel_scope.cancel()
         finally:
+            leasing.cancel_scope.cancel()
             server.announcer.close()
             if server.settings.manage_gc:
                 _gc.stop()
