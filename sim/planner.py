@@ -486,7 +486,8 @@ class Planner:
               current: Trial | None = None) -> Plan:
         pools = []
         for p in sorted(self.services, key=lambda q: (-self.current[q], q)):
-            met, code, fig = self.judge(trial, p)
+            met = self.judge(trial, p)[0]  # every service's confident bound holds
+            _, code, fig = self.judge(trial, p, sure=False)  # shown: the worst mean, as for the hall
             pools.append(PoolPlan(p, self.services[p], self.current[p], trial.counts[p], code,
                                   None if fig is None else fig.mean, None if fig is None else fig.margin, met,
                                   None if needed is None else needed[p]))

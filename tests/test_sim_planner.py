@@ -338,3 +338,15 @@ def test_offered_load_spreads_the_day_over_the_opening_hours():
     load = offered_load(weekday)
     for code in ("TAX-INV", "HPF-LOAN"):
         assert load[code] == pytest.approx(weekday.arrivals.visitors * weekday.mix[code] * minutes[code] / 390)
+
+
+def test_a_pools_worst_service_is_the_one_with_the_worst_mean_as_for_the_hall(demo):
+    """The table named CIVIL (mean 46.6, wide margin) as the social pool's worst while the hall's
+    worst was SOC (mean 56.5) of that same pool: the pool's figure is now chosen like the hall's."""
+    planner = Planner(demo, parse_target("p90 wait <= 15 min"), replications=2)
+    plan = planner.within(max_windows=8, beyond=False)
+    hall_code, hall_fig = plan.worst()
+    for pool in plan.pools:
+        figures = {c: plan.figures[c] for c in pool.services if c in plan.figures}
+        assert pool.worst == max(f.mean for f in figures.values())
+    assert any(pool.worst_service == hall_code and pool.worst == hall_fig.mean for pool in plan.pools)
