@@ -41,7 +41,9 @@ import numpy as np
 
 from callsys import commands as cmd
 from callsys import errors as err
+from callsys.cockpit import build as build_cockpit
 from callsys.engine import QueueEngine
+from callsys.regulator import AutoRegulator
 from callsys.state import CALLED, CLOSED, PAUSED, WAITING
 
 from . import metrics
@@ -72,6 +74,7 @@ class Kind(enum.IntEnum):
     GIVE_UP = 11  # a waiting citizen's patience runs out
     CLOSE_OUT = 12  # the day's last session is over (with overtime): whoever waits goes home
     DAY_END = 13
+    REGULATE = 14  # the simulated manager's automatic flow regulation looks at the hall
 
 
 #: Order of the calendar's moments at one instant: the ending day closes before the next opens.
@@ -92,11 +95,15 @@ class Simulation:
         pick_window: policy choosing which idle window a new ticket wakes.
         tracker: the event recorder (a fresh :class:`~sim.tracker.Tracker` by default).
         progress: called now and then with the share of virtual time done (0..1).
+        regulator: flow regulation as a simulated manager (:class:`callsys.regulator.AutoRegulator`):
+            every ``policy.every_s`` of open hours it looks at the cockpit and its commands
+            go to the engine like every other action; None (default): windows keep their skills.
     """
 
     def __init__(self, scenario: Scenario, *, seed: int | None = None, engine: QueueEngine | None = None,
                  service_times: ServiceTimes | None = None, pick_window: WindowPicker = longest_idle,
-                 tracker: Tracker | None = None, progress: Callable[[float], None] | None = None) -> None:
+                 tracker: Tracker | None = None, progress: Callable[[float], None] | None = None,
+                 regulator: AutoRegulator | None = None) -> None:
         self.scenario = scenario
         self.hall = scenario.hall
         self.seed = scenario.seed if seed is None else seed
@@ -104,6 +111,7 @@ class Simulation:
         self.service_times = service_times or service_time_model(scenario)
         self.tracker = tracker or Tracker(self.hall, scenario.start + scenario.warmup_s, scenario.end)
         self.progress = progress
+        self.regulator = regulator
         self.crowd_rng = np.random.default_rng(np.random.SeedSequence(self.seed).spawn(1)[0])
         clerk = scenario.clerks
         self.recall_limit = self.hall.policy.recall_limit
@@ -131,6 +139,7 @@ class Simulation:
             Kind.CALL: self._wrapped_up, Kind.REACH: self._reach, Kind.RECALL: self._recall,
             Kind.FINISH: self._finish, Kind.BREAK: self._break, Kind.RESUME: self._resume,
             Kind.GIVE_UP: self._give_up, Kind.CLOSE_OUT: self._close_out, Kind.DAY_END: self._day_end,
+            Kind.REGULATE: self._regulate,
         }
 
     # ------------------------------------------------------------------ driving
@@ -184,6 +193,11 @@ class Simulation:
         scenario = self.scenario
         for at, kind, payload in self.calendar():
             self.push(at, kind, payload)
+        if self.regulator is not None:
+            every = self.regulator.policy.every_s
+            for start, end in self.sessions:
+                for k in range(1, math.ceil((end - start) / every)):
+                    self.push(start + k * every, Kind.REGULATE)
         for day in range(scenario.days):
             crowd = population(scenario, day, self.crowd_rng, self.service_times, len(self.citizens))
             self.citizens.extend(crowd)
@@ -440,6 +454,21 @@ class Simulation:
         if resets == self.resets and self.engine.state.windows[window].status == PAUSED:
             self.execute(cmd.Resume(t, window))
             self._next(t, window)
+
+    def _regulate(self, t: float, _: None) -> None:
+        """The simulated manager applies the automatic regulator's commands (reassignments;
+        a window it opens is staffed only if the scenario staffs it, so the runner's
+        regulator comes with ``open_windows`` off)."""
+        if self.closed_out or self.regulator is None:
+            return
+        engine = self.engine
+        cockpit = build_cockpit(self.hall, engine.state, lambda code, ahead: engine.estimate_at(code, ahead, t), t)
+        for command in self.regulator.step(cockpit, engine.state, t):
+            self.execute(command)
+            if isinstance(command, cmd.ReassignSkills):
+                self.idle.reassign(command.window, command.skills)
+                for code in command.skills:
+                    self._wake(t, code)
 
     # ------------------------------------------------------------------ sessions and days
 
