@@ -20,10 +20,12 @@ The policy:
   (``(waiting + 1) / rate after`` for a service nobody serves now).
 * **Suggestions, per ``over_target`` alert** (worst wait against target first, greedily,
   each suggestion counting the ones before it): the open window (idle, calling or serving;
-  not paused) that may take *S* and does not serve it yet whose services would be worst off
-  after — the highest ``wait after / target`` among them — is the least harmful; a window
-  that would push one of its own services past its target is never suggested; ties go to
-  the least loaded (idle before calling before serving), then the lower id. The command is
+  not paused) that may take *S* and does not serve it yet is judged by its services' worst
+  ``wait after / target``: the lowest is the least harmful. A window is suggested only if
+  that figure stays below *S*'s own ``wait / target`` now — capacity moves towards the
+  service worst off against its target, never away from it, so in a zone overloaded as a
+  whole the waits even out against the targets. Ties go to the least loaded window (idle
+  before calling before serving), then the lower id. The command is
   ``ReassignSkills`` with the window's skills plus *S* (appended: its own services stay
   first). Suggestions stop when *S*'s wait after is within target, or after
   :data:`MAX_PER_ALERT`. While *S* is still over target, closed windows that may take it
@@ -232,6 +234,7 @@ class _Model:
 
     def best_reassign(self, code: str, allowed: Callable[[int], bool]) -> tuple[WindowView, tuple[str, ...]] | None:
         best = None
+        bar = self.ratio(code)  # the move must leave its window's services better off than *code* is now
         for wid, w in self.windows.items():
             skills = self.skills[wid]
             if (w.state not in _LOAD or wid in self.used or code in skills or code not in self.r.scope[wid]
@@ -242,10 +245,8 @@ class _Model:
             worst = 0.0
             for c in skills:
                 wait = after[c]
-                if wait is None or wait > self.r.targets[c]:
-                    break
-                worst = max(worst, wait / self.r.targets[c])
-            else:
+                worst = max(worst, float("inf") if wait is None else wait / self.r.targets[c])
+            if worst < bar:
                 key = (worst, _LOAD[w.state], wid)
                 if best is None or key < best[0]:
                     best = (key, w, new)

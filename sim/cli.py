@@ -76,18 +76,23 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top", type=bounded(int, 1), default=report.TOP_SERVICES, help="services shown in the wait table")
     p.add_argument("--no-charts", action="store_true", help="skip the PNG charts")
     p.add_argument("--json", action="store_true", help="print only the summary JSON to stdout")
+    p.add_argument("--regulate", action="store_true",
+                   help="a simulated manager applies the automatic flow regulation (callsys.regulator) "
+                        "under the hall's [regulation] limits, every check_every_min; reassignments only")
     p.set_defaults(run=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     from .charts import write_charts
     from .experiment import combine, replicate
+    from .runner import sim_regulation
 
     scenario = scenario_from_args(args)
     console = Console(stderr=args.json)
     label = f"{scenario.name} ({scenario.days} day(s) x {args.replications})"
     with progress_bar(console, args.replications, label, enabled=not args.json) as update:
-        runs = replicate(scenario, args.replications, seed=args.seed, progress=update)
+        regulate = sim_regulation(scenario) if args.regulate else None
+        runs = replicate(scenario, args.replications, seed=args.seed, progress=update, regulate=regulate)
     summary = combine(scenario, [s for _, s in runs])
     out = out_dir(args, scenario)
     files = [report.write_json(out / "summary.json", summary)]

@@ -32,6 +32,7 @@ are counted, not errors; any other refusal is a bug and propagates.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import heapq
 import math
@@ -43,6 +44,7 @@ from callsys import commands as cmd
 from callsys import errors as err
 from callsys.cockpit import build as build_cockpit
 from callsys.engine import QueueEngine
+from callsys.hall import Regulation
 from callsys.regulator import AutoRegulator
 from callsys.state import CALLED, CLOSED, PAUSED, WAITING
 
@@ -95,15 +97,16 @@ class Simulation:
         pick_window: policy choosing which idle window a new ticket wakes.
         tracker: the event recorder (a fresh :class:`~sim.tracker.Tracker` by default).
         progress: called now and then with the share of virtual time done (0..1).
-        regulator: flow regulation as a simulated manager (:class:`callsys.regulator.AutoRegulator`):
-            every ``policy.every_s`` of open hours it looks at the cockpit and its commands
-            go to the engine like every other action; None (default): windows keep their skills.
+        regulate: run flow regulation under this policy as a simulated manager (a fresh
+            :class:`callsys.regulator.AutoRegulator` per run, see :func:`sim_regulation`):
+            every ``every_s`` of open hours it looks at the cockpit and its commands go to
+            the engine like every other action; None (default): windows keep their skills.
     """
 
     def __init__(self, scenario: Scenario, *, seed: int | None = None, engine: QueueEngine | None = None,
                  service_times: ServiceTimes | None = None, pick_window: WindowPicker = longest_idle,
                  tracker: Tracker | None = None, progress: Callable[[float], None] | None = None,
-                 regulator: AutoRegulator | None = None) -> None:
+                 regulate: Regulation | None = None) -> None:
         self.scenario = scenario
         self.hall = scenario.hall
         self.seed = scenario.seed if seed is None else seed
@@ -111,7 +114,8 @@ class Simulation:
         self.service_times = service_times or service_time_model(scenario)
         self.tracker = tracker or Tracker(self.hall, scenario.start + scenario.warmup_s, scenario.end)
         self.progress = progress
-        self.regulator = regulator
+        self.regulator = None if regulate is None else AutoRegulator(self.hall, regulate)
+        self.moves = 0  # the regulator's commands executed
         self.crowd_rng = np.random.default_rng(np.random.SeedSequence(self.seed).spawn(1)[0])
         clerk = scenario.clerks
         self.recall_limit = self.hall.policy.recall_limit
@@ -172,7 +176,13 @@ class Simulation:
         self.tracker.finish(max(self.now, self.scenario.end))
         if self.progress is not None:
             self.progress(1.0)
-        return metrics.summarise(self.scenario, self.tracker, seed=self.seed)
+        summary = metrics.summarise(self.scenario, self.tracker, seed=self.seed)
+        if self.regulator is not None:
+            policy = self.regulator.policy
+            summary["regulation"] = {"scope": policy.scope, "every_s": policy.every_s,
+                                     "max_moves_per_hour": policy.max_moves_per_hour,
+                                     "min_stay_s": policy.min_stay_s, "commands": self.moves}
+        return summary
 
     def push(self, at: float, kind: Kind, payload: Any = None) -> None:
         self.seq += 1
@@ -465,6 +475,7 @@ class Simulation:
         cockpit = build_cockpit(self.hall, engine.state, lambda code, ahead: engine.estimate_at(code, ahead, t), t)
         for command in self.regulator.step(cockpit, engine.state, t):
             self.execute(command)
+            self.moves += 1
             if isinstance(command, cmd.ReassignSkills):
                 self.idle.reassign(command.window, command.skills)
                 for code in command.skills:
@@ -540,6 +551,12 @@ def staffed_windows(scenario: Scenario) -> list[int]:
         k = round(clerks.staffing_by_zone.get(zone.id, clerks.staffing) * len(ids))
         out.extend(ids[(i * len(ids)) // k] for i in range(k))
     return sorted(out)
+
+
+def sim_regulation(scenario: Scenario) -> Regulation:
+    """The hall's ``[regulation]`` policy as the simulated manager applies it: reassignments
+    only (``open_windows`` off — the scenario's unstaffed windows have no clerk to open them)."""
+    return dataclasses.replace(scenario.hall.regulation, open_windows=False)
 
 
 def simulate(scenario: Scenario, **parts: Any) -> dict[str, Any]:
