@@ -194,3 +194,13 @@ def test_the_simulated_manager_regulates_a_crowded_day_through_the_engine():
     assert summary["regulation"]["commands"] == sim.moves > 0
     assert sim.skills == {w: s.skills for w, s in sim.engine.state.windows.items()}  # the runner follows the engine
     assert checked > 100
+
+
+def test_the_benchmark_compares_static_and_regulated_runs_on_the_same_seeds():
+    from benchmarks.sim import bench_regulation, regulation_rows
+
+    result = bench_regulation("qingdao-weekday", 1, visitors=9000)
+    assert result["static"]["commands"] == 0 < result["regulated"]["commands"]
+    rows = {r["metric"]: r for r in regulation_rows(result)}
+    assert rows["weekday_p90_regulated_min"]["target"] == "<= 15" and rows["weekday_p90_static_min"]["value"] > 0
+    assert 0 < rows["weekday_within_target_static"]["value"] <= 1

@@ -68,6 +68,7 @@ from typing import Any, Callable, Iterable, Iterator, Protocol
 import trio
 
 from .. import cockpit
+from ..regulator import Regulator, suggestions_message
 from .. import events as ev
 from ..engine import QueueEngine
 from .._wsframe import message_frames
@@ -130,6 +131,7 @@ class Hub:
         self.cockpits: set[Subscriber] = set()  # managers following the cockpit
         self.ratings = ratings
         self.layout = cockpit.layout(hall)
+        self.regulator = Regulator(hall)  # the flow-regulation suggestions under each over_target alert
         self._cockpit_last: Any = None  # the last cockpit_update pushed, without its clock fields
 
     # ------------------------------------------------------------------ subscriptions
@@ -181,6 +183,12 @@ class Hub:
         engine = self.engine
         return cockpit.build(self.hall, engine.state, engine.estimate_at, now, self.ratings)
 
+    def cockpit_message(self, now: float) -> dict[str, Any]:
+        """The cockpit at *now* as message fields, with the regulator's ``suggestions`` (by alert id)."""
+        view = self.cockpit(now)
+        suggestions = self.regulator.suggest(view, self.engine.state, now)
+        return {**view.to_message(), "suggestions": suggestions_message(suggestions)}
+
     def follow_cockpit(self, sub: Subscriber, follow: bool) -> None:
         """Start (or stop) pushing *sub* ``cockpit_update``."""
         if follow:
@@ -193,10 +201,10 @@ class Hub:
         if not self.cockpits:
             self._cockpit_last = None
             return
-        message = {"type": "cockpit_update", **self.cockpit(at).to_message()}
+        message = {"type": "cockpit_update", **self.cockpit_message(at)}
         key = (message["services"], [(w["window"], w["state"], w["number"], w["since"], w["skills"])
                                      for w in message["windows"]],
-               message["zones"], message["alerts"], message["ratings"])
+               message["zones"], message["alerts"], message["ratings"], message["suggestions"])
         if key != self._cockpit_last:
             self._cockpit_last = key
             self.publish(self.cockpits, message)
