@@ -29,8 +29,9 @@ The policy:
   ``ReassignSkills`` with the window's skills plus *S* (appended: its own services stay
   first). Suggestions stop when *S*'s wait after is within target, or after
   :data:`MAX_PER_ALERT`. While *S* is still over target, closed windows that may take it
-  are suggested to open (``OpenWindow``, preceded by a ``ReassignSkills`` when the window
-  does not serve *S*), if the hall's ``open_windows`` allows: a closed window has no clerk
+  are suggested to open, those with the fewest services first (more of the window goes to
+  *S*), then the lower id (``OpenWindow``, preceded by a ``ReassignSkills`` to its configured
+  skills plus *S* when those lack *S*), if the hall's ``open_windows`` allows: a closed window has no clerk
   until someone staffs it, so that is the manager's call.
 * **Going home.** A window serving services its configuration does not give it returns to
   its configured skills (one ``ReassignSkills``) once those borrowed services are back
@@ -253,11 +254,15 @@ class _Model:
         return None if best is None else (best[1], best[2])
 
     def best_open(self, code: str, allowed: Callable[[int], bool]) -> tuple[WindowView, tuple[str, ...]] | None:
+        best = None
         for wid, w in self.windows.items():
             if w.state == CLOSED and wid not in self.used and code in self.r.scope[wid] and allowed(wid):
                 home = self.r.home[wid]
-                return w, (home if code in home else home + (code,))
-        return None
+                new = home if code in home else home + (code,)
+                key = (len(new), wid)  # the fewer services it has, the more of it goes to *code*
+                if best is None or key < best[0]:
+                    best = (key, w, new)
+        return None if best is None else (best[1], best[2])
 
     def take(self, alert: str | None, code: str, pick: tuple[WindowView, tuple[str, ...]], action: str,
              now: float) -> Suggestion:
