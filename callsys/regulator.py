@@ -40,7 +40,9 @@ The policy:
 * **The automatic mode** (:class:`AutoRegulator`, the hall's ``[regulation]``): every
   ``check_every_min`` it applies the suggestions and the returns home, skipping any window
   moved ``max_moves_per_hour`` times in the last hour or less than ``min_stay_min`` ago
-  (a move: one suggestion's commands on one window). It counts its own moves only.
+  (a move: one suggestion's commands on one window; :class:`Limits`). It counts its own
+  moves only. ``sim live --regulate`` applies the server's own suggestions and returns home
+  (the ``cockpit`` message) under the same :class:`Limits`.
 """
 
 from __future__ import annotations
@@ -298,28 +300,15 @@ def _min(seconds: float | None) -> str:
 
 
 @dataclass(slots=True)
-class AutoRegulator:
-    """The automatic mode: the commands to apply at *now*, within the hall's limits.
+class Limits:
+    """The hall's limits on moving one window: at most ``max_moves_per_hour`` moves in any
+    hour, and ``min_stay_s`` between two moves. State: each window's recent moves."""
 
-    State is the time of each window's recent moves. Feed it the cockpit every
-    ``policy.every_s`` (the server and the simulator do) and execute what it returns.
-
-    Args:
-        hall: the hall.
-        policy: the limits (the hall's ``[regulation]`` by default).
-    """
-
-    hall: Hall
-    policy: Regulation | None = None
+    policy: Regulation
     moves: dict[int, deque] = field(default_factory=dict)  # window -> times of its moves in the last hour
-    regulator: Regulator = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.policy = self.policy or self.hall.regulation
-        self.regulator = Regulator(self.hall, self.policy)
 
     def allowed(self, window: int, now: float) -> bool:
-        """Whether *window* may be moved at *now* (per-hour limit and minimum stay)."""
+        """Whether *window* may be moved at *now*."""
         times = self.moves.get(window)
         if not times:
             return True
@@ -329,16 +318,45 @@ class AutoRegulator:
             return False
         return not times or now - times[-1] >= self.policy.min_stay_s
 
+    def admit(self, window: int, now: float) -> bool:
+        """Count a move of *window* at *now* if it is allowed; whether it was."""
+        if not self.allowed(window, now):
+            return False
+        self.moves.setdefault(window, deque()).append(now)
+        return True
+
+
+@dataclass(slots=True)
+class AutoRegulator:
+    """The automatic mode: the commands to apply at *now*, within the hall's limits.
+
+    Feed it the cockpit every ``policy.every_s`` (the server and the simulator do) and
+    execute what it returns. It counts its own moves only.
+
+    Args:
+        hall: the hall.
+        policy: the limits (the hall's ``[regulation]`` by default).
+    """
+
+    hall: Hall
+    policy: Regulation | None = None
+    limits: Limits = field(init=False)
+    regulator: Regulator = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.policy = self.policy or self.hall.regulation
+        self.limits = Limits(self.policy)
+        self.regulator = Regulator(self.hall, self.policy)
+
     def step(self, cockpit: Cockpit, state: HallState, now: float) -> list[cmd.Command]:
         """The commands to apply at *now*: every suggestion, then the returns home."""
-        allowed = lambda window: self.allowed(window, now)  # noqa: E731
+        allowed = lambda window: self.limits.allowed(window, now)  # noqa: E731
         picks = [s for group in self.regulator.suggest(cockpit, state, now, allowed).values() for s in group]
         moved = {s.window for s in picks}
         picks += [s for s in self.regulator.homecomings(cockpit, state, now, allowed) if s.window not in moved]
         out: list[cmd.Command] = []
         for s in picks:
-            if s.commands:
-                self.moves.setdefault(s.window, deque()).append(now)
+            if s.commands and self.limits.admit(s.window, now):
                 out.extend(s.commands)
         return out
 

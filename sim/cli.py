@@ -181,6 +181,9 @@ def _live_args(p: argparse.ArgumentParser) -> None:
                    help="share of QR/appointment citizens following their ticket on a phone (default %(default)s)")
     p.add_argument("--max-phones", type=int, default=MAX_PHONES, help="phone connections at once at most")
     p.add_argument("--no-displays", action="store_true", help="no LED/TV/speaker connections")
+    p.add_argument("--regulate", action="store_true",
+                   help="a manager connection applies the server's flow-regulation suggestions (reassignments) "
+                        "every check_every_min within the hall's [regulation] limits")
     p.add_argument("--json", action="store_true", help="print only the report JSON to stdout")
     p.set_defaults(run=_live)
 
@@ -192,7 +195,7 @@ def _live(args: argparse.Namespace) -> int:
     check_loopback(args.url)
     settings = LiveSettings(speed=args.speed, duration_s=args.duration, max_citizens=args.max_citizens,
                             kiosks=args.kiosks, phone_share=args.phones, max_phones=args.max_phones,
-                            displays=not args.no_displays, seed=args.seed)
+                            displays=not args.no_displays, seed=args.seed, regulate=args.regulate)
     console = Console(stderr=args.json)
     with Progress(TextColumn("[bold]live {task.description}"), BarColumn(), TaskProgressColumn(),
                   TextColumn("{task.fields[line]}"), TimeElapsedColumn(), console=console,

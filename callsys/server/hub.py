@@ -184,10 +184,13 @@ class Hub:
         return cockpit.build(self.hall, engine.state, engine.estimate_at, now, self.ratings)
 
     def cockpit_message(self, now: float) -> dict[str, Any]:
-        """The cockpit at *now* as message fields, with the regulator's ``suggestions`` (by alert id)."""
+        """The cockpit at *now* as message fields, with the regulator's ``suggestions`` (by
+        alert id) and ``homecomings`` (windows that may go back to their configured skills)."""
         view = self.cockpit(now)
-        suggestions = self.regulator.suggest(view, self.engine.state, now)
-        return {**view.to_message(), "suggestions": suggestions_message(suggestions)}
+        state = self.engine.state
+        suggestions = self.regulator.suggest(view, state, now)
+        return {**view.to_message(), "suggestions": suggestions_message(suggestions),
+                "homecomings": [s.to_message() for s in self.regulator.homecomings(view, state, now)]}
 
     def follow_cockpit(self, sub: Subscriber, follow: bool) -> None:
         """Start (or stop) pushing *sub* ``cockpit_update``."""
@@ -204,7 +207,7 @@ class Hub:
         message = {"type": "cockpit_update", **self.cockpit_message(at)}
         key = (message["services"], [(w["window"], w["state"], w["number"], w["since"], w["skills"])
                                      for w in message["windows"]],
-               message["zones"], message["alerts"], message["ratings"], message["suggestions"])
+               message["zones"], message["alerts"], message["ratings"], message["suggestions"], message["homecomings"])
         if key != self._cockpit_last:
             self._cockpit_last = key
             self.publish(self.cockpits, message)
