@@ -204,3 +204,15 @@ def test_the_benchmark_compares_static_and_regulated_runs_on_the_same_seeds():
     rows = {r["metric"]: r for r in regulation_rows(result)}
     assert rows["weekday_p90_regulated_min"]["target"] == "<= 15" and rows["weekday_p90_static_min"]["value"] > 0
     assert 0 < rows["weekday_within_target_static"]["value"] <= 1
+
+
+def test_sim_run_regulate_reports_the_simulated_managers_moves(tmp_path, capsys):
+    import json
+
+    from callsys.cli import main
+
+    assert main(["sim", "run", "demo", "--visitors", "1500", "--regulate", "--out", str(tmp_path), "--json"]) == 0
+    regulation = json.loads(capsys.readouterr().out)["regulation"]
+    assert regulation["scope"] == "zone" and regulation["commands"] > 0
+    assert main(["sim", "run", "demo", "--visitors", "1500", "--regulate", "--out", str(tmp_path), "--no-charts"]) == 0
+    assert "reassignments by the simulated manager" in capsys.readouterr().out
