@@ -131,6 +131,10 @@ class Regulator:
         self.hall = hall
         self.policy = policy or hall.regulation
         self.scope = scope_of(hall, self.policy.scope)
+        self.takers: dict[str, tuple[int, ...]] = {}  # service -> the windows that may take it
+        for wid, codes in self.scope.items():
+            for code in codes:
+                self.takers[code] = self.takers.get(code, ()) + (wid,)
         self.home = {w.id: w.skills for w in hall.windows}
         self.minutes = {s.code: s.minutes for s in hall.services}
         self.targets = {s.code: s.target_wait_s for s in hall.services}
@@ -197,9 +201,11 @@ class _Model:
         self.rate0 = {s.code: state.eta.rate(s.code) for s in cockpit.services}
         self.rate = dict(self.rate0)
 
-    def wait(self, code: str) -> float | None:
-        """The estimated wait of a new ticket of *code* with the suggestions taken so far."""
-        rate, before = self.rate[code], self.before[code]
+    def wait(self, code: str, rate: float | None = None) -> float | None:
+        """The estimated wait of a new ticket of *code* with the suggestions taken so far (at
+        *rate* calls per second instead of the current one, when given)."""
+        rate = self.rate[code] if rate is None else rate
+        before = self.before[code]
         if rate <= 0.0:
             return None if self.waiting[code] else 0.0
         if before is None or self.rate0[code] <= 0.0:
@@ -238,17 +244,18 @@ class _Model:
     def best_reassign(self, code: str, allowed: Callable[[int], bool]) -> tuple[WindowView, tuple[str, ...]] | None:
         best = None
         bar = self.ratio(code)  # the move must leave its window's services better off than *code* is now
-        for wid, w in self.windows.items():
-            skills = self.skills[wid]
-            if (w.state not in _LOAD or wid in self.used or code in skills or code not in self.r.scope[wid]
-                    or not allowed(wid)):
+        for wid in self.r.takers.get(code, ()):
+            w, skills = self.windows[wid], self.skills[wid]
+            if w.state not in _LOAD or wid in self.used or code in skills or not allowed(wid):
                 continue
             new = skills + (code,)
-            after = self._after(self._gain(skills, new, True))
+            k = len(skills)
             worst = 0.0
-            for c in skills:
-                wait = after[c]
+            for c in skills:  # each of its services keeps 1/(k+1) of the window instead of 1/k
+                wait = self.wait(c, max(0.0, self.rate[c] - self._share(c, 1.0 / k - 1.0 / (k + 1))))
                 worst = max(worst, float("inf") if wait is None else wait / self.r.targets[c])
+                if worst >= bar:
+                    break
             if worst < bar:
                 key = (worst, _LOAD[w.state], wid)
                 if best is None or key < best[0]:
@@ -257,8 +264,9 @@ class _Model:
 
     def best_open(self, code: str, allowed: Callable[[int], bool]) -> tuple[WindowView, tuple[str, ...]] | None:
         best = None
-        for wid, w in self.windows.items():
-            if w.state == CLOSED and wid not in self.used and code in self.r.scope[wid] and allowed(wid):
+        for wid in self.r.takers.get(code, ()):
+            w = self.windows[wid]
+            if w.state == CLOSED and wid not in self.used and allowed(wid):
                 home = self.r.home[wid]
                 new = home if code in home else home + (code,)
                 key = (len(new), wid)  # the fewer services it has, the more of it goes to *code*
