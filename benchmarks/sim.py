@@ -27,6 +27,16 @@
   needed is skipped. ``--plan-replications 0`` skips the plan; ``--plan-scenario``,
   ``--plan-windows`` shrink it (smoke tests).
 
+* ``weekday_p90_static_min`` / ``weekday_p90_regulated_min``: flow regulation proven in the
+  simulator (:mod:`callsys.regulator`). ``--regulate-scenario`` (``qingdao-weekday``, the
+  hall's 400 windows as staffed by the scenario) run ``--regulate-replications`` times with
+  windows keeping their skills, then on the same seeds with the automatic regulator as a
+  simulated manager (``sim run --regulate``: the hall's ``[regulation]`` limits,
+  reassignments only): the worst service's p90 wait (per service the mean over the
+  replications, then the worst), and ``weekday_within_target_static`` /
+  ``weekday_within_target_regulated``, the share called within its service's target.
+  ``--regulate-replications 0`` skips them; ``--regulate-visitors`` shrinks the day (smoke tests).
+
 * ``live_*``: the same Monday played live (``sim.live``) against a real server started in
   a separate process (``callsys serve`` on the flagship hall, a fresh store in a temporary
   directory, its clock at 08:50 running ``--live-speed`` times real time) for
@@ -38,6 +48,7 @@
     python -m benchmarks.sim [--json] [--repeat 3] [--replications 40] [--live-speed 60] [--live-seconds 70]
                              [--eta-scenario qingdao-weekday] [--eta-others qingdao-peak-monday,demo,mmc]
                              [--plan-replications 3] [--plan-scenario qingdao-weekday] [--plan-windows 400]
+                             [--regulate-replications 3] [--regulate-scenario qingdao-weekday]
 """
 
 from __future__ import annotations
@@ -55,7 +66,7 @@ import trio
 from sim.experiment import combine, interval, replicate
 from sim.live import LivePlayer, LiveSettings
 from sim.planner import Planner, parse_target
-from sim.runner import Simulation
+from sim.runner import Simulation, sim_regulation
 from sim.scenario import load_scenario
 
 from ._report import parser, report, row
@@ -65,6 +76,7 @@ ERLANG_TARGET = "<= 0.05"
 ETA_TARGET = "<= 3"  # minutes of mean absolute error of the wait estimates
 ETA_OTHERS = "qingdao-peak-monday,demo,mmc"
 PLAN_TARGET = "p90 wait <= 15 min"
+REGULATE_REPLICATIONS = 3  # seeds of the static vs regulated comparison
 PLAN_REPLICATIONS = 3  # replications per judgement of the benchmark's plan (the CLI's default is 5)
 LIVE_CLOCK = "2026-11-23T08:50"  # ten virtual minutes to connect every device before 09:00
 SERVER_START_S = 30.0  # real seconds the server may take to listen
@@ -120,6 +132,33 @@ def plan_note(name: str, plan: dict[str, Any], seconds: float) -> str:
             + (", ".join(f"{p['pool']} {p['current']}->{p['planned']}" for p in moved) or "nothing")
             + f"; universal windows serve {'everything' if skills is None else ', '.join(skills)}; "
               f"{plan['runs']} runs in {seconds:.0f} s")
+
+
+def bench_regulation(name: str, replications: int, visitors: int | None = None) -> dict[str, dict[str, Any]]:
+    """*name* with windows keeping their skills (``static``) and with the automatic regulator
+    (``regulated``), same seeds: per mode the worst service, its p90 wait (mean over the
+    runs), the mean share called within target, the regulator's commands and wall seconds."""
+    scenario = load_scenario(name).adjusted(visitors=visitors) if visitors else load_scenario(name)
+    out = {}
+    for mode, regulate in (("static", None), ("regulated", sim_regulation(scenario))):
+        started = time.perf_counter()
+        summaries = [s for _, s in replicate(scenario, replications, regulate=regulate)]
+        p90 = {code: interval([s["waits"]["by_service"].get(code, {}).get("p90_min") for s in summaries])["mean"]
+               for code in dict.fromkeys(c for s in summaries for c in s["waits"]["by_service"])}
+        worst = max((c for c in p90 if p90[c] is not None), key=lambda c: p90[c])
+        out[mode] = {"worst_service": worst, "p90_min": p90[worst],
+                     "within_target": interval([s["waits"]["all"]["within_target"] for s in summaries])["mean"],
+                     "p90_all_min": interval([s["waits"]["all"]["p90_min"] for s in summaries])["mean"],
+                     "commands": sum(s.get("regulation", {}).get("commands", 0) for s in summaries),
+                     "seconds": time.perf_counter() - started}
+    return out
+
+
+def regulation_rows(result: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    return [row("weekday_p90_static_min", result["static"]["p90_min"], "min", "<= 15"),
+            row("weekday_p90_regulated_min", result["regulated"]["p90_min"], "min", "<= 15"),
+            row("weekday_within_target_static", result["static"]["within_target"], "share"),
+            row("weekday_within_target_regulated", result["regulated"]["within_target"], "share")]
 
 
 def start_server(directory: Path, speed: float) -> tuple[subprocess.Popen, str]:
@@ -183,6 +222,11 @@ def main() -> None:
                    help=f"replications per judgement of the constrained plan (default {PLAN_REPLICATIONS}; 0: skip it)")
     p.add_argument("--plan-scenario", default="qingdao-weekday", help="the scenario of the constrained plan")
     p.add_argument("--plan-windows", type=int, default=400, help="windows the constrained plan may use")
+    p.add_argument("--regulate-replications", type=int, default=REGULATE_REPLICATIONS,
+                   help=f"seeds of the static vs regulated comparison (default {REGULATE_REPLICATIONS}; 0: skip it)")
+    p.add_argument("--regulate-scenario", default="qingdao-weekday", help="the scenario of the regulation comparison")
+    p.add_argument("--regulate-visitors", type=int, default=None,
+                   help="visitors a day for the regulation comparison instead of the scenario's (smoke tests)")
     args = p.parse_args()
     seconds, summary, sim = bench_day(args.scenario, args.repeat)
     erlang = bench_erlang(args.replications)
@@ -210,6 +254,13 @@ def main() -> None:
         plan, plan_s = bench_plan(args.plan_scenario, args.plan_windows, args.plan_replications)
         rows.append(row("plan_weekday_400_p90_min", plan["worst"]["mean"], "min", "<= 15"))
         notes.append(plan_note(args.plan_scenario, plan, plan_s))
+    if args.regulate_replications > 0:
+        regulation = bench_regulation(args.regulate_scenario, args.regulate_replications, args.regulate_visitors)
+        rows += regulation_rows(regulation)
+        notes.append(f"regulation on {args.regulate_scenario}, {args.regulate_replications} seed(s): " + "; ".join(
+            f"{mode}: worst {r['worst_service']} p90 {r['p90_min']:.1f} min, all p90 {r['p90_all_min']:.1f} min, "
+            f"{100 * r['within_target']:.1f} % within target, {r['commands']:,} regulator commands, "
+            f"{r['seconds']:.0f} s" for mode, r in regulation.items()))
     if args.live_seconds > 0:
         live = bench_live(args.live_speed, args.live_seconds)
         rows += live_rows(live)

@@ -127,6 +127,17 @@ class IssuingSpec(_Model):
         return value
 
 
+class RegulationSpec(_Model):
+    """The ``[regulation]`` table: flow regulation (调流) suggestions and the automatic mode."""
+
+    auto: bool = False  # the server applies the best suggestions itself
+    scope: Literal["zone", "floor", "hall"] = "zone"  # the services a window may be given: those of its zone/floor/hall
+    open_windows: bool = True  # suggest opening closed windows (a clerk must be there to staff them)
+    max_moves_per_hour: int = Field(default=2, ge=1, le=60)  # reassignments of one window per hour, at most
+    min_stay_min: float = Field(default=20.0, ge=0, le=24 * 60)  # before a moved window is moved again
+    check_every_min: float = Field(default=5.0, gt=0, le=24 * 60)  # how often the automatic mode looks
+
+
 class GroupSpec(_Model):
     code: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     name: NamesSpec
@@ -243,6 +254,7 @@ class HallFile(_Model):
     appointments: AppointmentsSpec = AppointmentsSpec()
     policy: PolicySpec = PolicySpec()
     issuing: IssuingSpec = IssuingSpec()
+    regulation: RegulationSpec = RegulationSpec()
     groups: tuple[GroupSpec, ...] = Field(min_length=1)
     floors: tuple[FloorSpec, ...] = Field(min_length=1)
     zones: tuple[ZoneSpec, ...] = Field(min_length=1)

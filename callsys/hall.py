@@ -110,6 +110,32 @@ class Issuing:
     cutoff_margin_s: float = 0.0
 
 
+REGULATION_SCOPES: Final = ("zone", "floor", "hall")
+
+
+@dataclass(frozen=True, slots=True)
+class Regulation:
+    """The ``[regulation]`` table: flow regulation (调流), see :mod:`callsys.regulator`.
+
+    Attributes:
+        auto: the server applies the best suggestions itself, within the limits below.
+        scope: which services a window may be given: those some window of its ``"zone"``
+            (default), of its ``"floor"`` or of the ``"hall"`` serves by configuration.
+        open_windows: whether opening a closed window is suggested (and, in the automatic
+            mode, done): only where a clerk is there to staff it.
+        max_moves_per_hour: reassignments (or openings) of one window in any hour, at most.
+        min_stay_s: seconds a moved window stays as it is before it is moved again.
+        every_s: seconds between two looks of the automatic mode.
+    """
+
+    auto: bool = False
+    scope: str = "zone"
+    open_windows: bool = True
+    max_moves_per_hour: int = 2
+    min_stay_s: float = 1200.0
+    every_s: float = 300.0
+
+
 @dataclass(frozen=True, slots=True)
 class Group:
     code: str
@@ -218,6 +244,7 @@ class Hall:
     voice: Voice = Voice()
     qr: Qr = Qr()
     issuing: Issuing = Issuing()
+    regulation: Regulation = Regulation()
     source: str = ""
     services_by_code: Mapping[str, Service] = field(default_factory=dict, repr=False)
     windows_by_id: Mapping[int, Window] = field(default_factory=dict, repr=False)
@@ -374,6 +401,7 @@ class _Compiler:
             voice=voice,
             qr=Qr(spec.qr.ticket_valid_hours * 3600, spec.qr.door_rotate_minutes * 60, tuple(spec.qr.doors)),
             issuing=self.issuing(services),
+            regulation=self.regulation(),
             source=self.source,
             services_by_code=MappingProxyType({s.code: s for s in services}),
             windows_by_id=MappingProxyType({w.id: w for w in windows}),
@@ -432,6 +460,11 @@ class _Compiler:
 
     def issuing(self, services: tuple[Service, ...]) -> Issuing:
         return compile_issuing(self.spec.issuing, services, source=self.source)
+
+    def regulation(self) -> Regulation:
+        r = self.spec.regulation
+        return Regulation(r.auto, r.scope, r.open_windows, r.max_moves_per_hour, r.min_stay_min * 60.0,
+                          r.check_every_min * 60.0)
 
     def windows(self, zones, services, policy, floors) -> tuple[Window, ...]:
         zone_by_id = {z.id: z for z in zones}

@@ -76,18 +76,23 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top", type=bounded(int, 1), default=report.TOP_SERVICES, help="services shown in the wait table")
     p.add_argument("--no-charts", action="store_true", help="skip the PNG charts")
     p.add_argument("--json", action="store_true", help="print only the summary JSON to stdout")
+    p.add_argument("--regulate", action="store_true",
+                   help="a simulated manager applies the automatic flow regulation (callsys.regulator) "
+                        "under the hall's [regulation] limits, every check_every_min; reassignments only")
     p.set_defaults(run=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     from .charts import write_charts
     from .experiment import combine, replicate
+    from .runner import sim_regulation
 
     scenario = scenario_from_args(args)
     console = Console(stderr=args.json)
     label = f"{scenario.name} ({scenario.days} day(s) x {args.replications})"
     with progress_bar(console, args.replications, label, enabled=not args.json) as update:
-        runs = replicate(scenario, args.replications, seed=args.seed, progress=update)
+        regulate = sim_regulation(scenario) if args.regulate else None
+        runs = replicate(scenario, args.replications, seed=args.seed, progress=update, regulate=regulate)
     summary = combine(scenario, [s for _, s in runs])
     out = out_dir(args, scenario)
     files = [report.write_json(out / "summary.json", summary)]
@@ -176,6 +181,9 @@ def _live_args(p: argparse.ArgumentParser) -> None:
                    help="share of QR/appointment citizens following their ticket on a phone (default %(default)s)")
     p.add_argument("--max-phones", type=int, default=MAX_PHONES, help="phone connections at once at most")
     p.add_argument("--no-displays", action="store_true", help="no LED/TV/speaker connections")
+    p.add_argument("--regulate", action="store_true",
+                   help="a manager connection applies the server's flow-regulation suggestions (reassignments) "
+                        "every check_every_min within the hall's [regulation] limits")
     p.add_argument("--json", action="store_true", help="print only the report JSON to stdout")
     p.set_defaults(run=_live)
 
@@ -187,7 +195,7 @@ def _live(args: argparse.Namespace) -> int:
     check_loopback(args.url)
     settings = LiveSettings(speed=args.speed, duration_s=args.duration, max_citizens=args.max_citizens,
                             kiosks=args.kiosks, phone_share=args.phones, max_phones=args.max_phones,
-                            displays=not args.no_displays, seed=args.seed)
+                            displays=not args.no_displays, seed=args.seed, regulate=args.regulate)
     console = Console(stderr=args.json)
     with Progress(TextColumn("[bold]live {task.description}"), BarColumn(), TaskProgressColumn(),
                   TextColumn("{task.fields[line]}"), TimeElapsedColumn(), console=console,

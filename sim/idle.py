@@ -47,6 +47,18 @@ class IdleWindows:
             for code in self.skills[window]:
                 del self.by_service[code][window]
 
+    def reassign(self, window: int, skills: tuple[str, ...]) -> None:
+        """*window* serves *skills* from now on (a manager's ``reassign``); idle, it stays idle."""
+        since = None
+        if window in self.windows:
+            since = next(self.by_service[code][window] for code in self.skills[window])
+            self.discard(window)
+        self.skills[window] = tuple(skills)  # type: ignore[index]  # the runner's own dict
+        for code in skills:
+            self.by_service.setdefault(code, {})
+        if since is not None:
+            self.add(window, since)
+
     def take(self, service: str) -> int | None:
         """An idle window serving *service*, no longer idle; None if there is none."""
         idle = self.by_service.get(service)

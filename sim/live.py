@@ -40,10 +40,11 @@ import trio
 
 from callsys.client import Client, ClientError, ConnectionLost, Device, RequestFailed, connect, connect_device
 from callsys.errors import CallsysError
+from callsys.regulator import OPEN, Limits
 
 from .idle import IdleWindows
 from .models import Citizen, break_times, clerk_rng, population, service_time_model
-from .runner import sessions, staffed_windows
+from .runner import sessions, sim_regulation, staffed_windows
 from .scenario import Scenario
 
 KIOSKS: Final = 20  # kiosk connections (QR-code pages and the booking platform included)
@@ -87,6 +88,7 @@ class LiveSettings:
     max_phones: int = MAX_PHONES
     displays: bool = True  # an LED per window, a TV and a speaker per zone
     seed: int | None = None
+    regulate: bool = False  # the manager applies the server's flow-regulation suggestions (see _regulate)
 
 
 class Latencies:
@@ -327,6 +329,7 @@ class LivePlayer:
         try:
             async with connect(self.url, role="manager", token=self._token("manager")) as manager:
                 self.connections["manager"] += 1
+                self.manager = manager
                 await self._align(manager)
                 self.staffed = staffed_windows(self.scenario)
                 before = (await manager.request("stats"))["totals"]
@@ -351,6 +354,8 @@ class LivePlayer:
             agents.start_soon(self._feed, agents, crowd)
             for w in self.staffed:
                 agents.start_soon(self._clerk, w)
+            if self.settings.regulate:
+                agents.start_soon(self._regulate)
         await self._settle()
 
     def _crowd(self) -> list[Citizen]:
@@ -512,6 +517,39 @@ class LivePlayer:
             self.errors[f"phone: {exc.code}"] += 1
         finally:
             self.phones.release()
+
+    # ------------------------------------------------------------------ the manager
+
+    async def _regulate(self) -> None:
+        """The manager's flow regulation, as in ``sim run --regulate``: every ``check_every_min``
+        of open hours it asks the server for the ``cockpit`` and sends the ``reassign``
+        commands of its ``suggestions`` and ``homecomings``, in order, within the hall's
+        limits (:class:`callsys.regulator.Limits`); opening windows is left out (the
+        scenario's unstaffed windows have no clerk)."""
+        policy = sim_regulation(self.scenario)
+        limits = Limits(policy)
+        at = self.v0
+        while await self.until(at := at + policy.every_s):
+            if not any(s <= at < e for s, e in self.sessions):
+                continue
+            view, _, _ = await self.ask(self.manager, "cockpit", follow=False)
+            if view is None:
+                continue
+            picks = [s for group in view["suggestions"].values() for s in group] + view["homecomings"]
+            moved: set[int] = set()
+            for s in picks:
+                if s["action"] == OPEN or s["window"] in moved or not limits.admit(s["window"], view["at"]):
+                    continue
+                moved.add(s["window"])
+                for command in s["commands"]:
+                    fields = {k: v for k, v in command.items() if k != "type"}
+                    result, _, _ = await self.ask(self.manager, command["type"], **fields)
+                    if result is not None and command["type"] == "reassign":
+                        self.outcomes["regulator reassignments"] += 1
+                        self.idle.reassign(command["window"], tuple(command["skills"]))
+                        waker = self.wakers.get(command["window"])
+                        if waker is not None and command["window"] in self.idle:
+                            waker.set()  # an idle clerk looks again at once
 
     # ------------------------------------------------------------------ clerks
 

@@ -62,6 +62,11 @@ def print_summary(summary: Mapping[str, Any], scenario: Scenario, console: Conso
     console.print(f"hall {hall.id} ({hall.name.en}), {w['opened']}/{w['total']} windows opened, "
                   f"{summary['days']} day(s), seed {summary['seed']}"
                   + (f", simulated in {summary['runtime_s']:.2f} s" if "runtime_s" in summary else ""))
+    if "regulation" in summary:  # sim run --regulate
+        r = summary["regulation"]
+        console.print(f"regulated (调流): {r['commands']:,} reassignments by the simulated manager, scope {r['scope']}, "
+                      f"a look every {r['every_s'] / 60:g} min, at most {r['max_moves_per_hour']} moves per window "
+                      f"per hour, {r['min_stay_s'] / 60:g} min minimum stay")
     flow = Table(title="Flow", show_header=False)
     flow.add_column("what")
     flow.add_column("n", justify="right")

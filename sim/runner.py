@@ -32,6 +32,7 @@ are counted, not errors; any other refusal is a bug and propagates.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import heapq
 import math
@@ -41,7 +42,10 @@ import numpy as np
 
 from callsys import commands as cmd
 from callsys import errors as err
+from callsys.cockpit import build as build_cockpit
 from callsys.engine import QueueEngine
+from callsys.hall import Regulation
+from callsys.regulator import AutoRegulator
 from callsys.state import CALLED, CLOSED, PAUSED, WAITING
 
 from . import metrics
@@ -72,6 +76,7 @@ class Kind(enum.IntEnum):
     GIVE_UP = 11  # a waiting citizen's patience runs out
     CLOSE_OUT = 12  # the day's last session is over (with overtime): whoever waits goes home
     DAY_END = 13
+    REGULATE = 14  # the simulated manager's automatic flow regulation looks at the hall
 
 
 #: Order of the calendar's moments at one instant: the ending day closes before the next opens.
@@ -92,11 +97,16 @@ class Simulation:
         pick_window: policy choosing which idle window a new ticket wakes.
         tracker: the event recorder (a fresh :class:`~sim.tracker.Tracker` by default).
         progress: called now and then with the share of virtual time done (0..1).
+        regulate: run flow regulation under this policy as a simulated manager (a fresh
+            :class:`callsys.regulator.AutoRegulator` per run, see :func:`sim_regulation`):
+            every ``every_s`` of open hours it looks at the cockpit and its commands go to
+            the engine like every other action; None (default): windows keep their skills.
     """
 
     def __init__(self, scenario: Scenario, *, seed: int | None = None, engine: QueueEngine | None = None,
                  service_times: ServiceTimes | None = None, pick_window: WindowPicker = longest_idle,
-                 tracker: Tracker | None = None, progress: Callable[[float], None] | None = None) -> None:
+                 tracker: Tracker | None = None, progress: Callable[[float], None] | None = None,
+                 regulate: Regulation | None = None) -> None:
         self.scenario = scenario
         self.hall = scenario.hall
         self.seed = scenario.seed if seed is None else seed
@@ -104,6 +114,8 @@ class Simulation:
         self.service_times = service_times or service_time_model(scenario)
         self.tracker = tracker or Tracker(self.hall, scenario.start + scenario.warmup_s, scenario.end)
         self.progress = progress
+        self.regulator = None if regulate is None else AutoRegulator(self.hall, regulate)
+        self.moves = 0  # the regulator's commands executed
         self.crowd_rng = np.random.default_rng(np.random.SeedSequence(self.seed).spawn(1)[0])
         clerk = scenario.clerks
         self.recall_limit = self.hall.policy.recall_limit
@@ -131,6 +143,7 @@ class Simulation:
             Kind.CALL: self._wrapped_up, Kind.REACH: self._reach, Kind.RECALL: self._recall,
             Kind.FINISH: self._finish, Kind.BREAK: self._break, Kind.RESUME: self._resume,
             Kind.GIVE_UP: self._give_up, Kind.CLOSE_OUT: self._close_out, Kind.DAY_END: self._day_end,
+            Kind.REGULATE: self._regulate,
         }
 
     # ------------------------------------------------------------------ driving
@@ -163,7 +176,13 @@ class Simulation:
         self.tracker.finish(max(self.now, self.scenario.end))
         if self.progress is not None:
             self.progress(1.0)
-        return metrics.summarise(self.scenario, self.tracker, seed=self.seed)
+        summary = metrics.summarise(self.scenario, self.tracker, seed=self.seed)
+        if self.regulator is not None:
+            policy = self.regulator.policy
+            summary["regulation"] = {"scope": policy.scope, "every_s": policy.every_s,
+                                     "max_moves_per_hour": policy.max_moves_per_hour,
+                                     "min_stay_s": policy.min_stay_s, "commands": self.moves}
+        return summary
 
     def push(self, at: float, kind: Kind, payload: Any = None) -> None:
         self.seq += 1
@@ -184,6 +203,11 @@ class Simulation:
         scenario = self.scenario
         for at, kind, payload in self.calendar():
             self.push(at, kind, payload)
+        if self.regulator is not None:
+            every = self.regulator.policy.every_s
+            for start, end in self.sessions:
+                for k in range(1, math.ceil((end - start) / every)):
+                    self.push(start + k * every, Kind.REGULATE)
         for day in range(scenario.days):
             crowd = population(scenario, day, self.crowd_rng, self.service_times, len(self.citizens))
             self.citizens.extend(crowd)
@@ -441,6 +465,22 @@ class Simulation:
             self.execute(cmd.Resume(t, window))
             self._next(t, window)
 
+    def _regulate(self, t: float, _: None) -> None:
+        """The simulated manager applies the automatic regulator's commands (reassignments;
+        a window it opens is staffed only if the scenario staffs it, so the runner's
+        regulator comes with ``open_windows`` off)."""
+        if self.closed_out or self.regulator is None:
+            return
+        engine = self.engine
+        cockpit = build_cockpit(self.hall, engine.state, lambda code, ahead: engine.estimate_at(code, ahead, t), t)
+        for command in self.regulator.step(cockpit, engine.state, t):
+            self.execute(command)
+            self.moves += 1
+            if isinstance(command, cmd.ReassignSkills):
+                self.idle.reassign(command.window, command.skills)
+                for code in command.skills:
+                    self._wake(t, code)
+
     # ------------------------------------------------------------------ sessions and days
 
     def _session_start(self, t: float, span: tuple[float, float]) -> None:
@@ -511,6 +551,12 @@ def staffed_windows(scenario: Scenario) -> list[int]:
         k = round(clerks.staffing_by_zone.get(zone.id, clerks.staffing) * len(ids))
         out.extend(ids[(i * len(ids)) // k] for i in range(k))
     return sorted(out)
+
+
+def sim_regulation(scenario: Scenario) -> Regulation:
+    """The hall's ``[regulation]`` policy as the simulated manager applies it: reassignments
+    only (``open_windows`` off — the scenario's unstaffed windows have no clerk to open them)."""
+    return dataclasses.replace(scenario.hall.regulation, open_windows=False)
 
 
 def simulate(scenario: Scenario, **parts: Any) -> dict[str, Any]:

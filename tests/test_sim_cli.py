@@ -91,11 +91,14 @@ def test_the_benchmark_prints_only_its_json_rows():
     out = subprocess.run([sys.executable, "-m", "benchmarks.sim", "--json", "--scenario", "demo", "--repeat", "1",
                           "--replications", "2", "--live-seconds", "0", "--eta-scenario", "demo",
                           "--eta-others", "mmc", "--eta-visitors", "300", "--plan-scenario", "demo",
-                          "--plan-windows", "10", "--plan-replications", "2"], capture_output=True, text=True, check=True)
+                          "--plan-windows", "10", "--plan-replications", "2", "--regulate-scenario", "demo",
+                          "--regulate-replications", "1"], capture_output=True, text=True, check=True)
     rows = {r["metric"]: r for r in json.loads(out.stdout)}
     assert set(rows) == {"qingdao_day_s", "qingdao_visitors", "qingdao_commands_per_s", "erlang_c_rel_err",
                          "eta_mae_min", "eta_p90_abs_err_min", "eta_mae_min_mmc", "eta_p90_abs_err_min_mmc",
-                         "peak_told_early_share", "plan_weekday_400_p90_min"}
+                         "peak_told_early_share", "plan_weekday_400_p90_min", "weekday_p90_static_min",
+                         "weekday_p90_regulated_min", "weekday_within_target_static", "weekday_within_target_regulated"}
+    assert rows["weekday_p90_regulated_min"]["target"] == "<= 15" and rows["weekday_p90_static_min"]["value"] >= 0
     assert rows["peak_told_early_share"]["unit"] == "share" and rows["peak_told_early_share"]["target"] is None
     assert rows["eta_mae_min"]["target"] == "<= 3" and rows["eta_mae_min_mmc"]["target"] is None
     assert 0 <= rows["eta_mae_min"]["value"] <= rows["eta_p90_abs_err_min"]["value"] * 10

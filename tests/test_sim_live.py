@@ -82,3 +82,23 @@ def test_live_mode_is_loopback_only():
     check_loopback("ws://localhost:8700/ws")
     with pytest.raises(LiveError, match="this machine only"):
         check_loopback("ws://10.1.2.3:8700/ws")
+
+
+async def test_a_regulated_live_morning_reassigns_windows_through_the_server(tmp_path):
+    from callsys.hall import Regulation
+
+    demo = load_scenario("demo").adjusted(visitors=2500)  # a crowd the demo hall cannot keep within target
+    scenario = replace(demo, hall=replace(demo.hall, regulation=Regulation(every_s=120.0)))
+    with trio.fail_after(HANG_GUARD_S):
+        async with trio.open_nursery() as nursery:
+            server = await start(nursery, tmp_path, scenario.hall)
+            player = LivePlayer(scenario, server.url,
+                                settings=LiveSettings(speed=SPEED, duration_s=6.0, regulate=True, displays=False))
+            result = await player.run()
+            server.shutdown()
+    assert result["check"]["ok"], result["check"]
+    assert result["errors"] == {}
+    moved = result["flow"].get("regulator reassignments", 0)
+    assert moved > 0
+    reassigned = {w for w, s in server.engine.state.windows.items() if s.skills != scenario.hall.windows_by_id[w].skills}
+    assert reassigned and all(player.idle.skills[w] == server.engine.state.windows[w].skills for w in reassigned)

@@ -149,7 +149,7 @@ def _handle_cockpit(session: "Session", kind: str, rid: Any, fields: dict[str, A
     hub = server.hub
     hub.follow_cockpit(session, fields.get("follow", True))
     return None, ok(rid, {"layout": hub.layout.to_message(server.hall),
-                          **hub.cockpit(server.clock.now()).to_message()})
+                          **hub.cockpit_message(server.clock.now())})
 
 
 HANDLERS: dict[str, Handler] = {

@@ -43,6 +43,7 @@ from ..log import Journal, Pending, open_journal
 from ..log.redis import RedisLog
 from ..protocol import CODECS, PATH, VERSION, CloseCode, Unavailable
 from ..ratings import ratings_of
+from ..regulator import AutoRegulator
 from ..state import HallCalendar
 from ..tokens import sample_api_clients, sample_token_roles
 from . import _gc, _websocket, http, pages, standby
@@ -337,6 +338,8 @@ class CallsysServer:
                 services.start_soon(self.hub.deliver, settings.fanout_slice)
                 services.start_soon(self.hub.push_summaries, settings.queue_push_interval_s, self.clock.now,
                                     settings.fanout_slice)
+                if self.hall.regulation.auto:
+                    services.start_soon(self._regulate)
                 log(logging.INFO, "listening", url=self.url, hall=self.hall.id, windows=len(self.hall.windows),
                     clock=repr(self.clock), durable_seq=self.journal.durable_seq,
                     max_connections=settings.max_connections,
@@ -365,6 +368,24 @@ class CallsysServer:
         drain, then close when idle."""
         await self._drained.wait()
         await self.http.close_idle()
+
+    async def _regulate(self) -> None:
+        """The hall's automatic flow regulation (``[regulation] auto``): every
+        ``check_every_min`` of the server clock, the :class:`~callsys.regulator.AutoRegulator`'s
+        commands are executed like a manager's — logged, durable, pushed to every screen."""
+        auto = AutoRegulator(self.hall)
+        while True:
+            await trio.sleep(auto.policy.every_s / self.clock.speed)
+            now = self.clock.now()
+            for command in auto.step(self.hub.cockpit(now), self.engine.state, now):
+                try:
+                    self.execute(command)
+                except CallsysError as exc:  # the hall moved meanwhile (e.g. a clerk closed the window)
+                    log(logging.WARNING, "regulation_refused", command=command.kind, window=command.window,
+                        error=str(exc))
+                    continue
+                log(logging.INFO, "regulated", command=command.kind, window=command.window,
+                    skills=list(getattr(command, "skills", ())))
 
     async def _refresh_phones(self) -> None:
         while True:
