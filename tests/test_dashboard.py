@@ -12,6 +12,7 @@ from rich.console import Console
 from callsys.tools.dashboard import run_dashboard
 from server_support import TOKENS, client, guard, hang_guard, server  # noqa: F401  (fixture)
 from test_client_tools import tool
+from test_server_regulation import crowd_med
 
 
 async def _followed(server) -> None:
@@ -73,3 +74,16 @@ async def test_dashboard_once_and_json_from_the_command_line(server):
 async def test_dashboard_with_a_wrong_token_fails_in_one_line(server):
     code, out = await tool(server, "dashboard", "--once", "--token", "not-a-manager-token")
     assert code == 1 and out.strip().count("\n") == 0 and "unauthorized" in out
+
+
+@guard()
+async def test_dashboard_shows_the_regulators_best_suggestion_under_a_service_over_target(server):
+    async with client(server, "kiosk") as kiosk, client(server, "clerk", window=7) as clerk7, \
+            client(server, "clerk", window=10) as clerk10:
+        await crowd_med(kiosk, clerk7, clerk10)
+        out = io.StringIO()
+        console = Console(file=out, width=140, force_terminal=False, color_system=None)
+        await run_dashboard(server.url, token=TOKENS["manager"], console=console, frames=1)
+    text = out.getvalue()
+    assert "MED: 预计" in text  # over its target
+    assert "→ 窗口 window 10 兼办 also takes MED · ~" in text  # window 10 (CIVIL, SOC) could take MED

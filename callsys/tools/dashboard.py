@@ -9,7 +9,9 @@ the manager page draws (:mod:`callsys.cockpit`). A frame shows:
   windows as coloured cells (idle, calling, serving, paused, closed);
 * the top queues: the services furthest over (or closest to) their target wait;
 * the alerts: every service over target, every bad rating today, and the idle windows whose
-  services wait.
+  services wait; under a service over target, the flow regulator's best suggestion
+  (:mod:`callsys.regulator`: which window could take it, and the wait before and after) —
+  applied from the manager page or as the manager commands it lists.
 
 On a terminal it redraws in place (rich ``Live``) on each update;
 otherwise (a pipe, a test), or with ``--once`` / ``--updates N``, it prints one frame per
@@ -163,6 +165,9 @@ class Dashboard:
             if a["kind"] == "over_target":
                 table.add_row(Text(f"{a['service']}: 预计 {minutes(a['estimated_wait_s'])} > 目标 "
                                    f"{minutes(a['target_wait_s'])} target · {a['waiting']} waiting", style="red"))
+                best = (self.cockpit.get("suggestions") or {}).get(a["id"]) or []
+                if best:
+                    table.add_row(Text(f"  → {suggestion_line(best[0])}", style="green"))
             elif a["kind"] == "bad_rating":
                 score = f" · {a['score']}/5" if a["score"] else ""
                 table.add_row(Text(f"差评 bad rating: {a['number'] or a['ticket']} · 窗口 window {a['window']}{score}",
@@ -176,6 +181,13 @@ class Dashboard:
         if not ordered:
             table.add_row("[dim]无告警 No alerts[/]")
         return table
+
+
+def suggestion_line(s: dict[str, Any]) -> str:
+    """One line for a flow-regulation suggestion (docs/protocol.md, ``suggestions``)."""
+    act = "开窗 open" if s["action"] == "open" else "兼办 also takes"
+    return (f"窗口 window {s['window']} {act} {s['service']} · "
+            f"{minutes(s.get('wait_before_s'))} → {minutes(s.get('wait_after_s'))}")
 
 
 def _legend() -> Text:
