@@ -46,6 +46,10 @@ async def test_a_suggestion_is_applied_as_a_manager_command_and_seen_on_the_boar
             if {w["window"]: w for w in update["windows"]}[10]["skills"] == ["CIVIL", "SOC", "MED"]:
                 break
         assert 10 not in {s["window"] for s in update["suggestions"].get("over_target:MED", [])}
+        before = {s["code"]: s for s in snapshot["services"]}["MED"]
+        after = {s["code"]: s for s in update["services"]}["MED"]
+        assert after["windows_open"] == before["windows_open"] + 1
+        assert after["estimated_wait_s"] < before["estimated_wait_s"]  # the manager sees the wait fall
         await clerk10.request("call_next")  # the window calls MED now
         state = server.engine.state
         assert state.tickets[state.windows[10].current].service == "MED"
