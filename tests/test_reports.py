@@ -287,6 +287,40 @@ async def test_manager_ratings_query_alerts_on_bad_and_survives_a_restart(demo_h
         server.shutdown()
 
 
+@guard()
+async def test_a_clerk_signs_in_with_a_staff_id_and_a_bad_rating_names_them(demo_hall, tmp_path):
+    async with trio.open_nursery() as nursery:
+        server = await start_server(nursery, demo_hall, tmp_path / "hall.db")
+        async with client(server, "kiosk") as kiosk, client(server, "clerk", window=7) as clerk, \
+                client(server, "manager") as manager:
+            for _ in range(2):
+                await kiosk.request("take_number", service="SOC")
+            with pytest.raises(RequestFailed) as refused:
+                await clerk.request("open_window", clerk="A1024 " * 6)
+            assert refused.value.code == "invalid_argument" and "clerk" in refused.value.message
+            with pytest.raises(RequestFailed) as refused:
+                await clerk.request("open_window", clerk=1024)
+            assert refused.value.code == "invalid_field"
+            opened = await clerk.request("open_window", clerk="A1024")
+            assert opened["events"][0] == {"kind": "window_opened", "at": opened["events"][0]["at"], "window": 7,
+                                           "clerk": "A1024"}
+            assert (await clerk.request("window"))["clerk"] == "A1024"
+            for rating, score in (("good", 5), ("bad", 1)):
+                await clerk.request("call_next")
+                done = await clerk.request("finish", rating=rating, score=score)
+                assert done["events"][0]["clerk"] == "A1024"
+            ratings = await manager.request("ratings")
+            cockpit = await manager.request("cockpit", follow=False)
+        server.shutdown()
+    assert ratings["clerks_identified"] is True
+    assert ratings["by_clerk"] == [{"window": None, "clerk": "A1024", "good": 1, "bad": 1, "unrated": 0,
+                                    "good_share": 0.5, "scored": 2, "mean_score": 3.0}]
+    (alert,) = ratings["alerts"]
+    assert (alert["number"], alert["window"], alert["clerk"]) == ("C002", 7, "A1024")
+    (shown,) = [a for a in cockpit["alerts"] if a["kind"] == "bad_rating"]
+    assert (shown["number"], shown["window"], shown["clerk"]) == ("C002", 7, "A1024")
+
+
 async def test_reading_stops_at_the_first_day_reset_after_the_period(day, tmp_path):
     url = f"file:{tmp_path}/hall.db"
     assert isinstance(day.events[-1], ev.DayReset) and day.events[-1].at >= period(day.scenario.hall, DAY).end
