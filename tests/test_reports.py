@@ -319,6 +319,11 @@ async def test_a_clerk_signs_in_with_a_staff_id_and_a_bad_rating_names_them(demo
     assert (alert["number"], alert["window"], alert["clerk"]) == ("C002", 7, "A1024")
     (shown,) = [a for a in cockpit["alerts"] if a["kind"] == "bad_rating"]
     assert (shown["number"], shown["window"], shown["clerk"]) == ("C002", 7, "A1024")
+    async with trio.open_nursery() as nursery:
+        server = await start_server(nursery, demo_hall, tmp_path / "hall.db")  # recovered: seeded from the state
+        async with client(server, "manager") as manager:
+            assert await manager.request("ratings") == ratings
+        server.shutdown()
 
 
 async def test_reading_stops_at_the_first_day_reset_after_the_period(day, tmp_path):
