@@ -452,7 +452,8 @@ def _flag_green(state: HallState, c: cmd.FlagGreen, now: float) -> list[ev.Event
     return [ev.GreenFlagged(now, ticket.id, window.id, "priority", rank)]
 
 
-def _window_move(source: tuple[str, ...], event: type[ev.Event], *, idle: bool, carry: tuple[str, ...] = ()) -> Callable:
+def _window_move(source: tuple[str, ...], event: type[ev.Event], *, idle: bool,
+                 carry: tuple[str, ...] = ()) -> Callable:
     """A window status change allowed from *source* statuses (and only when idle if *idle*);
     the event gets the command's fields named in *carry* after the window."""
 
