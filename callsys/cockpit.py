@@ -227,6 +227,7 @@ class Alert:
     number: str | None = None
     score: int | None = None
     at: float | None = None
+    clerk: str | None = None  # bad_rating: staff id of the clerk who served (None: not named)
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,7 +256,7 @@ class Cockpit:
             "alerts": [{"id": a.id, "kind": a.kind, "service": a.service, "window": a.window,
                         "waiting": a.waiting, "estimated_wait_s": a.estimated_wait_s,
                         "target_wait_s": a.target_wait_s, "services": list(a.services), "ticket": a.ticket,
-                        "number": a.number, "score": a.score, "at": a.at} for a in self.alerts],
+                        "number": a.number, "score": a.score, "at": a.at, "clerk": a.clerk} for a in self.alerts],
             "ratings": [r.to_dict() for r in self.ratings],
         }
 
@@ -309,7 +310,7 @@ def build(hall: Hall, state: HallState, estimate: Estimate, now: float, ratings:
         return Cockpit(now, tuple(services), tuple(windows), zones, tuple(alerts), ())
     for bad in ratings.alerts:
         alerts.append(Alert(f"{BAD_RATING}:{bad.ticket}", BAD_RATING, window=bad.window, ticket=bad.ticket,
-                            number=bad.number, score=bad.score, at=bad.at))
+                            number=bad.number, score=bad.score, at=bad.at, clerk=bad.clerk))
     return Cockpit(now, tuple(services), tuple(windows), zones, tuple(alerts),
                    tuple(ratings.windows[w] for w in sorted(ratings.windows)))
 

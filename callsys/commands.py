@@ -16,6 +16,7 @@ from typing import ClassVar, Final
 
 TicketRef = int | str
 MAX_KEY: Final = 64  # characters of an idempotency key
+MAX_CLERK: Final = 32  # characters of a clerk's staff id (工号)
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,7 +206,15 @@ class Resume(WindowCommand):
 
 @dataclass(frozen=True, slots=True)
 class OpenWindow(WindowCommand):
+    """Open the window; ``clerk`` is the staff id (工号) of the clerk who signs in at it.
+
+    The id (1 to :data:`MAX_CLERK` printable characters, no surrounding blanks) stays on the
+    window until it closes, and every service ended there names it (see
+    :class:`~callsys.events.ServiceFinished`). ``None``: an anonymous clerk.
+    """
+
     kind = "open_window"
+    clerk: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -402,7 +402,7 @@ def _no_show(state: HallState, c: cmd.NoShow, now: float) -> list[ev.Event]:
     if ticket.recalls < limit:
         raise err.RecallLimit(f"recall {ticket.number} {limit - ticket.recalls} more time(s) before no-show",
                               ticket=ticket.id, recalls=ticket.recalls, limit=limit)
-    return [ev.TicketNoShow(now, ticket.id, window.id)]
+    return [ev.TicketNoShow(now, ticket.id, window.id, window.clerk)]
 
 
 def _start(state: HallState, c: cmd.StartService, now: float) -> list[ev.Event]:
@@ -416,7 +416,7 @@ def _finish(state: HallState, c: cmd.FinishService, now: float) -> list[ev.Event
     if c.score is not None and (isinstance(c.score, bool) or not isinstance(c.score, int) or not 1 <= c.score <= 5):
         raise err.InvalidArgument(f"score must be a whole number 1..5, got {c.score!r}", score=c.score)
     window, ticket = _current(state, c.window, CALLED, SERVING)
-    return [ev.ServiceFinished(now, ticket.id, window.id, c.rating, c.score)]
+    return [ev.ServiceFinished(now, ticket.id, window.id, c.rating, c.score, window.clerk)]
 
 
 def _transfer(state: HallState, c: cmd.Transfer, now: float) -> list[ev.Event]:
@@ -433,7 +433,7 @@ def _transfer(state: HallState, c: cmd.Transfer, now: float) -> list[ev.Event]:
         _window(state, c.to_window)
         if c.to_window == window.id:
             raise err.InvalidArgument("cannot transfer a ticket to its own window", window=window.id)
-    return [ev.TicketTransferred(now, ticket.id, window.id, service, c.to_window)]
+    return [ev.TicketTransferred(now, ticket.id, window.id, service, c.to_window, window.clerk)]
 
 
 def _park(state: HallState, c: cmd.Park, now: float) -> list[ev.Event]:
@@ -452,8 +452,10 @@ def _flag_green(state: HallState, c: cmd.FlagGreen, now: float) -> list[ev.Event
     return [ev.GreenFlagged(now, ticket.id, window.id, "priority", rank)]
 
 
-def _window_move(source: tuple[str, ...], event: type[ev.Event], *, idle: bool) -> Callable:
-    """A window status change allowed from *source* statuses (and only when idle if *idle*)."""
+def _window_move(source: tuple[str, ...], event: type[ev.Event], *, idle: bool,
+                 carry: tuple[str, ...] = ()) -> Callable:
+    """A window status change allowed from *source* statuses (and only when idle if *idle*);
+    the event gets the command's fields named in *carry* after the window."""
 
     def handler(state: HallState, c: cmd.WindowCommand, now: float) -> list[ev.Event]:
         window = _window(state, c.window)
@@ -462,9 +464,23 @@ def _window_move(source: tuple[str, ...], event: type[ev.Event], *, idle: bool) 
         if idle and window.current is not None:
             raise err.WindowBusy(f"window {window.id} still has ticket {window.current}; finish, transfer or park it",
                                  window=window.id, ticket=window.current)
-        return [event(now, window.id)]
+        return [event(now, window.id, *(getattr(c, name) for name in carry))]
 
     return handler
+
+
+_open = _window_move((CLOSED,), ev.WindowOpened, idle=False, carry=("clerk",))
+
+
+def _open_window(state: HallState, c: cmd.OpenWindow, now: float) -> list[ev.Event]:
+    """Open a closed window with the staff id of the clerk signing in (checked, then kept on
+    the window and named by every service that ends there)."""
+    clerk = c.clerk
+    if clerk is not None and not (isinstance(clerk, str) and 0 < len(clerk) <= cmd.MAX_CLERK
+                                  and clerk.isprintable() and clerk == clerk.strip()):
+        raise err.InvalidArgument(f"clerk must be a staff id of 1 to {cmd.MAX_CLERK} printable characters "
+                                  f"without surrounding blanks, got {clerk!r}", clerk=clerk)
+    return _open(state, c, now)
 
 
 # ---------------------------------------------------------------------- manager side
@@ -512,7 +528,7 @@ _DECIDE: dict[str, Callable[[HallState, Any, float], list[ev.Event]]] = {
     cmd.FlagGreen.kind: _flag_green,
     cmd.Pause.kind: _window_move((OPEN,), ev.WindowPaused, idle=True),
     cmd.Resume.kind: _window_move((PAUSED,), ev.WindowResumed, idle=False),
-    cmd.OpenWindow.kind: _window_move((CLOSED,), ev.WindowOpened, idle=False),
+    cmd.OpenWindow.kind: _open_window,
     cmd.CloseWindow.kind: _window_move((OPEN, PAUSED), ev.WindowClosed, idle=True),
     cmd.ReassignSkills.kind: _reassign,
     cmd.ResetDay.kind: _reset_day,

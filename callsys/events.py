@@ -4,6 +4,10 @@ Each event is a frozen record whose fields are plain data (str, int, float, bool
 tuples of those), so :func:`to_record` / :func:`from_record` turn it into a dict for
 msgpack or JSON and back without loss. Events carry everything ``apply`` needs: applying
 never decides anything.
+
+Fields added later come last with a default (e.g. the ``clerk`` of
+:class:`WindowOpened` and of the events that end a service), so rows and records written
+before them still load.
 """
 
 from __future__ import annotations
@@ -124,6 +128,7 @@ class TicketNoShow(Event):
     kind = "ticket_no_show"
     ticket: int
     window: int
+    clerk: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,11 +149,15 @@ class ServiceStarted(Event):
 
 @dataclass(frozen=True, slots=True)
 class ServiceFinished(Event):
+    """Service done at ``window`` by ``clerk`` (the staff id the window was opened with, None
+    when anonymous or logged before clerks were named), with the evaluator's verdict."""
+
     kind = "service_finished"
     ticket: int
     window: int
     rating: str | None
     score: int | None
+    clerk: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +169,7 @@ class TicketTransferred(Event):
     from_window: int
     service: str
     to_window: int | None
+    clerk: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,8 +190,11 @@ class TicketReturned(Event):
 
 @dataclass(frozen=True, slots=True)
 class WindowOpened(Event):
+    """The window opened, with ``clerk`` signed in at it (staff id, or None)."""
+
     kind = "window_opened"
     window: int
+    clerk: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,7 +279,7 @@ def from_row(row: list[Any]) -> Event:
 def from_record(record: dict[str, Any]) -> Event:
     """The inverse of :func:`to_record` (lists become tuples again)."""
     cls = EVENTS[record["kind"]]
-    values = {name: record[name] for name in _FIELDS[cls.kind]}
+    values = {name: record[name] for name in _FIELDS[cls.kind] if name in record}  # older records lack new fields
     for name, value in values.items():
         if isinstance(value, list):
             values[name] = tuple(value)

@@ -66,6 +66,7 @@ class Ticket:
     person: str | None = None  # keyed hash of the resident id: engine state and log only, never shown
     birth_year: int | None = None
     green_reason: str | None = None  # "senior" | "requested" | "clerk" when green
+    clerk: str | None = None  # staff id of the clerk who finished the service (None: anonymous)
 
 
 PRIVATE_FIELDS = frozenset({"person", "birth_year"})  # ticket fields no query or push shows
@@ -83,6 +84,7 @@ class WindowState:
     cycle: int = 0
     skillset: frozenset[str] = field(default=frozenset())
     served: int = 0
+    clerk: str | None = None  # staff id signed in with the window's ``open_window`` (None: anonymous)
 
     def __post_init__(self) -> None:
         self.skillset = frozenset(self.skills)
@@ -303,7 +305,7 @@ class HallState:
                 for t in sorted(self.tickets.values(), key=lambda t: t.id)
             ],
             "windows": [
-                [w.id, w.status, list(w.skills), w.current, w.cycle, w.served]
+                [w.id, w.status, list(w.skills), w.current, w.cycle, w.served, w.clerk]
                 for w in sorted(self.windows.values(), key=lambda w: w.id)
             ],
             "ticket_fields": len(Ticket.__slots__),
@@ -350,8 +352,9 @@ class HallState:
                     state.book.hold(ticket.id, held, ticket.rank, key)
                 else:
                     state.book.add(ticket.id, ticket.rank, key, ticket.eligible_at)
-        for wid, status, skills, current, cycle, served in data["windows"]:
+        for wid, status, skills, current, cycle, served, *clerk in data["windows"]:  # no clerk before clerks
             window = state.windows[wid]
+            window.clerk = clerk[0] if clerk else None
             window.skills, window.skillset = tuple(skills), frozenset(skills)
             window.status, window.current, window.cycle, window.served = status, current, cycle, served
             if status == OPEN:
@@ -546,6 +549,7 @@ def _started(state: HallState, e: ev.ServiceStarted) -> None:
 def _finished(state: HallState, e: ev.ServiceFinished) -> None:
     ticket = state.tickets[e.ticket]
     ticket.status, ticket.finished_at, ticket.rating, ticket.score = DONE, e.at, e.rating, e.score
+    ticket.clerk = e.clerk
     if ticket.started_at is None:
         ticket.started_at = e.at
     _release_window(state, e.window)
@@ -596,9 +600,15 @@ def _window_status(status: str) -> Callable[[HallState, Any], None]:
     return handler
 
 
+def _window_opened(state: HallState, e: ev.WindowOpened) -> None:
+    _window_status(OPEN)(state, e)
+    state.windows[e.window].clerk = e.clerk
+
+
 def _window_closed(state: HallState, e: ev.WindowClosed) -> None:
     """Closing a window sends the citizens waiting for it alone back to their service queues."""
     _window_status(CLOSED)(state, e)
+    state.windows[e.window].clerk = None
     queue = state.book.direct.get(e.window)
     for _, tid in list(queue or ()):
         ticket = state.tickets[tid]
@@ -635,7 +645,7 @@ def _day_reset(state: HallState, e: ev.DayReset) -> None:
     for window in state.windows.values():
         if window.status == OPEN:
             state.set_window_active(window, False)
-        window.status, window.current, window.cycle = CLOSED, None, 0
+        window.status, window.current, window.cycle, window.clerk = CLOSED, None, 0, None
     state.numbers.clear()
     state.counters.clear()
     state.issued.clear()
@@ -675,7 +685,7 @@ _APPLY: dict[str, Callable[[HallState, Any], None]] = {
     ev.TicketTransferred.kind: _transferred,
     ev.TicketParked.kind: _parked,
     ev.TicketReturned.kind: _returned,
-    ev.WindowOpened.kind: _window_status(OPEN),
+    ev.WindowOpened.kind: _window_opened,
     ev.WindowClosed.kind: _window_closed,
     ev.WindowPaused.kind: _window_status(PAUSED),
     ev.WindowResumed.kind: _window_status(OPEN),

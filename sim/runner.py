@@ -488,7 +488,7 @@ class Simulation:
         for window in self.staffed:
             self.closing.pop(window, None)
             if self.engine.state.windows[window].status == CLOSED:
-                self.execute(cmd.OpenWindow(t, window))
+                self.execute(cmd.OpenWindow(t, window, clerk=f"W{window}"))  # one simulated clerk per window
                 self._call(t, window)
 
     def _session_end(self, t: float, stop: float) -> None:

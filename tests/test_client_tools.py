@@ -57,23 +57,26 @@ async def test_kiosk_interactive_lists_services_and_prints_the_ticket(server):
 async def test_clerk_runs_actions_non_interactively(server):
     await tool(server, "kiosk", "--service", "SOC")
     await tool(server, "kiosk", "--service", "SOC")
+    code, refused = await tool_json(server, "clerk", "--window", "7", "--staff", "x" * 33, "--do", "open")
+    assert code == 1 and refused["error"] == "invalid_argument" and "clerk" in refused["message"]
     steps = [("open", "window_opened"), ("next", "ticket_called"), ("recall", "ticket_recalled"),
              ("start", "service_started")]
     for action, kind in steps:
-        code, result = await tool_json(server, "clerk", "--window", "7", "--do", action)
+        code, result = await tool_json(server, "clerk", "--window", "7", "--staff", "A1024", "--do", action)
         assert code == 0 and result["events"][0]["kind"] == kind
     code, state = await tool_json(server, "clerk", "--window", "7", "--do", "state")
     assert code == 0 and state["current"]["number"] == "C001" and state["current"]["status"] == "serving"
+    assert state["clerk"] == "A1024"
     code, busy = await tool_json(server, "clerk", "--window", "7", "--do", "next")
     assert code == 1 and busy["error"] == "window_busy"
     code, result = await tool_json(server, "clerk", "--window", "7", "--do", "finish", "--rating", "good")
-    assert code == 0 and result["events"][0]["rating"] == "good"
+    assert code == 0 and result["events"][0]["rating"] == "good" and result["events"][0]["clerk"] == "A1024"
     code, result = await tool_json(server, "clerk", "--window", "7", "--do", "call", "--ticket", "C002")
     assert code == 0 and result["events"][0]["number"] == "C002"
     code, result = await tool_json(server, "clerk", "--window", "7", "--do", "transfer", "--to-window", "8")
     assert code == 0 and result["events"][0]["to_window"] == 8
     code, out = await tool(server, "clerk", "--window", "7", "--do", "state")
-    assert code == 0 and "window 7" in out and "served today 1" in out
+    assert code == 0 and "window 7" in out and "served today 1" in out and "clerk A1024" in out
 
 
 @guard(60)

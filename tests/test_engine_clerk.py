@@ -387,3 +387,77 @@ def test_reset_day_expires_open_tickets_and_closes_windows(called):
     called.until(hall_time(9, day=1))
     assert called.take("A").number == "A001"
     assert called.check_in(future.id).number == "A002"
+
+
+# ---------------------------------------------------------------------- clerk identity (工号)
+
+
+def test_a_clerk_signs_in_and_every_service_ending_at_the_window_names_them(desk):
+    for _ in range(4):
+        desk.take("A")
+    (opened,) = desk.do(cmd.OpenWindow, window=1, clerk="A1024")
+    assert opened == ev.WindowOpened(opened.at, 1, "A1024")
+    assert desk.engine.state.windows[1].clerk == "A1024"
+    desk.call(1)
+    (finished,) = desk.do(cmd.FinishService, window=1, rating="bad", score=1)
+    assert finished.clerk == "A1024"
+    assert desk.engine.state.tickets[finished.ticket].clerk == "A1024"
+    desk.call(1)
+    (moved,) = desk.do(cmd.Transfer, window=1, service="B")
+    assert moved.clerk == "A1024"
+    desk.call(1)
+    for _ in range(desk.engine.hall.policy.recall_limit):
+        desk.do(cmd.Recall, window=1)
+    (gone,) = desk.do(cmd.NoShow, window=1)
+    assert gone.clerk == "A1024"
+
+
+def test_the_clerk_leaves_with_the_window_and_the_next_one_is_named(desk):
+    desk.take("A")
+    desk.take("A")
+    desk.do(cmd.OpenWindow, window=1, clerk="A1024")
+    desk.serve(1)
+    desk.do(cmd.CloseWindow, window=1)
+    assert desk.engine.state.windows[1].clerk is None
+    desk.do(cmd.OpenWindow, window=1, clerk="B2048")
+    desk.call(1)
+    assert desk.do(cmd.FinishService, window=1)[0].clerk == "B2048"
+    desk.do(cmd.ResetDay)
+    assert desk.engine.state.windows[1].clerk is None
+
+
+def test_an_anonymous_window_names_no_clerk(desk):
+    desk.take("A")
+    desk.open(1)
+    desk.call(1)
+    assert desk.do(cmd.FinishService, window=1)[0].clerk is None
+
+
+@pytest.mark.parametrize("clerk", ["", " A1024", "A1024\n", "x" * (cmd.MAX_CLERK + 1), 1024, ["A1"]])
+def test_open_window_refuses_a_bad_staff_id(desk, clerk):
+    error = desk.rejects(err.InvalidArgument, cmd.OpenWindow, window=1, clerk=clerk)
+    assert "clerk" in str(error)
+    assert desk.engine.state.windows[1].status == "closed"
+
+
+def test_the_clerk_survives_snapshot_and_replay_and_old_records_still_load(desk):
+    from callsys.engine import QueueEngine
+    from callsys.state import HallState, apply
+
+    desk.take("A")
+    desk.do(cmd.OpenWindow, window=1, clerk="工号-0007")
+    desk.call(1)
+    snapshot = desk.engine.snapshot()
+    restored = QueueEngine.restore(desk.engine.hall, snapshot)
+    assert restored.state.windows[1].clerk == "工号-0007"
+    assert restored.snapshot() == snapshot
+    replayed = HallState(desk.engine.hall)
+    for event in desk.events:
+        apply(replayed, event)
+    assert replayed.snapshot() == snapshot
+    # a snapshot and events written before clerks were named: no clerk, same state otherwise
+    old = dict(snapshot, windows=[row[:6] for row in snapshot["windows"]])
+    assert HallState.from_snapshot(desk.engine.hall, old).windows[1].clerk is None
+    assert ev.from_row(["window_opened", 1.0, 3]) == ev.WindowOpened(1.0, 3, None)
+    assert ev.from_record({"kind": "service_finished", "at": 1.0, "ticket": 7, "window": 3,
+                           "rating": "good", "score": 5}).clerk is None

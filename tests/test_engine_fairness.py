@@ -305,7 +305,7 @@ def test_snapshot_written_before_persons_still_loads(desk):
     old["tickets"] = [row[:23] + row[-2:] for row in snapshot["tickets"]]
     state = HallState.from_snapshot(desk.engine.hall, old)
     assert state.snapshot() == snapshot
-    assert len(Ticket.__slots__) == 26
+    assert len(Ticket.__slots__) == 27  # + clerk
 
 
 @pytest.mark.parametrize(("days", "today", "expected"), [

@@ -44,6 +44,7 @@ WEIGHTS = {
     "reschedule": 1, "flag_green": 1,
 }
 PERSONS = (None, "p" * 32, "q" * 32, "r" * 32)
+CLERKS = (None, "A1024", "工号-0007", "B2048", "x" * 33, " A1024", "", "a\tb")  # the last four are refused
 KINDS = [kind for kind, weight in WEIGHTS.items() for _ in range(weight)]
 OPS = st.lists(
     st.tuples(st.sampled_from(KINDS), st.integers(0, 63), st.integers(0, 63), st.integers(0, 90)),
@@ -184,11 +185,12 @@ class Script:
             "transfer_service": lambda: cmd.Transfer(at, window, service=service),
             "transfer_window": lambda: cmd.Transfer(at, window, to_window=self.windows[b % len(self.windows)]),
             "finish": lambda: cmd.FinishService(at, window, (None, "good", "bad")[b % 3], (b % 6) or None),
+            "open": lambda: cmd.OpenWindow(at, window, clerk=CLERKS[b % len(CLERKS)]),
             "reset": lambda: cmd.ResetDay(at) if a < 8 else cmd.CallNext(at, window),  # keep resets rare
         }
         if kind in make:
             return make[kind]()
-        simple = {"open": cmd.OpenWindow, "close": cmd.CloseWindow, "pause": cmd.Pause, "resume": cmd.Resume,
+        simple = {"close": cmd.CloseWindow, "pause": cmd.Pause, "resume": cmd.Resume,
                   "next": cmd.CallNext, "recall": cmd.Recall, "no_show": cmd.NoShow, "start": cmd.StartService,
                   "park": cmd.Park}
         return simple[kind](at, window)
@@ -230,7 +232,10 @@ class Script:
         if isinstance(event, ev.TicketCalled):
             assert event.ticket not in current, "called while current at a window"
             self.turn_cycle(event.window, self.engine.state.tickets[event.ticket].klass)
-        elif isinstance(event, ev.ServiceFinished):
+        elif isinstance(event, ev.ServiceFinished | ev.TicketNoShow | ev.TicketTransferred):
+            window = event.window if not isinstance(event, ev.TicketTransferred) else event.from_window
+            assert event.clerk == self.engine.state.windows[window].clerk, "service not named after its clerk"
+        if isinstance(event, ev.ServiceFinished):
             self.finished[event.ticket] += 1
             assert self.finished[event.ticket] == 1, "served twice"
         elif isinstance(event, ev.DayReset):

@@ -25,7 +25,7 @@ async def test_clerk_console_runs_the_window(nursery, demo_hall, tmp_path):
         first = await kiosk.request("take_number", service="SOC")
         second = await kiosk.request("take_number", service="MED")
     async with open_browser(tmp_path) as browser:
-        page = await browser.new_page(page_url(server, "clerk", window=WINDOW, token=TOKENS["clerk"]))
+        page = await browser.new_page(page_url(server, "clerk", window=WINDOW, token=TOKENS["clerk"], clerk="A1024"))
         await page.wait_for("document.getElementById('status').dataset.status === 'closed'")
         assert "7号窗口" in await page.text("#title")
         assert await page.evaluate("document.querySelector('[data-action=call_next]').disabled") is False
@@ -33,6 +33,8 @@ async def test_clerk_console_runs_the_window(nursery, demo_hall, tmp_path):
         await page.click("button[data-action=open_window]")
         await page.wait_for("document.getElementById('status').dataset.status === 'open'")
         assert engine.state.windows[WINDOW].status == "open"
+        assert engine.state.windows[WINDOW].clerk == "A1024"  # the staff id of ?clerk= went with open_window
+        assert await page.evaluate("document.getElementById('clerk-id').disabled") is True
         await page.wait_for("document.querySelector('#waiting tr[data-code=SOC] .waiting')?.textContent === '1'")
 
         await page.click("button[data-action=call_next]")  # the button
@@ -53,6 +55,7 @@ async def test_clerk_console_runs_the_window(nursery, demo_hall, tmp_path):
         await page.press("f")
         await page.wait_for(shows("#current-number", "—"))
         assert engine.state.tickets[first["ticket"]].status == "done"
+        assert engine.state.tickets[first["ticket"]].clerk == "A1024"
 
         await page.press("n")
         await page.wait_for(shows("#current-number", second["number"]))
@@ -72,6 +75,8 @@ async def test_clerk_console_runs_the_window(nursery, demo_hall, tmp_path):
         await page.press("o")
         await page.wait_for("document.getElementById('status').dataset.status === 'closed'")
         assert engine.state.windows[WINDOW].status == "closed"
+        assert engine.state.windows[WINDOW].clerk is None
+        await page.wait_for("!document.getElementById('clerk-id').disabled")  # a new sign-in for the next opening
 
         async with client(server, "clerk", window=WINDOW):  # another console takes the window over
             await page.wait_for("document.getElementById('message').textContent.includes('Signed in elsewhere')")

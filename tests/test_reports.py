@@ -93,7 +93,11 @@ def check_against_simulator(figures: dict[str, Any], day: Day) -> None:
     assert r["good"] + r["bad"] == s["flow"]["served"] and r["unrated"] == 0
     assert r["bad"] == day.bad_served == len(figures["ratings"]["alerts"]) > 0
     assert sum(w["good"] + w["bad"] for w in figures["ratings"]["by_window"]) == s["flow"]["served"]
-    assert figures["ratings"]["clerks_identified"] is False
+    # the simulator signs clerk "W<n>" in at window n: each clerk's figures are their window's
+    assert figures["ratings"]["clerks_identified"] is True
+    assert [{**c, "clerk": None, "window": int(c["clerk"][1:])} for c in figures["ratings"]["by_clerk"]] \
+        == sorted([{**w, "clerk": None} for w in figures["ratings"]["by_window"]], key=lambda w: f"W{w['window']}")
+    assert all(a["clerk"] == f"W{a['window']}" for a in figures["ratings"]["alerts"])
     assert sum(h["tickets"] for h in figures["hours"]) == t["queued"]
     assert figures["busiest"][0]["tickets"] == max(h["tickets"] for h in figures["hours"])
     assert figures["service_time"]["all"]["served"] == s["flow"]["served"]
@@ -149,6 +153,7 @@ def test_cli_prints_tables_and_writes_csv_and_png(day, tmp_path, capsys):
     assert main(argv + ["--csv", str(tmp_path / "csv"), "--charts", str(tmp_path / "png")]) == 0
     out = capsys.readouterr().out
     assert f"Report {day.scenario.hall.id}, {DAY}" in out and "Ratings by window" in out
+    assert "Ratings by clerk" in out and "│ W1 " in out
     assert main(argv + ["--json"]) == 0
     figures = json.loads(capsys.readouterr().out)
     check_against_simulator(figures, day)
@@ -161,7 +166,13 @@ def test_cli_prints_tables_and_writes_csv_and_png(day, tmp_path, capsys):
     assert heat[0] == ["zone", *(f"{h:02d}" for h in range(24))]
     assert [r[0] for r in heat[1:]] == figures["heatmap"]["zones"]
     with (tmp_path / "csv" / "alerts.csv").open(encoding="utf-8") as f:
-        assert [int(a["ticket"]) for a in csv.DictReader(f)] == [a["ticket"] for a in figures["ratings"]["alerts"]]
+        alerts = list(csv.DictReader(f))
+    assert [int(a["ticket"]) for a in alerts] == [a["ticket"] for a in figures["ratings"]["alerts"]]
+    assert [a["clerk"] for a in alerts] == [f"W{a['window']}" for a in alerts]
+    with (tmp_path / "csv" / "clerks.csv").open(encoding="utf-8") as f:
+        clerks = list(csv.DictReader(f))
+    assert [(c["clerk"], int(c["good"]), int(c["bad"])) for c in clerks] \
+        == [(c["clerk"], c["good"], c["bad"]) for c in figures["ratings"]["by_clerk"]]
     for name in ("heatmap", "hours", "waits", "services", "ratings"):
         assert (tmp_path / "png" / f"{name}.png").read_bytes()[:8] == PNG_MAGIC, name
 
@@ -187,19 +198,28 @@ def test_ratings_fold_counts_per_window_and_alerts_on_bad():
     ratings = Ratings()
     events = [
         ev.TicketCalled(10.0, 1, 3, "A001", "SOC", False), ev.ServiceStarted(20.0, 1, 3),
-        ev.ServiceFinished(100.0, 1, 3, "good", 5),
-        ev.TicketCalled(110.0, 2, 3, "A002", "SOC", False), ev.ServiceFinished(200.0, 2, 3, "bad", 1),
-        ev.TicketCalled(120.0, 3, 4, "B001", "MED", False), ev.ServiceFinished(210.0, 3, 4, None, None),
+        ev.ServiceFinished(100.0, 1, 3, "good", 5, "A1024"),
+        ev.TicketCalled(110.0, 2, 3, "A002", "SOC", False), ev.ServiceFinished(200.0, 2, 3, "bad", 1, "B2048"),
+        ev.TicketCalled(120.0, 3, 4, "B001", "MED", False), ev.ServiceFinished(210.0, 3, 4, None, None, "A1024"),
+        ev.TicketCalled(130.0, 4, 4, "B002", "MED", False), ev.ServiceFinished(220.0, 4, 4, "good", None),  # anonymous
     ]
     alerts = [ratings.apply(e) for e in events]
     assert [a for a in alerts if a is not None] == ratings.alerts
     (alert,) = ratings.alerts
-    assert alert.to_dict() == {"at": 200.0, "ticket": 2, "number": "A002", "window": 3, "score": 1}
-    assert ratings.windows[3].to_dict() == {"window": 3, "good": 1, "bad": 1, "unrated": 0, "good_share": 0.5,
-                                            "scored": 2, "mean_score": 3.0}
-    assert ratings.windows[4].unrated == 1 and ratings.windows[4].good_share is None
+    assert alert.to_dict() == {"at": 200.0, "ticket": 2, "number": "A002", "window": 3, "clerk": "B2048",
+                               "score": 1}
+    assert ratings.windows[3].to_dict() == {"window": 3, "clerk": None, "good": 1, "bad": 1, "unrated": 0,
+                                            "good_share": 0.5, "scored": 2, "mean_score": 3.0}
+    assert ratings.windows[4].unrated == 1 and ratings.windows[4].good_share == 1.0
+    # per clerk: A1024 served at windows 3 and 4; the anonymous service counts for its window only
+    assert ratings.to_dict()["by_clerk"] == [
+        {"window": None, "clerk": "A1024", "good": 1, "bad": 0, "unrated": 1, "good_share": 1.0, "scored": 1,
+         "mean_score": 5.0},
+        {"window": None, "clerk": "B2048", "good": 0, "bad": 1, "unrated": 0, "good_share": 0.0, "scored": 1,
+         "mean_score": 1.0}]
+    assert ratings.to_dict()["clerks_identified"] is True
     total = ratings.total()
-    assert (total.good, total.bad, total.unrated) == (1, 1, 1)
+    assert (total.good, total.bad, total.unrated) == (2, 1, 1)
     later = Ratings(since=150.0)  # a period starting later: the first finish is not counted
     for e in events:
         later.apply(e)
@@ -251,7 +271,7 @@ async def test_manager_ratings_query_alerts_on_bad_and_survives_a_restart(demo_h
                 await clerk.request("finish", rating=rating, score=score)
             first = await manager.request("ratings")
         server.shutdown()
-    assert first["by_window"] == [{"window": 7, "good": 1, "bad": 1, "unrated": 1, "good_share": 0.5,
+    assert first["by_window"] == [{"window": 7, "clerk": None, "good": 1, "bad": 1, "unrated": 1, "good_share": 0.5,
                                    "scored": 2, "mean_score": 3.0}]
     (alert,) = first["alerts"]
     assert (alert["number"], alert["window"], alert["score"]) == ("C002", 7, 1)
@@ -264,6 +284,45 @@ async def test_manager_ratings_query_alerts_on_bad_and_survives_a_restart(demo_h
                 await clerk.request("ratings")  # a manager's query only
             await manager.request("reset_day")
             assert (await manager.request("ratings"))["alerts"] == []  # the night's reset starts the day again
+        server.shutdown()
+
+
+@guard()
+async def test_a_clerk_signs_in_with_a_staff_id_and_a_bad_rating_names_them(demo_hall, tmp_path):
+    async with trio.open_nursery() as nursery:
+        server = await start_server(nursery, demo_hall, tmp_path / "hall.db")
+        async with client(server, "kiosk") as kiosk, client(server, "clerk", window=7) as clerk, \
+                client(server, "manager") as manager:
+            for _ in range(2):
+                await kiosk.request("take_number", service="SOC")
+            with pytest.raises(RequestFailed) as refused:
+                await clerk.request("open_window", clerk="A1024 " * 6)
+            assert refused.value.code == "invalid_argument" and "clerk" in refused.value.message
+            with pytest.raises(RequestFailed) as refused:
+                await clerk.request("open_window", clerk=1024)
+            assert refused.value.code == "invalid_field"
+            opened = await clerk.request("open_window", clerk="A1024")
+            assert opened["events"][0] == {"kind": "window_opened", "at": opened["events"][0]["at"], "window": 7,
+                                           "clerk": "A1024"}
+            assert (await clerk.request("window"))["clerk"] == "A1024"
+            for rating, score in (("good", 5), ("bad", 1)):
+                await clerk.request("call_next")
+                done = await clerk.request("finish", rating=rating, score=score)
+                assert done["events"][0]["clerk"] == "A1024"
+            ratings = await manager.request("ratings")
+            cockpit = await manager.request("cockpit", follow=False)
+        server.shutdown()
+    assert ratings["clerks_identified"] is True
+    assert ratings["by_clerk"] == [{"window": None, "clerk": "A1024", "good": 1, "bad": 1, "unrated": 0,
+                                    "good_share": 0.5, "scored": 2, "mean_score": 3.0}]
+    (alert,) = ratings["alerts"]
+    assert (alert["number"], alert["window"], alert["clerk"]) == ("C002", 7, "A1024")
+    (shown,) = [a for a in cockpit["alerts"] if a["kind"] == "bad_rating"]
+    assert (shown["number"], shown["window"], shown["clerk"]) == ("C002", 7, "A1024")
+    async with trio.open_nursery() as nursery:
+        server = await start_server(nursery, demo_hall, tmp_path / "hall.db")  # recovered: seeded from the state
+        async with client(server, "manager") as manager:
+            assert await manager.request("ratings") == ratings
         server.shutdown()
 
 

@@ -198,7 +198,8 @@ class ServiceTimeOut(BaseModel):
 
 
 class WindowRatingsOut(BaseModel):
-    window: int | None = Field(description="the window; null for the hall's total")
+    window: int | None = Field(description="the window; null for the hall's total and for a clerk's figures")
+    clerk: str | None = Field(None, description="the clerk's staff id (工号) in by_clerk; null otherwise")
     good: int
     bad: int
     unrated: int
@@ -214,13 +215,16 @@ class RatingAlertOut(BaseModel):
     ticket: int
     number: str | None
     window: int
+    clerk: str | None = Field(None, description="staff id of the clerk who served; null when not named")
     score: int | None
 
 
 class RatingsOut(BaseModel):
     all: WindowRatingsOut
     by_window: list[WindowRatingsOut]
-    clerks_identified: bool = Field(description="false: the events name windows, not clerks")
+    by_clerk: list[WindowRatingsOut] = Field(
+        [], description="per clerk, by staff id: services finished at a window opened with a `clerk`")
+    clerks_identified: bool = Field(description="true when a counted service named its clerk (by_clerk not empty)")
     alerts: list[RatingAlertOut]
 
 

@@ -69,6 +69,7 @@ Spec = Mapping[str, Field]
 _TICKET: Final = {"ticket": Field("ref", required=True)}
 _WINDOW: Final = {"window": Field("int", required=True)}
 _WINDOW_MOVES: Final = ("pause", "resume", "open_window", "close_window")
+_CLERK_ID: Final = {"clerk": Field("str")}  # open_window: staff id of the clerk signing in (checked by the engine)
 
 # Fields the server turns into command fields before the engine sees them: a resident id
 # becomes the keyed ``person`` hash, the ``birth_year`` and, from 60, the green channel.
@@ -96,6 +97,7 @@ _CLERK: dict[str, Spec] = {
     "flag_green": _TICKET,
     "return_ticket": _TICKET,
     **{kind: {} for kind in _WINDOW_MOVES},
+    "open_window": _CLERK_ID,
     "window": {},
 }
 _PLACES: Final = {"windows": Field("ints"), "zones": Field("strs"), "floors": Field("ints")}
@@ -103,6 +105,7 @@ _MANAGER: dict[str, Spec] = {
     "reassign": {"window": Field("int", True), "skills": Field("strs", True)},
     "reset_day": {},
     **{kind: _WINDOW for kind in _WINDOW_MOVES},
+    "open_window": {**_WINDOW, **_CLERK_ID},
     "stats": {},
     "ratings": {},
     "ticket": _TICKET,

@@ -22,9 +22,10 @@ for an appointment the later of check-in and slot start) inside it.
   called (min), *within target* as a share of everyone who queued.
 * **service time** — from ``service_started`` to ``service_finished`` at the window (min),
   per service as called; services finished inside the period.
-* **ratings** — :class:`callsys.ratings.Ratings`, per window, with one alert per ``bad``
-  rating. Clerks are not identified in the events (see :mod:`callsys.ratings`), so there
-  are no per-clerk figures: ``clerks_identified`` is false.
+* **ratings** — :class:`callsys.ratings.Ratings`, per window and per clerk (the staff id
+  each ``service_finished`` names, see :mod:`callsys.ratings`), with one alert per ``bad``
+  rating naming the window and the clerk. ``clerks_identified`` is false when no service of
+  the period named its clerk (windows opened without a staff id, or an older log).
 * **hours** — per hour of the day (local, summed over the days): tickets that queued, and the
   mean number waiting; ``busiest`` are the :data:`BUSIEST` hours with the most tickets.
 * **heatmap** — mean waiting citizens per zone (the home zone of the ticket's service,

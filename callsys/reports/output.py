@@ -3,7 +3,8 @@
 Every output is drawn from the figures dict of :meth:`callsys.reports.Report.figures` (the
 JSON the HTTP endpoint answers), so the table, the CSV files and the API agree. The charts
 reuse the simulator's (:mod:`sim.charts`: the zone × hour heatmap, waits and service levels
-per service) and add two of their own: tickets and waiting per hour, ratings per window.
+per service) and add two of their own: tickets and waiting per hour, ratings per window. The
+ratings per clerk are a table and a CSV file.
 """
 
 from __future__ import annotations
@@ -49,10 +50,12 @@ def print_report(figures: Mapping[str, Any], console: Console) -> None:
         console.print(waits_table(figures["waits"][key], label))
     console.print(service_time_table(figures))
     console.print(ratings_table(figures))
+    console.print(ratings_table(figures, "clerk"))
     alerts = figures["ratings"]["alerts"]
     if alerts:
         console.print(f"[bold red]{len(alerts)} bad rating(s)[/]: " + ", ".join(
-            f"ticket {a['number'] or a['ticket']} at window {a['window']}" for a in alerts[:20])
+            f"ticket {a['number'] or a['ticket']} at window {a['window']}"
+            + (f" (clerk {a['clerk']})" if a.get("clerk") else "") for a in alerts[:20])
             + (" ..." if len(alerts) > 20 else ""))
 
 
@@ -96,12 +99,17 @@ def service_time_table(figures: Mapping[str, Any]) -> Table:
     return table
 
 
-def ratings_table(figures: Mapping[str, Any]) -> Table:
-    table = Table(title="Ratings by window (clerks are not identified in the events: per window)")
-    for col in ("window", "good", "bad", "unrated", "good share", "mean score"):
-        table.add_column(col, justify="right")
-    for v in figures["ratings"]["by_window"]:
-        table.add_row(str(v["window"]), str(v["good"]), str(v["bad"]), str(v["unrated"]), _pct(v["good_share"]),
+def ratings_table(figures: Mapping[str, Any], by: str = "window") -> Table:
+    """Ratings per window, or per clerk (``by="clerk"``: by staff id)."""
+    rows = figures["ratings"][f"by_{by}"]
+    title = f"Ratings by {by}"
+    if by == "clerk" and not figures["ratings"]["clerks_identified"]:
+        title += " (no service in the span named its clerk: windows opened without a staff id)"
+    table = Table(title=title)
+    for col in (by, "good", "bad", "unrated", "good share", "mean score"):
+        table.add_column(col, justify="left" if by == "clerk" and col == by else "right")
+    for v in rows:
+        table.add_row(str(v[by]), str(v["good"]), str(v["bad"]), str(v["unrated"]), _pct(v["good_share"]),
                       _f(v["mean_score"], ".2f"))
     return table
 
@@ -114,7 +122,8 @@ def write_csv(out: Path, figures: Mapping[str, Any]) -> list[Path]:
 
     ``tickets.csv`` (queued by channel and service, and outcomes), ``waits.csv`` (wait figures
     of the hall, per channel and per service), ``service_time.csv``, ``ratings.csv`` (per
-    window, the hall's total as window ``all``), ``alerts.csv`` (bad ratings), ``hours.csv``
+    window, the hall's total as window ``all``), ``clerks.csv`` (ratings per clerk, by staff
+    id), ``alerts.csv`` (bad ratings, with the clerk), ``hours.csv``
     and ``heatmap.csv`` (zone × hour of the day, mean waiting).
     """
     out.mkdir(parents=True, exist_ok=True)
@@ -136,8 +145,11 @@ def write_csv(out: Path, figures: Mapping[str, Any]) -> list[Path]:
                     [[v["window"] if v["window"] is not None else "all", v["good"], v["bad"], v["unrated"],
                       v["good_share"], v["scored"], v["mean_score"]]
                      for v in [figures["ratings"]["all"], *figures["ratings"]["by_window"]]]),
-        "alerts": (["at", "ticket", "number", "window", "score"],
-                   [[a["at"], a["ticket"], a["number"], a["window"], a["score"]]
+        "clerks": (["clerk", "good", "bad", "unrated", "good_share", "scored", "mean_score"],
+                   [[v["clerk"], v["good"], v["bad"], v["unrated"], v["good_share"], v["scored"], v["mean_score"]]
+                    for v in figures["ratings"]["by_clerk"]]),
+        "alerts": (["at", "ticket", "number", "window", "clerk", "score"],
+                   [[a["at"], a["ticket"], a["number"], a["window"], a["clerk"], a["score"]]
                     for a in figures["ratings"]["alerts"]]),
         "hours": (["hour", "tickets", "waiting"], [[h["hour"], h["tickets"], h["waiting"]] for h in figures["hours"]]),
         "heatmap": (["zone", *(f"{h:02d}" for h in figures["heatmap"]["hours"])],

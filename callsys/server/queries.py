@@ -54,7 +54,7 @@ def window(engine: QueueEngine, hub: Hub, wid: int) -> dict[str, Any]:
     view = hub.board.windows[wid]
     return {
         "window": wid, "display": view.display, "zone": view.zone, "floor": view.floor,
-        "status": w.status, "skills": list(w.skills), "served": w.served, "current": current,
+        "status": w.status, "clerk": w.clerk, "skills": list(w.skills), "served": w.served, "current": current,
         "waiting": {code: state.book.waiting(code) for code in w.skills},
         "own_queue": len(state.book.direct.get(wid, ())),
         "next": _preview(engine, w.skills, wid),

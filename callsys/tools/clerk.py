@@ -1,4 +1,8 @@
-"""``callsys clerk --window N``: a window clerk's console in the terminal.
+"""``callsys clerk --window N [--staff ID]``: a window clerk's console in the terminal.
+
+``--staff`` is the clerk's staff id (工号): it goes with every ``open_window`` the console
+sends, so the services ended at the window while it is open name the clerk (ratings and
+reports per clerk, :mod:`callsys.ratings`).
 
 Interactive: a live view of the window (status, current citizen, the queue for its
 skills) driven by single keys — n next, r recall, s start, f finish, x no-show,
@@ -41,6 +45,9 @@ REFRESH_S = 2.0  # seconds between refreshes of the queue view
 def _clerk_args(p: argparse.ArgumentParser) -> None:
     add_connection_args(p)
     p.add_argument("--window", type=int, required=True, help="the window to sign in to")
+    p.add_argument("--staff", metavar="ID",
+                   help="your staff id (工号, 1-32 printable characters), sent when opening the window so "
+                        "the services you end are counted for you; without it the window opens anonymously")
     p.add_argument("--do", choices=sorted(ACTIONS), help="run one action and exit")
     p.add_argument("--ticket", help="ticket id or number (call, return)")
     p.add_argument("--service", help="transfer to this service")
@@ -57,7 +64,7 @@ def _clerk(args: argparse.Namespace) -> int:
         async with connect_device(args.url, role="clerk", token=token, window=args.window, fmt=args.fmt) as client:
             if args.do:
                 return await _do(client, args.do, _fields(args), args.json, console)
-            return await _interactive(client, console)
+            return await _interactive(client, console, args.staff)
 
     return run_tool(main, console)
 
@@ -72,6 +79,8 @@ def _fields(args: argparse.Namespace) -> dict[str, Any]:
         fields["to_window"] = args.to_window
     if args.rating is not None:
         fields["rating"] = args.rating
+    if args.staff is not None and args.do == "open":
+        fields["clerk"] = args.staff
     return fields
 
 
@@ -104,8 +113,9 @@ def _describe(event: dict[str, Any]) -> str:
 class ClerkConsole:
     """The interactive state: the latest window view and the last message shown."""
 
-    def __init__(self, client: Device) -> None:
+    def __init__(self, client: Device, staff: str | None = None) -> None:
         self.client = client
+        self.staff = staff  # sent with every open_window
         self.state: dict[str, Any] | None = None
         self.message = HELP
 
@@ -113,6 +123,8 @@ class ClerkConsole:
         self.state = await self.client.request("window")
 
     async def act(self, action: str, **fields: Any) -> None:
+        if action == "open" and self.staff is not None:
+            fields["clerk"] = self.staff
         try:
             result = await self.client.request(ACTIONS[action], **fields)
             self.message = f"[green]{action}[/]: " + ", ".join(_describe(e) for e in result["events"])
@@ -132,11 +144,11 @@ class ClerkConsole:
         return Group(view, Panel(self.message, title="keys"))
 
 
-async def _interactive(client: Device, console: Console) -> int:
+async def _interactive(client: Device, console: Console, staff: str | None) -> int:
     if not sys.stdin.isatty():
         console.print("[red]the interactive console needs a terminal; use --do ACTION[/]")
         return 2
-    ui = ClerkConsole(client)
+    ui = ClerkConsole(client, staff)
     await ui.refresh()
     with Live(ui.render(), console=console, auto_refresh=False) as live:
         async with trio.open_nursery() as nursery, _keys() as keys:
@@ -222,6 +234,7 @@ def window_view(state: dict[str, Any], welcome: dict[str, Any]) -> Panel:
     for code, count in state["waiting"].items():
         waiting.add_row(code, str(count))
     upcoming = ", ".join(f"{t['number']} ({t['service']})" for t in state["next"]) or "-"
-    body = Group(f"status [bold]{state['status']}[/]   served today {state['served']}   own queue "
+    clerk = f"   clerk [bold]{state['clerk']}[/]" if state.get("clerk") else ""
+    body = Group(f"status [bold]{state['status']}[/]{clerk}   served today {state['served']}   own queue "
                  f"{state['own_queue']}", f"current {now}", f"next    {upcoming}", waiting)
     return Panel(body, title=f"window {state['display']} — zone {state['zone']}, floor {state['floor']}")
