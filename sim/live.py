@@ -575,7 +575,7 @@ class LivePlayer:
             if not await self.until(sign_in):
                 return
             if not is_open:
-                await self.ask(client, "open_window")
+                await self.ask(client, "open_window", clerk=f"W{w}")  # the staff id, as in virtual time
                 is_open = True
             if not await self._serve(w, client, end, breaks):
                 return
