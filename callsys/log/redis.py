@@ -671,8 +671,8 @@ class RedisLog(EventLog):
                         raise self._lost from None
                     except rex.RedisError as exc:
                         raise _error(self.name, exc) from None
-            except RedisUnreachable:
-                self._lost = self._gone()
+            except RedisUnreachable as exc:
+                self._lost = self._gone(exc.reason, self._timeouts.outage_s)
                 raise self._lost from None
             self._last = last
             return last
@@ -688,11 +688,9 @@ class RedisLog(EventLog):
             return self._fenced(reason.split()[1] if len(reason.split()) > 1 else "?")
         return LogError(f"store {self.name}: Redis refused the append: {reason}")
 
-    def _gone(self) -> RedisUnreachable:
-        since, why = self._down
-        return RedisUnreachable(f"store {self.name}: Redis is unreachable ({why}) for "
-                                f"{trio.current_time() - since:.1f} s, longer than the {self._timeouts.outage_s:g} s "
-                                "a command waits for it; stopping", why)
+    def _gone(self, why: str, waited: float) -> RedisUnreachable:
+        return RedisUnreachable(f"store {self.name}: Redis is unreachable ({why}) for {waited:.1f} s, longer than "
+                                f"the {self._timeouts.outage_s:g} s a command waits for it; stopping", why)
 
     def _vanished(self) -> StoreLost:
         return StoreLost(f"store {self.name}: the keys of hall {self.hall_id!r} vanished from Redis while the "
@@ -775,10 +773,11 @@ class RedisLog(EventLog):
         async with self._writing:  # an append in flight would look like another writer's
             try:
                 await self._probing(self._verify_sync)
-            except RedisUnreachable:
-                if trio.current_time() - self._down[0] < self._timeouts.outage_s:
+            except RedisUnreachable as exc:
+                waited = trio.current_time() - self._down[0]
+                if waited < self._timeouts.outage_s:
                     return  # the next check or append tries again
-                self._lost = self._gone()
+                self._lost = self._gone(exc.reason, waited)
                 raise self._lost from None
 
     def _verify_sync(self, client: redis.Redis | RedisCluster) -> None:
