@@ -85,10 +85,23 @@ was picked up. On the loop, a commit is packing plus one ``send`` and one ``recv
 ``benchmarks.ingest`` runs did not separate the two versions beyond the shared machine's
 noise (``docs/performance.md``).
 
-Every call is bounded (:class:`Timeouts`): :data:`CONNECT_TIMEOUT_S` to connect,
-:data:`SOCKET_TIMEOUT_S` per reply, :data:`RETRIES` retries on a dropped connection
-(reconnecting; the append script makes a retry safe); then the store raises
-:class:`LogError` naming the URL (password hidden) and Redis's own error. A ``MOVED``
+**Outages** (a Redis restart on its AOF, a pause): every call is bounded (:class:`Timeouts`).
+An append waits for Redis up to :data:`OUTAGE_S`, the lease's TTL: a refused or dropped
+connection is reconnected every :data:`RECONNECT_CAP_S` at most and the batch sent again
+(the append script makes the resend safe), a missing reply is waited for; Redis back
+within the bound, the append completes and nobody sees more than a delay. Past the bound
+the store raises :class:`RedisUnreachable` and stays stopped (the journal fails the
+server: fail-stop). Why the TTL: an owner that cannot reach Redis for that long has lost
+its lease anyway (:func:`callsys.server.standby.keep_lease` stops it), and a standby may
+own the hall by the time Redis is back. The lease's renewals and the idle checks
+(:meth:`RedisLog.verify`, which tolerates failures for the same bound) run on a client of
+their own with :data:`PROBE_TIMEOUT_S` timeouts, outside the store's one-call-at-a-time
+thread, so a stalled call elsewhere does not hold them up. :meth:`RedisLog.unavailable`
+says, for ``/readyz``, whether the last call found Redis unreachable or a call has waited
+longer than :data:`PROBE_TIMEOUT_S`. The other calls (recovery reads, snapshots) take
+:data:`CONNECT_TIMEOUT_S` to connect, :data:`SOCKET_TIMEOUT_S` per reply and :data:`RETRIES`
+retries; then the store raises :class:`LogError` (:class:`RedisUnreachable` when Redis did not
+answer) naming the URL (password hidden) and Redis's own error. A ``MOVED``
 answer (the hall's slot moved to another Cluster node while open) stops the store the same
 way; a restart finds the new node. ``rediss://`` URLs take redis-py's ``ssl_*`` query
 settings (e.g. ``?ssl_ca_certs=/etc/callsys/redis-ca.pem``) for every connection.

@@ -23,6 +23,10 @@ An owner whose renewal is refused (its lease expired while it was paused, or ano
 process took it) stops at once (:class:`~callsys.log.base.StoreFenced`); one that cannot
 reach Redis keeps trying until its lease would have expired, then stops the same way.
 Its appends are refused by the append script in any case, so it acknowledges nothing more.
+So a Redis outage (a restart, a pause) shorter than the lease's remaining TTL (1.5 to 2 s:
+renewals come every 0.5 s) keeps the owner, whose commits wait for Redis
+(:data:`~callsys.log.redis.OUTAGE_S`, the same 2 s); a longer one stops it, and a standby
+or a restart takes the hall once Redis is back.
 """
 
 from __future__ import annotations
