@@ -103,7 +103,8 @@ def port_of(url: str) -> int:
 
 
 async def test_an_append_started_while_redis_is_down_completes_once_it_is_back(tmp_path):
-    """The append's connection is refused, it reconnects and resends until Redis is back."""
+    """The append's connection is refused; it reconnects and resends until Redis is back
+    (kept down until the store reports the wait, longer than a few quick retries)."""
     with RedisServer.start(tmp_path) as server:
         store = await RedisLog.open(server.url, "demo")
         try:
@@ -116,7 +117,9 @@ async def test_an_append_started_while_redis_is_down_completes_once_it_is_back(t
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(append)
-                await trio.testing.wait_all_tasks_blocked()  # refused once; waiting to reconnect
+                while (why := store.unavailable()) is None:  # down until the append has waited 0.5 s
+                    await trio.sleep(READYZ_POLL_S)
+                assert why.startswith(f"store {server.url}: Redis has not answered for 0.")
                 assert results == []
                 await trio.to_thread.run_sync(server.restart)  # the same port and AOF
             assert results == [2]
@@ -128,9 +131,10 @@ async def test_an_append_started_while_redis_is_down_completes_once_it_is_back(t
 
 @guard(120)
 async def test_redis_restarted_mid_burst_loses_nothing_and_keeps_connections(tmp_path):
-    """Redis SIGKILL'd and started again on its AOF while kiosks send keyed commands and a
-    display and a clerk are connected: the commands in flight wait and complete, no
-    connection drops, every acknowledged ticket is there, every key gives one ticket."""
+    """Redis SIGKILL'd while kiosks send keyed commands and a display and a clerk are
+    connected, kept down until /readyz says so (commands have waited 0.5 s), then started
+    again on its AOF: the commands in flight complete, no connection drops, every
+    acknowledged ticket is there, every key gives one ticket."""
     secret = tmp_path / "phones.secret"
     with RedisServer.start(tmp_path / "redis") as redis_server:
         async with trio.open_nursery() as nursery:
@@ -142,6 +146,8 @@ async def test_redis_restarted_mid_burst_loses_nothing_and_keeps_connections(tmp
                 async with trio.open_nursery() as kiosks:
                     kiosks.start_soon(burst.run, url)
                     await burst.until(RESTART_AFTER)
+                    redis_server.kill()  # SIGKILL, mid-burst
+                    assert (await readyz_until(port_of(url), False))["reason"] == "store_unreachable"
                     await trio.to_thread.run_sync(redis_server.restart)  # the same port, directory and AOF
                     restarted = len(burst.acked)
                     await burst.until(restarted + THEN)  # resumed by itself
