@@ -148,7 +148,10 @@ async def test_redis_restarted_mid_burst_loses_nothing_and_keeps_connections(tmp
                     await burst.until(RESTART_AFTER)
                     redis_server.kill()  # SIGKILL, mid-burst
                     assert (await readyz_until(port_of(url), False))["reason"] == "store_unreachable"
+                    await owner.wait_for("event=store_unreachable")  # a renewal was refused
                     await trio.to_thread.run_sync(redis_server.restart)  # the same port, directory and AOF
+                    _, line = await owner.wait_for("event=store_reachable")
+                    assert float(line.split("outage_s=", 1)[1].split()[0]) > 0
                     restarted = len(burst.acked)
                     await burst.until(restarted + THEN)  # resumed by itself
                     burst.stop.set()
@@ -234,6 +237,8 @@ async def test_redis_gone_longer_than_the_bound_stops_the_owner_and_a_restart_re
                     if outage == "sigstop":
                         redis_server.process.send_signal(signal.SIGCONT)
             await owner.wait_for("Redis is unreachable")
+            if outage == "kill":  # refused at once: a renewal failed before the 2 s were up
+                await owner.wait_for("event=store_unreachable")
             if outage == "kill":
                 await trio.to_thread.run_sync(redis_server.restart)
             second = await spawn(nursery, serve_args(redis_server.url, secret))
