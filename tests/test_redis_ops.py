@@ -20,7 +20,7 @@ import trio.testing
 from benchmarks._redis import RedisServer
 from benchmarks.failover import SERVICES, check, serve_args, spawn
 from callsys.client import ClientError, connect
-from callsys.log.redis import RedisLog
+from callsys.log.redis import RedisLog, RedisUnreachable, Timeouts
 from server_support import TOKENS, guard
 
 RESTART_AFTER = 60  # tickets acknowledged before Redis is restarted
@@ -127,6 +127,28 @@ async def test_an_append_started_while_redis_is_down_completes_once_it_is_back(t
             assert store.unavailable() is None
         finally:
             await store.aclose()
+
+
+async def test_an_idle_check_tolerates_redis_down_within_the_bound_and_stops_past_it(tmp_path):
+    with RedisServer.start(tmp_path) as server:
+        store = await RedisLog.open(server.url, "demo")
+        strict = await RedisLog.open(server.url, "other", timeouts=Timeouts(outage_s=0))
+        try:
+            await store.verify()
+            assert store.unavailable() is None
+            server.kill()
+            await store.verify()  # refused, within the 2 s: not a failure yet
+            assert store.unavailable().startswith(f"store {server.url}: Redis has been unreachable for ")
+            with pytest.raises(RedisUnreachable, match=r"Redis is unreachable \(.*\) for \d\.\d s, longer than "
+                                                       r"the 0 s a command waits for it; stopping"):
+                await strict.verify()
+            await trio.to_thread.run_sync(server.restart)
+            await store.verify()
+            assert store.unavailable() is None
+            assert await store.append([b"a"]) == 1
+        finally:
+            await store.aclose()
+            await strict.aclose()
 
 
 @guard(120)
