@@ -344,17 +344,21 @@ async def test_database_number_is_used_by_every_connection(redis_server, redis_u
 
 async def test_a_stalled_redis_is_a_bounded_wait_then_a_clear_error(tmp_path):
     """Redis stopped (SIGSTOP: connections accepted by the kernel, never answered): the
-    commit gives up after its timeouts and retries instead of waiting for ever."""
+    commit gives up after its outage bound instead of waiting for ever, and stays stopped."""
     with RedisServer.start(tmp_path) as server:
-        store = await RedisLog.open(server.url, "demo", timeouts=Timeouts(connect_s=0.5, reply_s=0.5))
+        store = await RedisLog.open(server.url, "demo",
+                                    timeouts=Timeouts(connect_s=0.5, reply_s=0.5, outage_s=1.0))
         try:
             assert await store.append([b"a"]) == 1
             server.process.send_signal(signal.SIGSTOP)
             try:
-                with pytest.raises(LogError, match=r"Redis is unreachable \(no answer within 1 s\)"):
+                with pytest.raises(LogError, match=r"Redis is unreachable \(no answer within 1 s\) for 1\.\d s, "
+                                                   r"longer than the 1 s a command waits for it; stopping"):
                     await store.append([b"b"])
             finally:
                 server.process.send_signal(signal.SIGCONT)
+            with pytest.raises(LogError, match="Redis is unreachable"):  # fail-stop: memory may be ahead
+                await store.append([b"c"])
         finally:
             await store.aclose()
 

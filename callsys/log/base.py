@@ -115,6 +115,14 @@ class EventLog(ABC):
         The journal calls it while idle (commits check by themselves); the default does nothing.
         """
 
+    def unavailable(self) -> str | None:
+        """Why the store cannot take a write now (its server does not answer), or None.
+
+        A synchronous look at what the store saw last, for ``/readyz``; the default (a
+        store on local files) is always available.
+        """
+        return None
+
     @abstractmethod
     async def aclose(self) -> None:
         """Release the store. Safe to call twice."""

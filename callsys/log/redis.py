@@ -85,10 +85,23 @@ was picked up. On the loop, a commit is packing plus one ``send`` and one ``recv
 ``benchmarks.ingest`` runs did not separate the two versions beyond the shared machine's
 noise (``docs/performance.md``).
 
-Every call is bounded (:class:`Timeouts`): :data:`CONNECT_TIMEOUT_S` to connect,
-:data:`SOCKET_TIMEOUT_S` per reply, :data:`RETRIES` retries on a dropped connection
-(reconnecting; the append script makes a retry safe); then the store raises
-:class:`LogError` naming the URL (password hidden) and Redis's own error. A ``MOVED``
+**Outages** (a Redis restart on its AOF, a pause): every call is bounded (:class:`Timeouts`).
+An append waits for Redis up to :data:`OUTAGE_S`, the lease's TTL: a refused or dropped
+connection is reconnected every :data:`RECONNECT_CAP_S` at most and the batch sent again
+(the append script makes the resend safe), a missing reply is waited for; Redis back
+within the bound, the append completes and nobody sees more than a delay. Past the bound
+the store raises :class:`RedisUnreachable` and stays stopped (the journal fails the
+server: fail-stop). Why the TTL: an owner that cannot reach Redis for that long has lost
+its lease anyway (:func:`callsys.server.standby.keep_lease` stops it), and a standby may
+own the hall by the time Redis is back. The lease's renewals and the idle checks
+(:meth:`RedisLog.verify`, which tolerates failures for the same bound) run on a client of
+their own with :data:`PROBE_TIMEOUT_S` timeouts, outside the store's one-call-at-a-time
+thread, so a stalled call elsewhere does not hold them up. :meth:`RedisLog.unavailable`
+says, for ``/readyz``, whether the last call found Redis unreachable or a call has waited
+longer than :data:`PROBE_TIMEOUT_S`. The other calls (recovery reads, snapshots) take
+:data:`CONNECT_TIMEOUT_S` to connect, :data:`SOCKET_TIMEOUT_S` per reply and :data:`RETRIES`
+retries; then the store raises :class:`LogError` (:class:`RedisUnreachable` when Redis did not
+answer) naming the URL (password hidden) and Redis's own error. A ``MOVED``
 answer (the hall's slot moved to another Cluster node while open) stops the store the same
 way; a restart finds the new node. ``rediss://`` URLs take redis-py's ``ssl_*`` query
 settings (e.g. ``?ssl_ca_certs=/etc/callsys/redis-ca.pem``) for every connection.
@@ -98,8 +111,9 @@ from __future__ import annotations
 
 import hashlib
 import ssl
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Final, Sequence
+from typing import Any, Callable, Final, Iterator, Sequence
 from urllib.parse import parse_qs, unquote
 
 import redis
@@ -126,6 +140,10 @@ BACKOFF_CAP_S: Final = 0.5  # seconds between retries at most
 MAX_REPLY_BYTES: Final = 64 * 1024  # an append's reply is one line (":SEQ" or an error); longer is not Redis
 LEASE_TTL_S: Final = 2.0  # seconds a hall's lease lives without renewal: a dead owner's hall is free after this
 RENEW_EVERY_S: Final = 0.5  # seconds between the owner's renewals (a quarter of the TTL: three may fail)
+OUTAGE_S: Final = LEASE_TTL_S  # seconds an append waits for an unreachable Redis, reconnecting, before it fails
+RECONNECT_CAP_S: Final = 0.1  # seconds between an append's reconnection attempts at most (resumes this soon)
+PROBE_TIMEOUT_S: Final = 0.5  # seconds to connect and per reply for lease renewals and idle checks
+PROBE_RETRIES: Final = 1  # retries of a renewal or idle check whose connection failed (a pooled one went stale)
 
 # KEYS: meta, events. ARGV: app, schema, hall. Creates the marks of a new hall; returns the meta hash.
 OPEN_SCRIPT: Final = """
@@ -315,17 +333,40 @@ def lease_key(hall_id: str) -> str:
     return f"callsys:{{{hall_id}}}:lease"
 
 
+class RedisUnreachable(LogError):
+    """Redis did not answer: connection refused or dropped, or no reply in time.
+
+    An append raises it once Redis has been unreachable for the store's outage bound
+    (:attr:`Timeouts.outage_s`, :data:`OUTAGE_S`); the server then stops (fail-stop).
+    """
+
+    code = "store_unreachable"
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason  # Redis's or the socket's own words
+
+
 @dataclass(frozen=True, slots=True)
 class Timeouts:
-    """How long a store waits for Redis (seconds); see the module docstring."""
+    """How long a store waits for Redis (seconds); see the module docstring.
+
+    Attributes:
+        connect_s: to open a connection.
+        reply_s: for one reply.
+        outage_s: how long an append keeps reconnecting and resending while Redis does not
+            answer before it fails with :class:`RedisUnreachable` (also how long an idle
+            store tolerates failed checks).
+    """
 
     connect_s: float = CONNECT_TIMEOUT_S
     reply_s: float = SOCKET_TIMEOUT_S
+    outage_s: float = OUTAGE_S
 
 
-def connect(target: RedisURL, timeouts: Timeouts = Timeouts()) -> redis.Redis | RedisCluster:
-    """A redis-py client for *target* (no round trip yet), with *timeouts* and :data:`RETRIES`."""
-    retry = Retry(ExponentialBackoff(cap=BACKOFF_CAP_S, base=BACKOFF_BASE_S), RETRIES)
+def connect(target: RedisURL, timeouts: Timeouts = Timeouts(), *, retries: int = RETRIES) -> redis.Redis | RedisCluster:
+    """A redis-py client for *target* (no round trip yet), with *timeouts* and *retries*."""
+    retry = Retry(ExponentialBackoff(cap=BACKOFF_CAP_S, base=BACKOFF_BASE_S), retries)
     limits: dict[str, Any] = dict(socket_timeout=timeouts.reply_s, socket_connect_timeout=timeouts.connect_s)
     common: dict[str, Any] = dict(limits, retry=retry, username=target.username, password=target.password)
     if target.scheme in ("redis", "rediss", "unix"):
@@ -438,29 +479,36 @@ class _Writer:
 
     async def call(self, hall_keys: Sequence[str], expected: int, fence: tuple[str, str],
                    records: Sequence[bytes]) -> int:
-        """Run the append script; its integer answer. Retries a dropped connection.
+        """Run the append script; its integer answer.
+
+        A refused or dropped connection, or a reply slower than ``connect_s + reply_s``, is
+        retried on a new connection (every :data:`RECONNECT_CAP_S` at most) until
+        ``outage_s`` have passed since the call began; the script makes the resend safe.
 
         Raises:
             redis.exceptions.ResponseError: Redis answered with an error (``CALLSYS_...``).
-            redis.exceptions.ConnectionError / TimeoutError: after the retries.
+            redis.exceptions.ConnectionError / TimeoutError: Redis did not answer for ``outage_s``.
         """
-        backoff = ExponentialBackoff(cap=BACKOFF_CAP_S, base=BACKOFF_BASE_S)
+        backoff = ExponentialBackoff(cap=RECONNECT_CAP_S, base=BACKOFF_BASE_S)
         limit = self._timeouts.connect_s + self._timeouts.reply_s
-        for attempt in range(RETRIES + 1):
-            try:
-                with trio.fail_after(limit):
+        outage = self._timeouts.outage_s
+        deadline = trio.current_time() + outage
+        attempt = 0
+        while True:
+            why = f"no answer within {outage:g} s"  # unless the connection itself failed
+            with trio.move_on_at(min(deadline, trio.current_time() + limit)):
+                try:
                     return await self._call(hall_keys, expected, fence, records)
-            except (rex.AuthenticationError, rex.ResponseError):
-                await self._drop()  # an answer, not a lost connection: retrying changes nothing
-                raise
-            except (OSError, trio.BrokenResourceError, trio.TooSlowError, rex.ConnectionError) as exc:
-                await self._drop()
-                if attempt == RETRIES:
-                    if isinstance(exc, trio.TooSlowError):
-                        raise rex.TimeoutError(f"no answer within {limit:g} s") from None
-                    raise rex.ConnectionError(str(exc) or type(exc).__name__) from None
-                await trio.sleep(backoff.compute(attempt + 1))
-        raise AssertionError("unreachable")
+                except (rex.AuthenticationError, rex.ResponseError):
+                    await self._drop()  # an answer, not a lost connection: retrying changes nothing
+                    raise
+                except (OSError, trio.BrokenResourceError, rex.ConnectionError) as exc:
+                    why = f"no connection for {outage:g} s: {str(exc) or type(exc).__name__}"
+            await self._drop()
+            if trio.current_time() >= deadline:
+                raise (rex.TimeoutError if why.startswith("no answer") else rex.ConnectionError)(why)
+            attempt += 1
+            await trio.sleep(min(backoff.compute(attempt), deadline - trio.current_time()))
 
     async def _call(self, hall_keys: Sequence[str], expected: int, fence: tuple[str, str],
                     records: Sequence[bytes]) -> int:
@@ -509,6 +557,11 @@ class RedisLog(EventLog):
         self._writing = trio.Lock()  # one append at a time on the writer's connection
         self._last = last
         self._lost: LogError | None = None
+        self._timeouts = timeouts
+        # renewals and idle checks: short timeouts, each call in a thread of its own (not behind _limiter)
+        self._probe = connect(target, Timeouts(PROBE_TIMEOUT_S, PROBE_TIMEOUT_S), retries=PROBE_RETRIES)
+        self._down: tuple[float, str] | None = None  # (since, why): Redis failed every call since
+        self._calls: dict[object, float] = {}  # appends and probes in flight -> when they began
 
     @property
     def name(self) -> str:
@@ -571,6 +624,45 @@ class RedisLog(EventLog):
         except rex.RedisError as exc:
             raise _error(self.name, exc) from None
 
+    async def _probing(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """*fn(probe client, *args)* in a worker thread, watched (:meth:`_watch`)."""
+        if self._client is None:
+            raise LogError(f"store {self.name} is closed")
+        if self._lost is not None:
+            raise self._lost
+        with self._watch():
+            try:
+                return await trio.to_thread.run_sync(fn, self._probe, *args)
+            except rex.RedisError as exc:
+                raise _error(self.name, exc) from None
+
+    @contextmanager
+    def _watch(self) -> Iterator[None]:
+        """Count a call in flight (for :meth:`unavailable`); note whether Redis answered it."""
+        call = object()
+        self._calls[call] = trio.current_time()
+        try:
+            yield
+        except RedisUnreachable as exc:
+            if self._down is None:
+                self._down = (self._calls[call], exc.reason or str(exc))
+            raise
+        else:
+            self._down = None
+        finally:
+            del self._calls[call]
+
+    def unavailable(self) -> str | None:
+        """Why Redis cannot take a write now: the last call found it unreachable, or a call
+        has waited for its answer longer than :data:`PROBE_TIMEOUT_S`; else None."""
+        now = trio.current_time()
+        if self._down is not None:
+            return f"store {self.name}: Redis has been unreachable for {now - self._down[0]:.1f} s"
+        waiting = min(self._calls.values(), default=now)
+        if now - waiting > PROBE_TIMEOUT_S:
+            return f"store {self.name}: Redis has not answered for {now - waiting:.1f} s"
+        return None
+
     async def _locate(self) -> _Address:
         return await self._run(_address, self._client, self.target, self._meta)
 
@@ -583,13 +675,18 @@ class RedisLog(EventLog):
             if not records:
                 return self._last
             try:
-                last = await self._writer.call((self._meta, self._events, self._lease), self._last, self._fence,
-                                               records)
-            except rex.ResponseError as exc:
-                self._lost = self._refusal(exc)
+                with self._watch():
+                    try:
+                        last = await self._writer.call((self._meta, self._events, self._lease), self._last,
+                                                       self._fence, records)
+                    except rex.ResponseError as exc:
+                        self._lost = self._refusal(exc)
+                        raise self._lost from None
+                    except rex.RedisError as exc:
+                        raise _error(self.name, exc) from None
+            except RedisUnreachable as exc:
+                self._lost = self._gone(exc.reason, self._timeouts.outage_s)
                 raise self._lost from None
-            except rex.RedisError as exc:
-                raise _error(self.name, exc) from None
             self._last = last
             return last
 
@@ -603,6 +700,10 @@ class RedisLog(EventLog):
         if reason.startswith("CALLSYS_FENCED"):
             return self._fenced(reason.split()[1] if len(reason.split()) > 1 else "?")
         return LogError(f"store {self.name}: Redis refused the append: {reason}")
+
+    def _gone(self, why: str, waited: float) -> RedisUnreachable:
+        return RedisUnreachable(f"store {self.name}: Redis is unreachable ({why}) for {waited:.1f} s, longer than "
+                                f"the {self._timeouts.outage_s:g} s a command waits for it; stopping", why)
 
     def _vanished(self) -> StoreLost:
         return StoreLost(f"store {self.name}: the keys of hall {self.hall_id!r} vanished from Redis while the "
@@ -650,9 +751,10 @@ class RedisLog(EventLog):
             LogError: Redis is unreachable (the lease still runs until its TTL).
         """
         token, owner = self._fence
-        renewed = await self._run(lambda: self._renew(keys=[self._meta, self._lease], args=[owner, _ms(ttl_s), token]))
+        renewed = await self._probing(lambda probe: self._renew(keys=[self._meta, self._lease],
+                                                                args=[owner, _ms(ttl_s), token], client=probe))
         if not renewed:
-            current = await self._run(self._client.hget, self._meta, "token")
+            current = await self._probing(lambda probe: probe.hget(self._meta, "token"))
             self._lost = self._fenced(_text(current) if current is not None else "?")
             raise self._lost
 
@@ -682,17 +784,24 @@ class RedisLog(EventLog):
         if self._client is None or self.following:
             return
         async with self._writing:  # an append in flight would look like another writer's
-            await self._run(self._verify_sync)
+            try:
+                await self._probing(self._verify_sync)
+            except RedisUnreachable as exc:
+                waited = trio.current_time() - self._down[0]
+                if waited < self._timeouts.outage_s:
+                    return  # the next check or append tries again
+                self._lost = self._gone(exc.reason, waited)
+                raise self._lost from None
 
-    def _verify_sync(self) -> None:
-        last = self._client.hget(self._meta, "last")
+    def _verify_sync(self, client: redis.Redis | RedisCluster) -> None:
+        last = client.hget(self._meta, "last")
         if last is None:
             self._lost = self._vanished()
         elif int(last) != self._last:
             self._lost = self._conflict(int(last))
         else:
             try:
-                _check_durable(self.name, self._client)
+                _check_durable(self.name, client)
             except StoreRefused as exc:
                 self._lost = StoreLost(f"{exc}; it was changed while the store was open: stopping")
         if self._lost is not None:
@@ -745,6 +854,7 @@ class RedisLog(EventLog):
         finally:
             if self._follower is not None:
                 await trio.to_thread.run_sync(self._follower.close)
+            await trio.to_thread.run_sync(self._probe.close)
             await trio.to_thread.run_sync(client.close, limiter=self._limiter)
 
 
@@ -799,5 +909,5 @@ def _error(name: str, exc: rex.RedisError) -> LogError:
     if isinstance(exc, (rex.AuthenticationError, rex.AuthorizationError, rex.NoPermissionError)):
         return StoreRefused(f"store {name}: Redis refused the credentials ({_reason(exc)})")
     if isinstance(exc, (rex.ConnectionError, rex.TimeoutError)):
-        return LogError(f"store {name}: Redis is unreachable ({_reason(exc)})")
+        return RedisUnreachable(f"store {name}: Redis is unreachable ({_reason(exc)})", _reason(exc))
     return LogError(f"store {name}: Redis answered with an error: {_reason(exc)}")

@@ -252,6 +252,9 @@ def build_app(server: CallsysServer, routes: Sequence[BaseRoute] = (), *,
         reason = _not_ready(server)
         if reason is not None:
             return JSONResponse({"ready": False, "reason": reason}, status_code=503)
+        detail = server.journal.log.unavailable()
+        if detail is not None:  # commands wait for the store (a bounded time): send new clients elsewhere
+            return JSONResponse({"ready": False, "reason": "store_unreachable", "detail": detail}, status_code=503)
         return JSONResponse({"ready": True, "durable_seq": server.journal.durable_seq})
 
     def page(name: str) -> Route:

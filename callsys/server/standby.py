@@ -23,6 +23,10 @@ An owner whose renewal is refused (its lease expired while it was paused, or ano
 process took it) stops at once (:class:`~callsys.log.base.StoreFenced`); one that cannot
 reach Redis keeps trying until its lease would have expired, then stops the same way.
 Its appends are refused by the append script in any case, so it acknowledges nothing more.
+So a Redis outage (a restart, a pause) shorter than the lease's remaining TTL (1.5 to 2 s:
+renewals come every 0.5 s) keeps the owner, whose commits wait for Redis
+(:data:`~callsys.log.redis.OUTAGE_S`, the same 2 s); a longer one stops it, and a standby
+or a restart takes the hall once Redis is back.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ import trio
 
 from ..log.base import LogError, StoreDamaged, StoreFenced
 from ..log.journal import Journal, replay
-from ..log.redis import LEASE_TTL_S, RENEW_EVERY_S, RedisLog
+from ..log.redis import LEASE_TTL_S, OUTAGE_S, RENEW_EVERY_S, RedisLog
 from . import http
 from .logs import log
 
@@ -154,9 +158,12 @@ async def keep_lease(store: RedisLog, on_lost: Callable[[BaseException], None], 
     """Renew the lease at once, then every *every_s* until cancelled; call *on_lost* once it is lost.
 
     A refused renewal is final (:class:`StoreFenced`); an unreachable Redis is retried until
-    *ttl_s* have passed since the last renewal, then the lease counts as lost.
+    *ttl_s* have passed since the last renewal, then the lease counts as lost. The first
+    failed renewal of an outage logs ``event=store_unreachable``, the first renewal after it
+    ``event=store_reachable outage_s=...`` (from the first failure to this renewal).
     """
     renewed = trio.current_time()
+    failing_since: float | None = None
     while True:
         try:
             await store.renew(ttl_s)
@@ -164,9 +171,19 @@ async def keep_lease(store: RedisLog, on_lost: Callable[[BaseException], None], 
             on_lost(exc)
             return
         except LogError as exc:
-            if trio.current_time() - renewed >= ttl_s:
+            now = trio.current_time()
+            if now - renewed >= ttl_s:
                 on_lost(StoreFenced(f"{exc}; the lease of hall {store.hall_id!r} ran out meanwhile: stopping"))
                 return
+            if failing_since is None:
+                failing_since = now
+                log(logging.WARNING, "store_unreachable", hall=store.hall_id, error=str(exc),
+                    message=f"commands wait for Redis up to {OUTAGE_S:g} s; this process stops if the lease "
+                            f"cannot be renewed within {renewed + ttl_s - now:.1f} s")
         else:
             renewed = trio.current_time()
+            if failing_since is not None:
+                log(logging.INFO, "store_reachable", hall=store.hall_id,
+                    outage_s=round(renewed - failing_since, 3))
+                failing_since = None
         await trio.sleep(every_s)
