@@ -60,6 +60,20 @@ SMALL_HALL: dict[str, Any] = {
 }
 
 
+# Two zones (the cockpit and regulator tests): "north" has windows 1 (A, B) and 2 (A);
+# "south" has window 3 (B) and 4 (C).
+TWO_ZONES = {
+    "zones": [{"id": "north", "floor": 1, "name": {"zh": "北", "en": "North"}},
+              {"id": "south", "floor": 1, "name": {"zh": "南", "en": "South"}}],
+    "windows": [
+        {"id": 1, "zone": "north", "x": 2.0, "y": 2.0, "skills": ["A", "B"]},
+        {"id": 2, "zone": "north", "x": 5.0, "y": 2.0, "skills": ["A"]},
+        {"id": 3, "zone": "south", "x": 2.0, "y": 15.0, "skills": ["B"]},
+        {"id": 4, "zone": "south", "x": 5.0, "y": 15.0, "skills": ["C"]},
+    ],
+}
+
+
 def merged(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
     """*base* with *overrides* laid over it: tables merge key by key, other values replace."""
     out = copy.deepcopy(dict(base))

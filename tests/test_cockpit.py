@@ -12,20 +12,9 @@ from callsys import commands as cmd
 from callsys.errors import ConfigError, EngineError
 from callsys.hall import hall_from_mapping
 from callsys.ratings import Ratings
-from conftest import SMALL_HALL, hall_time, merged
+from conftest import SMALL_HALL, TWO_ZONES, hall_time, merged
 from engine_support import Desk
 
-# Two zones: "north" has windows 1 (A, B) and 2 (A); "south" has window 3 (B) and 4 (C).
-TWO_ZONES = {
-    "zones": [{"id": "north", "floor": 1, "name": {"zh": "北", "en": "North"}},
-              {"id": "south", "floor": 1, "name": {"zh": "南", "en": "South"}}],
-    "windows": [
-        {"id": 1, "zone": "north", "x": 2.0, "y": 2.0, "skills": ["A", "B"]},
-        {"id": 2, "zone": "north", "x": 5.0, "y": 2.0, "skills": ["A"]},
-        {"id": 3, "zone": "south", "x": 2.0, "y": 15.0, "skills": ["B"]},
-        {"id": 4, "zone": "south", "x": 5.0, "y": 15.0, "skills": ["C"]},
-    ],
-}
 
 
 @pytest.fixture

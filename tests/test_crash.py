@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import signal
 from collections import defaultdict
+from functools import partial
 from pathlib import Path
 
 import pytest
 import trio
 
 from benchmarks._server import spawn_server
-from callsys.client import ClientError, connect
+from benchmarks.failover import burst  # the same keyed burst the failover benchmark sends
+from callsys.client import connect
 from callsys.log import open_journal
 from conftest import CONFIG
 from redis_support import redis_server, redis_url  # noqa: F401  (fixtures)
@@ -27,7 +29,6 @@ from server_support import TOKENS, guard
 
 SERVICES = ("BIZ", "SOC", "MED")
 CLIENTS = 6
-PIPELINE = 8  # requests in flight per client
 KILL_AFTER = 300  # acknowledged tickets before the SIGKILL
 
 
@@ -49,38 +50,6 @@ async def start_server(nursery: trio.Nursery, store: str, secret: Path) -> tuple
     return server.process, server.url
 
 
-async def burst(url: str, acked: dict[str, dict], unknown: dict[str, str], enough: trio.Event) -> None:
-    """Take numbers from CLIENTS connections x PIPELINE tasks until the connection dies.
-
-    Fills *acked* (key -> the answer) and *unknown* (key -> service: sent, never answered).
-    """
-
-    async def worker(client, c: int, n: int) -> None:
-        for i in range(n, 10**6, PIPELINE):
-            key, service = f"kiosk{c}-{i}", SERVICES[i % len(SERVICES)]
-            try:
-                ticket = await client.request("take_number", service=service, key=key)
-            except ClientError:
-                unknown[key] = service
-                return
-            acked[key] = ticket
-            if len(acked) >= KILL_AFTER:
-                enough.set()
-
-    async def one_client(c: int) -> None:
-        try:
-            async with connect(url, role="kiosk", token=TOKENS["kiosk"]) as client:
-                async with trio.open_nursery() as workers:
-                    for n in range(PIPELINE):
-                        workers.start_soon(worker, client, c, n)
-        except ClientError:
-            pass
-
-    async with trio.open_nursery() as clients:
-        for c in range(CLIENTS):
-            clients.start_soon(one_client, c)
-
-
 @guard(120)
 async def test_sigkill_mid_burst_loses_no_acknowledged_ticket(demo_hall, tmp_path, store):
     secret = tmp_path / "phones.secret"
@@ -89,7 +58,7 @@ async def test_sigkill_mid_burst_loses_no_acknowledged_ticket(demo_hall, tmp_pat
     enough = trio.Event()
     async with trio.open_nursery() as nursery:
         process, url = await start_server(nursery, store, secret)
-        nursery.start_soon(burst, url, acked, unknown, enough)
+        nursery.start_soon(partial(burst, url, acked, unknown, enough, KILL_AFTER, clients=CLIENTS))
         await enough.wait()
         process.send_signal(signal.SIGKILL)  # mid-burst: the clients are still sending
         assert await process.wait() == -signal.SIGKILL

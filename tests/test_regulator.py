@@ -15,23 +15,13 @@ from callsys.errors import ConfigError, EngineError
 from callsys.hall import Regulation
 from callsys.state import OPEN
 from callsys.hall import hall_from_mapping
-from conftest import SMALL_HALL, hall_time, merged
+from conftest import SMALL_HALL, TWO_ZONES, hall_time, merged
 from engine_support import Desk
 from sim.runner import Simulation, sim_regulation
 from sim.scenario import load_scenario
 
 # "north" has windows 1 (A, B) and 2 (A); "south" has 3 (B) and 4 (C). Zone scope: window 2
 # may take B, window 3 may take C, window 4 may take B; nobody in the south may take A.
-TWO_ZONES = {
-    "zones": [{"id": "north", "floor": 1, "name": {"zh": "北", "en": "North"}},
-              {"id": "south", "floor": 1, "name": {"zh": "南", "en": "South"}}],
-    "windows": [
-        {"id": 1, "zone": "north", "x": 2.0, "y": 2.0, "skills": ["A", "B"]},
-        {"id": 2, "zone": "north", "x": 5.0, "y": 2.0, "skills": ["A"]},
-        {"id": 3, "zone": "south", "x": 2.0, "y": 15.0, "skills": ["B"]},
-        {"id": 4, "zone": "south", "x": 5.0, "y": 15.0, "skills": ["C"]},
-    ],
-}
 TWO_ZONE_HALL = hall_from_mapping(merged(SMALL_HALL, TWO_ZONES), source="two-zones.toml")
 
 
