@@ -26,7 +26,7 @@ window only; ``clerks_identified`` says whether any counted service named its cl
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from . import events as ev
 from .state import DONE, HallState
@@ -82,6 +82,10 @@ class WindowRatings:
                 "good_share": self.good_share, "scored": self.scored, "mean_score": self.mean_score}
 
 
+# Events after which a called ticket is no longer at a window without a rated service.
+_LEFT_WINDOW: Final = frozenset({ev.TicketNoShow, ev.TicketTransferred, ev.TicketParked, ev.TicketCancelled})
+
+
 class Ratings:
     """The fold: feed it events in log order with :meth:`apply`.
 
@@ -105,6 +109,9 @@ class Ratings:
         """Fold *event*; the alert it raises (a ``bad`` rating), else None."""
         if isinstance(event, ev.TicketCalled):
             self._numbers[event.ticket] = event.number
+            return None
+        if type(event) in _LEFT_WINDOW:  # no rating follows: a later call records the number again
+            self._numbers.pop(event.ticket, None)
             return None
         if isinstance(event, ev.DayReset):
             self._numbers.clear()

@@ -155,6 +155,25 @@ def test_ratings_come_from_the_servers_fold_and_a_bad_one_is_an_alert(desk):
     assert view(desk).ratings == ()  # no fold given: no ratings
 
 
+def test_the_ratings_fold_forgets_a_number_once_its_ticket_leaves_the_window(desk):
+    """A no-show, a transfer or a parked ticket is rated by nobody: its number is not kept
+    until the night's reset; a ticket called again is remembered again."""
+    desk.open(1)
+    ratings = Ratings(daily=True)
+    for leave in ((cmd.NoShow, {}), (cmd.Transfer, {"service": "A"}), (cmd.Park, {})):
+        desk.take("A")
+        events = desk.do(cmd.CallNext, window=1)
+        if leave[0] is cmd.NoShow:
+            for _ in range(desk.engine.hall.policy.recall_limit):
+                events += desk.do(cmd.Recall, window=1)
+        for event in [*events, *desk.do(leave[0], window=1, **leave[1])]:
+            ratings.apply(event)
+        assert ratings._numbers == {}
+    for event in desk.do(cmd.CallNext, window=1):
+        ratings.apply(event)
+    assert list(ratings._numbers.values()) == [event.number for event in desk.do(cmd.Recall, window=1)]
+
+
 def test_layout_uses_the_hall_positions_and_boxes_zones_around_their_windows(hall):
     placed = cockpit.layout(hall)
     assert placed.windows[3] == (2.0, 15.0)
