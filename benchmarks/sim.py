@@ -63,7 +63,7 @@ from typing import Any
 
 import trio
 
-from sim.experiment import combine, interval, replicate
+from sim.experiment import combine, interval, replicate, spread
 from sim.live import LivePlayer, LiveSettings
 from sim.planner import Planner, parse_target
 from sim.runner import Simulation, sim_regulation
@@ -143,12 +143,11 @@ def bench_regulation(name: str, replications: int, visitors: int | None = None) 
     for mode, regulate in (("static", None), ("regulated", sim_regulation(scenario))):
         started = time.perf_counter()
         summaries = [s for _, s in replicate(scenario, replications, regulate=regulate)]
-        p90 = {code: interval([s["waits"]["by_service"].get(code, {}).get("p90_min") for s in summaries])["mean"]
-               for code in dict.fromkeys(c for s in summaries for c in s["waits"]["by_service"])}
+        runs = spread(summaries)
+        p90 = {code: figures["p90_min"]["mean"] for code, figures in runs["by_service"].items()}
         worst = max((c for c in p90 if p90[c] is not None), key=lambda c: p90[c])
-        out[mode] = {"worst_service": worst, "p90_min": p90[worst],
-                     "within_target": interval([s["waits"]["all"]["within_target"] for s in summaries])["mean"],
-                     "p90_all_min": interval([s["waits"]["all"]["p90_min"] for s in summaries])["mean"],
+        out[mode] = {"worst_service": worst, "p90_min": p90[worst], "within_target": runs["within_target"]["mean"],
+                     "p90_all_min": runs["p90_min"]["mean"],
                      "commands": sum(s.get("regulation", {}).get("commands", 0) for s in summaries),
                      "seconds": time.perf_counter() - started}
     return out

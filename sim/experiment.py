@@ -57,19 +57,25 @@ def combine(scenario: Scenario, summaries: list[dict]) -> dict[str, Any]:
     """
     main = dict(summaries[0])
     if len(summaries) > 1:
-        rows = [{"seed": s["seed"], **{k: s["waits"]["all"].get(k) for k in HEADLINE},
-                 "served": s["flow"]["served"], "abandoned": s["flow"]["abandoned"]} for s in summaries]
-        codes = dict.fromkeys(code for s in summaries for code in s["waits"]["by_service"])
-        by_service = {code: {k: interval([s["waits"]["by_service"].get(code, {}).get(k) for s in summaries])
-                             for k in HEADLINE} for code in codes}
-        main["replications"] = {"runs": rows, **{k: interval([r[k] for r in rows]) for k in HEADLINE},
-                                "by_service": by_service}
+        main["replications"] = spread(summaries)
     waits = [s["waits"]["all"].get("mean_min") for s in summaries]
     if all(w is not None for w in waits):
         check = theory.compare(scenario, waits, [s["waits"]["all"]["p_wait"] for s in summaries])
         if check is not None:
             main["theory"] = check
     return main
+
+
+def spread(summaries: list[dict]) -> dict[str, Any]:
+    """The :data:`HEADLINE` figures over runs: ``runs`` (one row per run), the :func:`interval`
+    of each figure for the hall, and ``by_service`` (code -> figure -> interval; a run where
+    nobody of the service was called gives no value for it)."""
+    rows = [{"seed": s["seed"], **{k: s["waits"]["all"].get(k) for k in HEADLINE},
+             "served": s["flow"]["served"], "abandoned": s["flow"]["abandoned"]} for s in summaries]
+    codes = dict.fromkeys(code for s in summaries for code in s["waits"]["by_service"])
+    by_service = {code: {k: interval([s["waits"]["by_service"].get(code, {}).get(k) for s in summaries])
+                         for k in HEADLINE} for code in codes}
+    return {"runs": rows, **{k: interval([r[k] for r in rows]) for k in HEADLINE}, "by_service": by_service}
 
 
 def interval(values: list[float | None]) -> dict[str, float | None]:
