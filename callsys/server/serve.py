@@ -94,6 +94,7 @@ class CallsysServer:
         self.owner_url: str | None = None
         self._services: trio.Nursery | None = None
         self._follow: Callable[[], Awaitable[None]] | None = None  # a standby's follow task, run by run()
+        self._owner_changed = trio.Event()  # set (and replaced) when owning, owner_id or owner_url change
         self.webhooks = webhooks
         self.loop_watch = loop_watch
         self.engine = engine
@@ -413,20 +414,27 @@ class CallsysServer:
         if self.hall.regulation.auto:
             self._services.start_soon(self._regulate)
 
-    def saw_owner(self, owner_id: str | None, owner_url: str | None) -> None:
-        """A standby learned who holds the lease now (:func:`~callsys.server.standby.follow`)."""
+    async def owner_change(self) -> None:
+        """Wait until :attr:`owning`, :attr:`owner_id` or :attr:`owner_url` next change."""
+        await self._owner_changed.wait()
+
+    def _note_owner(self, owner_id: str | None, owner_url: str | None, why: str) -> None:
         self.owner_id, self.owner_url = owner_id, owner_url
         for session in list(self.sessions):
-            session.owner_changed("the hall's owner changed")
+            session.owner_changed(why)
+        changed, self._owner_changed = self._owner_changed, trio.Event()
+        changed.set()
+
+    def saw_owner(self, owner_id: str | None, owner_url: str | None) -> None:
+        """A standby learned who holds the lease now (:func:`~callsys.server.standby.follow`)."""
+        self._note_owner(owner_id, owner_url, "the hall's owner changed")
 
     def take_over(self, owner_id: str, owner_url: str) -> None:
         """This standby holds the lease now and its engine is at the log's end: execute
         commands from here on. Clients stay connected; relayed commands still waiting for the
         old owner are answered ``unavailable`` (retry with their keys)."""
         self.owning = True
-        self.owner_id, self.owner_url = owner_id, owner_url
-        for session in list(self.sessions):
-            session.owner_changed("this process took over the hall from its previous owner")
+        self._note_owner(owner_id, owner_url, "this process took over the hall from its previous owner")
         if self._services is not None and not self.stopping:
             self._start_owning()
         log(logging.INFO, "took_over", hall=self.hall.id, url=owner_url, connections=len(self.sessions),

@@ -1,0 +1,146 @@
+"""A standby serves the hall's clients (issue 12, item 2): two servers of one hall on one real
+redis-server, in this process — the first owns the hall, the second follows it.
+
+Displays, LEDs and phones on the standby see the owner's calls live; commands sent to the
+standby are forwarded to the owner and answered as the owner answers them (``ok`` with the
+owner's ``seq``, typed errors that change nothing); the HTTP API's writes answer 503 naming
+the owner; ``/healthz`` and ``/readyz`` name the role; when the owner stops, the standby takes
+over in place and its clients stay connected. (Killing the owner with SIGKILL, with real
+processes: ``tests/test_redis_standby.py``.)
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+
+import httpx
+import pytest
+import trio
+
+from api_support import KEY
+from callsys.client import RequestFailed
+from callsys.clock import ScaledClock
+from callsys.server import ServerSettings, serve_callsys
+from redis_support import redis_server, redis_url  # noqa: F401  (fixtures)
+from server_support import SECRET, START, client, guard, push_of, state_of
+
+
+async def start(nursery: trio.Nursery, hall, store: str):
+    """A server of *hall* on *store* (port 0), the way ``callsys serve`` runs it."""
+    return await nursery.start(partial(serve_callsys, hall, store, port=0, clock=ScaledClock(START), secret=SECRET,
+                                       settings=ServerSettings(phone_refresh_s=math.inf)))
+
+
+@pytest.fixture
+async def pair(nursery, demo_hall, redis_url):
+    """``(owner, standby)``: two servers of the demo hall on one Redis."""
+    owner = await start(nursery, demo_hall, redis_url)
+    second = await start(nursery, demo_hall, redis_url)
+    assert owner.owning and not second.owning
+    while second.owner_url is None:  # the standby's follow task reads who owns the hall
+        await second.owner_change()
+    yield owner, second
+    second.shutdown()
+    owner.shutdown()
+
+
+@guard(60)
+async def test_displays_leds_and_phones_on_the_standby_see_the_owners_calls(pair):
+    owner, second = pair
+    assert second.owner_url == owner.url == owner.owner_url
+    async with client(second, "display", subscribe={"floors": [1]}) as board, \
+            client(second, "display", subscribe={"windows": [7]}) as led, \
+            client(second, "kiosk") as kiosk:
+        assert len((await board.next_push())["windows"]) == 10
+        assert [w["window"] for w in (await led.next_push())["windows"]] == [7]
+        ticket = await kiosk.request("take_number", service="SOC")  # forwarded to the owner
+        async with client(second, "phone", ticket=ticket["ticket"], secret=ticket["secret"]) as phone:
+            hello = await phone.next_push()
+            assert (hello["number"], hello["status"], hello["event"]) == (ticket["number"], "waiting", "hello")
+            async with client(owner, "clerk", window=7) as clerk:  # the clerk works on the owner
+                await clerk.request("open_window")
+                called = await clerk.request("call_next")
+            for display in (board, led):
+                opened = await push_of(display, "window_update")
+                assert (opened["window"], opened["event"]) == (7, "opened")
+                update = await push_of(display, "window_update")
+                assert (update["event"], update["number"], update["seq"]) == ("called", ticket["number"],
+                                                                              called["seq"])
+            update = await push_of(phone, "ticket_update")
+            assert (update["ticket"], update["status"], update["window"], update["event"]) == \
+                (ticket["ticket"], "called", 7, "ticket_called")
+            assert (await phone.request("position"))["status"] == "called"  # answered by the standby
+
+
+@guard(60)
+async def test_commands_on_the_standby_are_answered_by_the_owner(pair):
+    owner, second = pair
+    async with client(second, "kiosk") as kiosk, client(second, "clerk", window=3) as clerk, \
+            client(second, "manager") as manager, client(owner, "manager") as direct:
+        first = await kiosk.request("take_number", service="BIZ", key="k1")
+        assert first["seq"] == owner.journal.durable_seq  # the owner's seq, committed there
+        assert second.journal.durable_seq >= first["seq"]  # and followed here before the answer
+        assert (await kiosk.request("position", ticket=first["ticket"]))["status"] == "waiting"  # read your write
+        again = await kiosk.request("take_number", service="BIZ", key="k1")
+        assert again["repeat"] is True and again["ticket"] == first["ticket"]
+        await clerk.request("open_window")
+        called = await clerk.request("call_next")
+        assert called["events"][0]["kind"] == "ticket_called" and called["seq"] == owner.journal.durable_seq
+        seq = owner.journal.durable_seq
+        before = state_of(owner)
+        with pytest.raises(RequestFailed) as double:  # the window is busy with its call: the owner's typed error
+            await clerk.request("call_next", key="double")
+        assert double.value.code == "window_busy"
+        with pytest.raises(RequestFailed) as unknown:
+            await manager.request("pause", window=99)
+        with pytest.raises(RequestFailed) as unknown_direct:
+            await direct.request("pause", window=99)
+        assert unknown.value.code == "unknown_window"
+        assert (str(unknown.value), unknown.value.details) == (str(unknown_direct.value), unknown_direct.value.details)
+        assert owner.journal.durable_seq == seq and state_of(owner) == before  # nothing changed
+        assert state_of(second) == before  # the standby holds the owner's state
+        with pytest.raises(RequestFailed) as refused:  # validated here, like on the owner: never forwarded
+            await kiosk.request("take_number", service="NOPE")
+        assert refused.value.code != "unavailable"
+
+
+@guard(60)
+async def test_health_and_readiness_name_the_role_and_api_writes_on_a_standby_point_to_the_owner(pair):
+    owner, second = pair
+    async with httpx.AsyncClient() as http:
+        for server, role in ((owner, "owner"), (second, "standby")):
+            base = f"http://127.0.0.1:{server.port}"
+            health = (await http.get(f"{base}/healthz")).json()
+            assert health == {"status": "ok", "role": role, "owner": owner.owner_id, "owner_url": owner.url}
+            ready = await http.get(f"{base}/readyz")
+            assert ready.status_code == 200 and ready.json()["ready"] is True and ready.json()["role"] == role
+        refused = await http.post(f"http://127.0.0.1:{second.port}/api/v1/tickets", json={"service": "SOC"},
+                                  headers={"x-api-key": KEY})
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+        error = refused.json()["error"]
+        assert error["code"] == "unavailable" and error["details"]["owner_url"] == owner.url
+        taken = await http.post(f"http://127.0.0.1:{owner.port}/api/v1/tickets", json={"service": "SOC"},
+                                headers={"x-api-key": KEY})
+        assert taken.status_code == 201
+
+
+@guard(60)
+async def test_the_standby_takes_over_in_place_and_its_clients_stay_connected(pair):
+    owner, second = pair
+    async with client(second, "display", subscribe={"windows": [4]}) as led, client(second, "kiosk") as kiosk, \
+            client(second, "clerk", window=4) as clerk:
+        await led.next_push()  # the board
+        before = await kiosk.request("take_number", service="BIZ", key="before")
+        owner.shutdown()  # a clean stop releases the lease: the standby takes it at once
+        while not second.owning:
+            await second.owner_change()
+        assert second.owner_url == f"ws://127.0.0.1:{second.port}/ws"
+        after = await kiosk.request("take_number", service="BIZ", key="after")  # executed here now
+        assert (before["number"], after["number"]) == ("A001", "A002")
+        assert after["seq"] == second.journal.durable_seq
+        await clerk.request("open_window")
+        await clerk.request("call_next")
+        update = await push_of(led, "window_update")
+        assert (update["window"], update["event"]) == (4, "opened")
+        assert (await push_of(led, "window_update"))["number"] == "A001"
