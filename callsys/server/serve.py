@@ -603,7 +603,12 @@ async def serve_callsys(hall: Hall, store: str, *, host: str = DEFAULT_HOST, por
 
             owner = standby.owner_id()
             url = standby.advertised_url(host, listeners[0].socket.getsockname()[1], advertise)
-            owning = await standby.own(journal, journal.log, owner, url=url) is not None
+            try:
+                owning = await standby.own(journal, journal.log, owner, url=url) is not None
+            except BaseException:
+                for listener in listeners:
+                    await trio.aclose_forcefully(listener)
+                raise
             if owning:
                 leasing.start_soon(standby.keep_lease, journal.log, loss)  # renewed from here, not once listening
         settings = settings or ServerSettings()
