@@ -11,6 +11,7 @@ processes: ``tests/test_redis_standby.py``.)
 
 from __future__ import annotations
 
+import logging
 import math
 from functools import partial
 
@@ -19,11 +20,11 @@ import pytest
 import trio
 
 from api_support import KEY
-from callsys.client import RequestFailed
+from callsys.client import RequestFailed, connect_device
 from callsys.clock import ScaledClock
 from callsys.server import ServerSettings, serve_callsys
 from redis_support import redis_server, redis_url  # noqa: F401  (fixtures)
-from server_support import SECRET, START, client, guard, push_of, state_of
+from server_support import SECRET, START, TOKENS, client, guard, push_of, state_of
 
 
 async def start(nursery: trio.Nursery, hall, store: str):
@@ -144,3 +145,59 @@ async def test_the_standby_takes_over_in_place_and_its_clients_stay_connected(pa
         update = await push_of(led, "window_update")
         assert (update["window"], update["event"]) == (4, "opened")
         assert (await push_of(led, "window_update"))["number"] == "A001"
+
+
+class _Seen(logging.Handler):
+    """Sets :attr:`event` at the first ``rejected`` log line with code *code*."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(logging.INFO)
+        self.code = code
+        self.event = trio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.msg == "rejected" and getattr(record, "fields", {}).get("code") == self.code:
+            self.event.set()
+
+
+@guard(60)
+async def test_a_device_on_a_standby_that_cannot_reach_the_owner_retries_on_its_connection(nursery, demo_hall,
+                                                                                          redis_url):
+    """The owner advertises a URL the standby cannot reach: a command sent to the standby is
+    answered ``unavailable`` with ``retry`` (and the owner's URL); a :class:`Device` resends
+    it on the same connection until the standby, having taken over, executes it once."""
+    owner = await nursery.start(partial(serve_callsys, demo_hall, redis_url, port=0, clock=ScaledClock(START),
+                                        secret=SECRET, advertise="ws://127.0.0.1:1/ws",
+                                        settings=ServerSettings(phone_refresh_s=math.inf)))
+    second = await start(nursery, demo_hall, redis_url)
+    while second.owner_url is None:
+        await second.owner_change()
+    assert second.owner_url == "ws://127.0.0.1:1/ws"
+    async with client(second, "kiosk") as kiosk:
+        with pytest.raises(RequestFailed) as refused:
+            await kiosk.request("take_number", service="BIZ", key="plain")
+        assert refused.value.code == "unavailable"
+        assert refused.value.details == {"retry": True, "retry_after_s": 1, "owner_url": "ws://127.0.0.1:1/ws"}
+        assert kiosk.closed is None  # the connection stays
+    seen = _Seen("unavailable")
+    logger = logging.getLogger("callsys.server")
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(seen)
+    try:
+        async with connect_device(second.url, role="kiosk", token=TOKENS["kiosk"]) as device:
+            answers = []
+
+            async def take() -> None:
+                answers.append(await device.request("take_number", service="BIZ", key="device"))
+
+            async with trio.open_nursery() as waiting:
+                waiting.start_soon(take)
+                await seen.event.wait()  # refused once: the device waits to resend
+                owner.shutdown()  # releases the lease: the standby takes over
+            assert answers[0]["number"] == "A001" and device.connects == 1
+            assert second.owning and answers[0]["seq"] == second.journal.durable_seq
+    finally:
+        logger.removeHandler(seen)
+        logger.setLevel(level)
+    second.shutdown()
