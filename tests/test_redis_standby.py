@@ -169,7 +169,8 @@ async def test_a_paused_owner_is_fenced_and_writes_nothing(redis_server, redis_u
 
 
 @guard(120)
-async def test_owner_killed_mid_burst_through_its_standby_which_takes_over_without_loss(redis_url, tmp_path):
+async def test_owner_killed_mid_burst_through_its_standby_which_takes_over_without_loss(demo_hall, redis_url,
+                                                                                         tmp_path):
     """The kiosks and a display are connected to the standby; the kiosks' commands are
     forwarded to the owner, which is kill -9'd mid-burst. The standby takes over, the
     display stays connected and sees the new owner's calls, the unanswered commands got
@@ -207,6 +208,13 @@ async def test_owner_killed_mid_burst_through_its_standby_which_takes_over_witho
             assert led.closed is None and kiosk.closed is None  # never disconnected
         second.process.send_signal(signal.SIGTERM)
         assert await second.process.wait() == 0
+    async with open_journal(redis_url, demo_hall, snapshot_on_close=False) as journal:  # the store itself
+        engine, _ = await journal.recover()
+    tickets = engine.state.tickets
+    numbers = [t.number for t in tickets.values()]
+    assert len(numbers) == len(set(numbers)) == len(acked) + len(unknown)  # every key once, no number twice
+    for ticket in acked.values():
+        assert tickets[ticket["ticket"]].number == ticket["number"]
 
 
 @guard(120)

@@ -108,6 +108,7 @@ class Session:
         self._hello: Hello | None = None  # the client's hello, repeated to the owner by a standby's relay
         self._upstream: Upstream | None = None  # a standby's connection to the owner, opened on the first command
         self._relays: trio.Nursery | None = None  # where the upstream's tasks run
+        self._relaying = False  # the turn being handled has commands for the owner (a standby)
 
     @property
     def role(self) -> str | None:
@@ -320,6 +321,7 @@ class Session:
             kind, fields = parse(message, self._table, rid)
             self.messages += 1
             if kind in COMMAND_TYPES and not self.server.owning:  # a standby: the owner executes it
+                self._relaying = True
                 return Relay(rid, message), None
             return HANDLERS[kind](self, kind, rid, fields)
         except ProtocolError as exc:
@@ -354,7 +356,8 @@ class Session:
         False when the connection is done: it broke, or the log failed (the server stops).
         """
         journal = self.server.journal
-        if any(type(pending) is Relay for pending, _ in replies):
+        if self._relaying:
+            self._relaying = False
             await self._relayed(replies)
         newest = max((pending.last_seq for pending, _ in replies if pending is not None), default=0)
         if newest > journal.durable_seq:
