@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import math
+import subprocess
+import sys
 from functools import partial
 
 import httpx
@@ -201,3 +203,35 @@ async def test_a_device_on_a_standby_that_cannot_reach_the_owner_retries_on_its_
         logger.removeHandler(seen)
         logger.setLevel(level)
     second.shutdown()
+
+
+def test_a_server_on_a_file_store_never_loads_the_redis_store(tmp_path):
+    """The lease is the store's attribute (``EventLog.leased``), not an isinstance check on the
+    Redis class: a file store's server runs without importing ``callsys.log.redis`` or redis-py."""
+    code = f"""
+import sys, trio
+from functools import partial
+from callsys.hall import load_hall
+from callsys.server import serve_callsys
+
+async def main():
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(partial(serve_callsys, load_hall("config/demo.toml"), "file:{tmp_path}/hall.db",
+                                             port=0))
+        assert server.owning and server.owner_url is None
+        server.shutdown()
+
+trio.run(main)
+print(sorted(m for m in sys.modules if m == "redis" or m.startswith(("redis.", "callsys.log.redis",
+                                                                      "callsys.server.standby"))))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_advertise_must_be_a_websocket_url():
+    answer = subprocess.run([sys.executable, "-m", "callsys", "serve", "--advertise", "http://hall-a:8000/ws"],
+                            capture_output=True, text=True)
+    assert answer.returncode == 2
+    assert "--advertise: 'http://hall-a:8000/ws' is not a WebSocket URL: give ws://HOST:PORT/ws" in answer.stderr
+    assert "Traceback" not in answer.stderr
