@@ -138,12 +138,13 @@ async def follow(journal: Journal, store: RedisLog, owner: str, *, ttl_s: float 
     """
     store.following = True
     announced: tuple[str | None, str | None] = (None, None)
+    previous: str | None = None  # the last owner seen
     failing = False
     # Stopped mid-replay, the engine may be ahead of the journal's position: no closing snapshot then.
     closing_snapshot, journal.snapshot_on_close = journal.snapshot_on_close, False
     while True:
         try:
-            token = await own(journal, store, owner, ttl_s=ttl_s, previous=announced[0], url=url)
+            token = await own(journal, store, owner, ttl_s=ttl_s, previous=previous, url=url)
             if token is not None:
                 journal.snapshot_on_close = closing_snapshot
                 return token
@@ -153,6 +154,7 @@ async def follow(journal: Journal, store: RedisLog, owner: str, *, ttl_s: float 
                 if seen is not None:
                     seen(*holder)
                 if holder[0] is not None:
+                    previous = holder[0]
                     log(logging.INFO, "standby", hall=store.hall_id, owner=holder[0], owner_url=holder[1],
                         seq=journal.durable_seq, message="following the owner's events, serving its clients and "
                         "forwarding their commands; taking over when its lease expires")
@@ -161,6 +163,7 @@ async def follow(journal: Journal, store: RedisLog, owner: str, *, ttl_s: float 
         except (StoreDamaged, StoreFenced, StoreRefused):
             raise
         except LogError as exc:
+            store.following = True  # an own() that took the lease and then failed: its lease just expires
             if not failing:
                 log(logging.WARNING, "store_unreachable", hall=store.hall_id, error=str(exc),
                     message=f"the standby retries every {UNREACHABLE_RETRY_S:g} s")
