@@ -106,6 +106,8 @@ async def test_standby_follows_the_owner_and_takes_over_on_release(demo_hall, re
             await owner_journal.commit(engine.execute(TakeNumber(hall_time(9, 30) + i, "BIZ")))
         async with open_journal(redis_url, demo_hall) as standby_journal:
             followed, _ = await standby_journal.recover()
+            seen: list[tuple[int, object]] = []
+            standby_journal.on_durable = seen.extend  # the hook a commit takes: followed events take it too
             async with trio.open_nursery() as nursery:
                 async def take() -> None:
                     taken.append(await standby.follow(standby_journal, standby_journal.log, "standby",
@@ -116,6 +118,8 @@ async def test_standby_follows_the_owner_and_takes_over_on_release(demo_hall, re
                 await owner_journal.log.aclose()  # the owner stops cleanly: releases the lease
             assert taken == [2]
             assert standby_journal.durable_seq == owner_journal.durable_seq
+            assert [seq for seq, _ in seen] == list(range(6, owner_journal.durable_seq + 1))  # each once, in order
+            assert {type(event).__name__ for _, event in seen} == {"TicketIssued"}
             assert followed.state.tickets.keys() == engine.state.tickets.keys()
             assert [t.number for t in followed.state.tickets.values()] == \
                 [t.number for t in engine.state.tickets.values()]
