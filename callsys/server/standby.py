@@ -26,7 +26,9 @@ start, and
   ``seq`` (at most :data:`~callsys.server.relay.FOLLOW_WAIT_S` later), so what the client asks next reflects it.
   The HTTP API's writes on a standby answer 503 ``unavailable`` with ``Retry-After`` and the
   owner's URL (``details.owner_url``): an integration retries there (or through a balancer
-  that reads ``/readyz``).
+  that reads ``/readyz``). They are not proxied: the API's public endpoints (a phone taking
+  a number with the door code) limit per client address, and through a proxy every phone
+  would count as the standby's address.
 * **takes over** in place: it tries the lease every :data:`FOLLOW_BLOCK_S`. When the owner
   stops cleanly it releases the lease and a standby takes it at once; when the owner dies,
   the lease expires after :data:`~callsys.log.redis.LEASE_TTL_S` and a standby takes it
