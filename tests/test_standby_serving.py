@@ -11,10 +11,12 @@ processes: ``tests/test_redis_standby.py``.)
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import subprocess
 import sys
+from dataclasses import replace
 from functools import partial
 
 import httpx
@@ -24,9 +26,11 @@ import trio
 from api_support import KEY
 from callsys.client import RequestFailed, connect_device
 from callsys.clock import ScaledClock
+from callsys.hall import Integration
 from callsys.server import ServerSettings, serve_callsys
 from redis_support import redis_server, redis_url  # noqa: F401  (fixtures)
 from server_support import SECRET, START, TOKENS, client, guard, push_of, state_of
+from test_webhooks import HOOK_SECRET, Receiver
 
 
 async def start(nursery: trio.Nursery, hall, store: str):
@@ -235,3 +239,38 @@ def test_advertise_must_be_a_websocket_url():
     assert answer.returncode == 2
     assert "--advertise: 'http://hall-a:8000/ws' is not a WebSocket URL: give ws://HOST:PORT/ws" in answer.stderr
     assert "Traceback" not in answer.stderr
+
+
+@guard(60)
+async def test_webhooks_are_posted_by_the_owner_only_and_the_new_owner_resumes_from_the_cursors(
+        nursery, demo_hall, redis_url, tmp_path, monkeypatch):
+    """Both processes have the webhook client; only the owner posts. After the takeover the
+    new owner resumes after the cursor the old one saved (the processes share ``var/``):
+    nothing before it is posted again."""
+    monkeypatch.chdir(tmp_path)  # var/callsys.webhooks.json, var/audio: the test's own
+    receiver = await nursery.start(Receiver().serve)
+    hall = replace(demo_hall, integrations={**demo_hall.integrations, "wechat": Integration(
+        "wechat", "wechat-test-key", 50.0, 100, receiver.url, HOOK_SECRET.decode())})
+    settings = ServerSettings(phone_refresh_s=math.inf, webhook_retry_first_s=0.001, webhook_retry_max_s=0.01)
+    owner = await nursery.start(partial(serve_callsys, hall, redis_url, port=0, clock=ScaledClock(START),
+                                        secret=SECRET, settings=settings))
+    second = await nursery.start(partial(serve_callsys, hall, redis_url, port=0, clock=ScaledClock(START),
+                                         secret=SECRET, settings=settings))
+    async with client(second, "kiosk") as kiosk:
+        for _ in range(3):
+            await kiosk.request("take_number", service="SOC")
+        await receiver.until(lambda: len(receiver.acked) == 3)
+        assert second.journal.durable_seq >= receiver.acked[-1]["id"]  # followed, and posted nothing
+        assert second.webhooks.attempts == {"wechat": 0}
+        owner.shutdown()
+        while not second.owning:
+            await second.owner_change()
+        saved = json.loads((tmp_path / "var" / "callsys.webhooks.json").read_text())["wechat"]
+        posted = len(receiver.received)
+        last = await kiosk.request("take_number", service="SOC", key="after")  # executed by the new owner
+        await receiver.until(lambda: receiver.acked[-1]["id"] == last["seq"])
+    again = receiver.received[posted:]
+    assert again and all(m["id"] > saved for m in again)  # at least once, never from further back
+    ids = [m["id"] for m in receiver.acked]
+    assert ids == sorted(ids) and ids[-1] == last["seq"]
+    second.shutdown()

@@ -411,6 +411,19 @@ class CallsysServer:
         """Start what only the owner runs: webhook deliveries and the automatic regulation."""
         if self.webhooks is not None:
             self._services.start_soon(self.webhooks.run)
+
+    def _resume_webhooks(self) -> None:
+        """A standby taking over delivers from the cursors file as the old owner left it (when
+        the processes share it: the same working directory or ``var/``), never from further back
+        than what it followed since it started (at least once: an event may be posted again)."""
+        if self.webhooks is None:
+            return
+        saved = Cursors(self.webhooks.cursors.path)
+        delivered = self.webhooks.delivered
+        for name, seq in saved.seqs.items():
+            if name in delivered:
+                delivered[name] = max(delivered[name], seq)
+        self.webhooks.cursors = saved
         if self.hall.regulation.auto:
             self._services.start_soon(self._regulate)
 
@@ -436,6 +449,7 @@ class CallsysServer:
         self.owning = True
         self._note_owner(owner_id, owner_url, "this process took over the hall from its previous owner")
         if self._services is not None and not self.stopping:
+            self._resume_webhooks()
             self._start_owning()
         log(logging.INFO, "took_over", hall=self.hall.id, url=owner_url, connections=len(self.sessions),
             durable_seq=self.journal.durable_seq)
@@ -605,6 +619,7 @@ async def serve_callsys(hall: Hall, store: str, *, host: str = DEFAULT_HOST, por
             url = standby.advertised_url(host, listeners[0].socket.getsockname()[1], advertise)
             try:
                 owning = await standby.own(journal, journal.log, owner, url=url) is not None
+                holder = (owner, url) if owning else await journal.log.owner()  # where to forward from the start
             except BaseException:
                 for listener in listeners:
                     await trio.aclose_forcefully(listener)
@@ -621,9 +636,9 @@ async def serve_callsys(hall: Hall, store: str, *, host: str = DEFAULT_HOST, por
                                secret=secret if secret is not None else os.urandom(32),
                                settings=settings, announcer=Announcer.for_store(store),
                                loop_watch=loop_watch, webhooks=deliveries, owning=owning)
-        if owning and owner is not None:
-            server.owner_id, server.owner_url = owner, url
-        elif not owning:
+        if owner is not None:
+            server.owner_id, server.owner_url = holder
+        if not owning:
             server.stand_by(owner, url, loss, leasing)
         journal.on_durable = server.on_durable
         journal.on_failure = server.fail
