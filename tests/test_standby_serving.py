@@ -40,8 +40,9 @@ async def start(nursery: trio.Nursery, hall, store: str):
 
 
 @pytest.fixture
-async def pair(nursery, demo_hall, redis_url):
+async def pair(nursery, demo_hall, redis_url, tmp_path, monkeypatch):
     """``(owner, standby)``: two servers of the demo hall on one Redis."""
+    monkeypatch.chdir(tmp_path)  # the files beside a Redis store (var/audio...): the test's own
     owner = await start(nursery, demo_hall, redis_url)
     second = await start(nursery, demo_hall, redis_url)
     assert owner.owning and not second.owning
@@ -168,10 +169,12 @@ class _Seen(logging.Handler):
 
 @guard(60)
 async def test_a_device_on_a_standby_that_cannot_reach_the_owner_retries_on_its_connection(nursery, demo_hall,
-                                                                                          redis_url):
+                                                                                          redis_url, tmp_path,
+                                                                                          monkeypatch):
     """The owner advertises a URL the standby cannot reach: a command sent to the standby is
     answered ``unavailable`` with ``retry`` (and the owner's URL); a :class:`Device` resends
     it on the same connection until the standby, having taken over, executes it once."""
+    monkeypatch.chdir(tmp_path)
     owner = await nursery.start(partial(serve_callsys, demo_hall, redis_url, port=0, clock=ScaledClock(START),
                                         secret=SECRET, advertise="ws://127.0.0.1:1/ws",
                                         settings=ServerSettings(phone_refresh_s=math.inf)))
