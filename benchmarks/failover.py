@@ -2,12 +2,16 @@
 
 Two ``python -m callsys serve`` processes on one Redis (a redis-server of its own by
 default, ``appendfsync always``): the first takes the hall's lease and serves, the second
-follows as a hot standby (:mod:`callsys.server.standby`). Kiosk connections take numbers
-with idempotency keys from the owner until ``--tickets`` are acknowledged, the owner gets
-SIGKILL while they keep sending, and the clock runs until the standby logs that it listens
-as the new owner:
+follows as a hot standby (:mod:`callsys.server.standby`) that serves clients too and
+forwards their commands to the owner. First ``--forwarded`` take-numbers are sent one at a
+time to the standby (each answered via the owner); then kiosk connections **on the
+standby** take numbers with idempotency keys until ``--tickets`` are acknowledged, the
+owner gets SIGKILL while they keep sending, and the clock runs until the standby logs that
+it took over:
 
-* ``takeover_s``: SIGKILL to the standby's ``event=listening`` line (target <= 3 s with the
+* ``forward_p50_ms``, ``forward_p99_ms``: a command sent to the standby, relayed to the
+  owner, committed there, followed back by the standby and answered (the client's view);
+* ``takeover_s``: SIGKILL to the standby's ``event=took_over`` line (target <= 3 s with the
   default lease TTL; most of it is the TTL, :data:`~callsys.log.redis.LEASE_TTL_S`);
 * ``lost_acked``: acknowledged tickets the new owner does not have with the same number (must be 0);
 * ``duplicate_numbers``: numbers the new owner holds twice after the unanswered commands
@@ -39,6 +43,7 @@ TOKENS = {"kiosk": "demo-kiosk", "manager": "demo-manager"}  # the demo hall's p
 SERVICES = ("BIZ", "SOC", "MED")
 CLIENTS = 4  # kiosk connections
 PIPELINE = 8  # requests in flight per connection
+FORWARDED = 200  # take-numbers sent one at a time through the standby for forward_p50_ms/_p99_ms
 
 
 @dataclass
@@ -68,7 +73,7 @@ class Served:
             await self._changed.wait()
 
     async def url(self) -> str:
-        """The WebSocket URL, once the server listens."""
+        """The WebSocket URL, once the server listens (an owner or a standby: both serve clients)."""
         _, line = await self.wait_for("event=listening")
         return line.split("url=", 1)[1].split()[0]
 
@@ -131,6 +136,23 @@ async def burst(url: str, acked: dict[str, dict], unknown: dict[str, str], enoug
             group.start_soon(one_client, c)
 
 
+async def forward_latencies(url: str, count: int) -> list[float]:
+    """Send *count* keyed take-numbers one at a time to *url* (a standby); each round trip in ms."""
+    times = []
+    async with connect(url, role="kiosk", token=TOKENS["kiosk"]) as kiosk:
+        for i in range(count):
+            start = time.perf_counter()
+            await kiosk.request("take_number", service=SERVICES[i % len(SERVICES)], key=f"forward-{i}")
+            times.append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The *q*-quantile of *values* (nearest rank)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+
+
 async def check(url: str, acked: dict[str, dict], unknown: dict[str, str]) -> tuple[int, int, int]:
     """On the new owner: retry every unanswered key, then count ``(lost_acked, duplicate_numbers, issued)``."""
     async with connect(url, role="manager", token=TOKENS["manager"]) as manager, \
@@ -154,44 +176,48 @@ async def check(url: str, acked: dict[str, dict], unknown: dict[str, str]) -> tu
         return lost, sum(n - 1 for n in numbers.values()), issued
 
 
-async def run(tickets: int, store: str | None = None) -> list[dict]:
+async def run(tickets: int, store: str | None = None, forwarded: int = FORWARDED) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="callsys-failover-") as tmp:
         redis_server = None
         if store is None:
             redis_server = RedisServer.start(Path(tmp) / "redis")
             store = redis_server.url
         try:
-            return await _run(tickets, store, Path(tmp) / "phones.secret")
+            return await _run(tickets, store, Path(tmp) / "phones.secret", forwarded)
         finally:
             if redis_server is not None:
                 redis_server.stop()
 
 
-async def _run(tickets: int, store: str, secret: Path) -> list[dict]:
+async def _run(tickets: int, store: str, secret: Path, forwarded: int) -> list[dict]:
     acked: dict[str, dict] = {}
     unknown: dict[str, str] = {}
     enough = trio.Event()
     async with trio.open_nursery() as nursery:
         owner = await spawn(nursery, serve_args(store, secret))
-        url = await owner.url()
+        await owner.url()
         standby = await spawn(nursery, serve_args(store, secret))
-        await standby.wait_for("event=standby")
+        await standby.wait_for("event=standby ")
+        url = await standby.url()  # every client talks to the standby
+        times = await forward_latencies(url, forwarded)
         nursery.start_soon(burst, url, acked, unknown, enough, tickets)
         await enough.wait()
         owner.process.send_signal(signal.SIGKILL)
         killed = time.monotonic()
         await owner.process.wait()
-        taken, _ = await standby.wait_for("event=listening")
-        lost, duplicates, issued = await check(await standby.url(), acked, unknown)
+        taken, _ = await standby.wait_for("event=took_over")
+        lost, duplicates, issued = await check(url, acked, unknown)
         standby.process.send_signal(signal.SIGTERM)
         await standby.process.wait()
     return [
+        row("forward_p50_ms", round(percentile(times, 0.5), 2), "ms"),
+        row("forward_p99_ms", round(percentile(times, 0.99), 2), "ms"),
         row("takeover_s", round(taken - killed, 3), "s", "<= 3"),
         row("lost_acked", lost, "tickets", "<= 0"),
         row("duplicate_numbers", duplicates, "numbers", "<= 0"),
         row("acked_before_kill", len(acked), "tickets"),
         row("unanswered_retried", len(unknown), "commands"),
-        row("issued", issued, "tickets"),
+        row("issued", issued - forwarded, "tickets"),
     ]
 
 
@@ -201,8 +227,10 @@ def main() -> None:
                    help="acknowledged tickets before the SIGKILL (default: %(default)s)")
     p.add_argument("--store", help="a Redis store URL whose database has no hall 'demo' yet (nothing is emptied); "
                                    "default: a redis-server of its own on a free port, removed afterwards")
+    p.add_argument("--forwarded", type=int, default=FORWARDED,
+                   help="take-numbers timed one at a time through the standby before the burst (default: %(default)s)")
     args = p.parse_args()
-    rows = trio.run(run, args.tickets, args.store)
+    rows = trio.run(run, args.tickets, args.store, args.forwarded)
     report("Failover: owner kill -9'd mid-burst, hot standby takes over", rows, args.json,
            notes=["takeover_s includes the lease TTL (callsys.log.redis.LEASE_TTL_S): the dead owner's lease must "
                   "expire before the standby may take it"])

@@ -299,7 +299,9 @@ class Device(_Pushes):
       from ``BACKOFF_FIRST_S`` to ``BACKOFF_MAX_S`` (or the server's ``Retry-After``), so
       thousands of devices coming back after a restart do not arrive at once;
     * a request whose answer was lost (connection closed, or ``unavailable`` from a server
-      going down) is sent again on the next connection, for up to ``retry_for_s``; commands
+      going down) is sent again on the next connection, for up to ``retry_for_s`` — or on the
+      same one after ``details.retry_after_s`` when the ``unavailable`` says ``retry: true``
+      (a standby that could not get the hall's owner's answer, see docs/protocol.md); commands
       carry an idempotency ``key`` (a fresh one unless the caller gives one), so the retry
       answers the original result instead of executing twice;
     * after a final close (a refused hello, or a clerk's window taken over by a newer
@@ -361,6 +363,13 @@ class Device(_Pushes):
             except RequestFailed as exc:
                 if exc.code != "unavailable":  # unavailable: the server is going down; ask the next one
                     raise
+                if exc.details.get("retry"):  # a standby could not get the owner's answer: same connection, later
+                    wait = exc.details.get("retry_after_s") or BACKOFF_FIRST_S
+                    if trio.current_time() + wait >= deadline:
+                        raise ConnectionLost(None, f"no answer from {self.url} for {self.retry_for_s:g} s: "
+                                                   f"{exc}") from None
+                    await trio.sleep(wait)
+                    client = None
 
     async def _connection(self, deadline: float, other_than: Client | None) -> Client:
         """A live connection, not *other_than* (the one that just failed a request)."""

@@ -274,3 +274,38 @@ async def test_redis_gone_longer_than_the_bound_stops_the_owner_and_a_restart_re
                 assert (await manager.request("stats"))["totals"]["issued"] == 2
             second.process.send_signal(signal.SIGTERM)
             assert await second.process.wait() == 0
+
+
+@guard(120)
+async def test_a_standby_rides_out_a_redis_restart_and_takes_over_from_the_stopped_owner(tmp_path):
+    """Redis killed longer than the bound with an owner and a standby: the owner stops
+    (fail-stop), the standby keeps following (retrying Redis) with its clients connected, and
+    takes the hall once Redis is back on its AOF; the acknowledged ticket is there, and the
+    command that failed, retried with its key through the standby, gives exactly one ticket.
+    (Before standbys retried Redis, the standby died with the owner.)"""
+    secret = tmp_path / "phones.secret"
+    with RedisServer.start(tmp_path / "redis") as redis_server:
+        async with trio.open_nursery() as nursery:
+            owner = await spawn(nursery, serve_args(redis_server.url, secret))
+            await owner.url()
+            second = await spawn(nursery, serve_args(redis_server.url, secret))
+            await second.wait_for("event=standby ")
+            url = await second.url()
+            async with connect(url, role="kiosk", token=TOKENS["kiosk"]) as kiosk, \
+                    connect(url, role="display", token=TOKENS["display"], subscribe={"windows": [1]}) as board:
+                before = await kiosk.request("take_number", service="BIZ", key="before")  # forwarded
+                redis_server.kill()
+                with pytest.raises(ClientError) as failed:
+                    await kiosk.request("take_number", service="BIZ", key="during")
+                assert failed.value.code == "unavailable"
+                assert await owner.process.wait() != 0
+                await second.wait_for("event=store_unreachable")
+                await trio.to_thread.run_sync(redis_server.restart)
+                await second.wait_for("event=took_over")
+                again = await kiosk.request("take_number", service="BIZ", key="before")
+                assert again["repeat"] is True and again["number"] == before["number"]
+                retried = await kiosk.request("take_number", service="BIZ", key="during")
+                assert retried["number"] == "A002"  # written before the stop or now: once either way
+                assert board.closed is None and kiosk.closed is None
+            second.process.send_signal(signal.SIGTERM)
+            assert await second.process.wait() == 0

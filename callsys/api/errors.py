@@ -74,7 +74,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ProtocolError)
     async def protocol_error(request: Request, exc: ProtocolError) -> JSONResponse:
-        return error_response(exc.code, exc.message, _plain(exc.details))
+        # a standby's `unavailable` says when to retry (callsys.server.standby): a Retry-After header too
+        return error_response(exc.code, exc.message, _plain(exc.details), exc.details.get("retry_after_s"))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -76,9 +76,18 @@ class StoreLost(LogError):
 
 
 class EventLog(ABC):
-    """Durable, ordered records of one hall plus its newest snapshot."""
+    """Durable, ordered records of one hall plus its newest snapshot.
+
+    Attributes:
+        hall_id: the hall whose records these are.
+        leased: True when several processes may open the store at once and one owner is
+            chosen by a lease (Redis, :mod:`.redis`: the others follow as standbys,
+            :mod:`callsys.server.standby`); False when opening it makes this process its only
+            writer (the file store's lock).
+    """
 
     hall_id: str
+    leased: bool = False
 
     @property
     def name(self) -> str:

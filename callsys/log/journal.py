@@ -116,8 +116,13 @@ def pack_state(engine: QueueEngine) -> bytes:
     return msgpack.packb(engine.snapshot(), use_bin_type=True)
 
 
-async def replay(log: EventLog, engine: QueueEngine, after: int, *, upto: int | None = None) -> int:
+async def replay(log: EventLog, engine: QueueEngine, after: int, *, upto: int | None = None,
+                 applied: DurableHook | None = None) -> int:
     """Apply the records after *after* (up to *upto*, default all) to *engine*; return the last seq.
+
+    Args:
+        applied: called with each chunk of applied ``(seq, event)`` pairs, in order, right
+            after they are applied (:meth:`Journal.follow` hands them to the fan-out).
 
     Raises:
         StoreDamaged: a record is missing (a gap in seq), cannot be decoded, or cannot be applied.
@@ -128,9 +133,10 @@ async def replay(log: EventLog, engine: QueueEngine, after: int, *, upto: int | 
         rows = await log.read(seq, limit=READ_CHUNK)
         if not rows:
             break
+        chunk: list[tuple[int, Event]] = []
         for row_seq, data in rows:
             if upto is not None and row_seq > upto:
-                return seq
+                break
             if row_seq != seq + 1:
                 raise StoreDamaged(f"store {store} is damaged at seq {seq + 1}: the record is missing "
                                    f"(the log jumps from {seq} to {row_seq})", seq + 1)
@@ -141,6 +147,12 @@ async def replay(log: EventLog, engine: QueueEngine, after: int, *, upto: int | 
                 raise StoreDamaged(f"store {store} is damaged at seq {row_seq}: the {event.kind} record does not "
                                    f"apply to the state before it ({_why(exc)})", row_seq) from None
             seq = row_seq
+            if applied is not None:
+                chunk.append((row_seq, event))
+        if chunk:
+            applied(chunk)
+        if upto is not None and rows[-1][0] > upto:
+            break
     return seq
 
 
@@ -228,10 +240,26 @@ class Journal:
             self.snapshot_seq = seq
         return engine, seq
 
-    def followed(self, seq: int) -> None:
-        """The engine now holds every event up to *seq*, applied from the store by a standby
-        (:mod:`callsys.server.standby`): they are durable, and the next submit comes after them."""
-        self.durable_seq = self._submitted_seq = seq
+    async def follow(self) -> int:
+        """Apply the records another process (the hall's owner) appended after :attr:`durable_seq`;
+        return the new :attr:`durable_seq`.
+
+        A standby's way to keep current (:mod:`callsys.server.standby`): each chunk read is
+        applied to the engine, counted durable (it is in the store), waiters are woken, and
+        the chunk goes to ``on_durable`` — the same hook a committed batch takes, so a
+        standby's screens see every followed event as the owner's see its commits.
+
+        Raises:
+            StoreDamaged: a record does not decode or apply, or a seq is missing.
+            LogError: the store failed.
+        """
+        return await replay(self.log, self.engine, self.durable_seq, applied=self._followed)
+
+    def _followed(self, batch: list[tuple[int, Event]]) -> None:
+        self.durable_seq = self._submitted_seq = batch[-1][0]
+        self._wake()
+        if self.on_durable is not None:
+            self.on_durable(batch)
 
     # ------------------------------------------------------------------ hot path
 

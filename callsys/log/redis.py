@@ -20,7 +20,8 @@ a write is in the append-only file, fsync'd, before Redis answers it.
 one Lua script may touch all of its keys:
 
 * ``callsys:{HALL}:meta``: a hash, ``app`` = ``callsys``, ``schema`` = :data:`SCHEMA_VERSION`,
-  ``hall`` = the hall id, ``last`` = the seq of the newest record (0 when empty).
+  ``hall`` = the hall id, ``last`` = the seq of the newest record (0 when empty); once a
+  process took the lease, ``token`` (the fencing token) and ``url`` (where its owner is reached).
 * ``callsys:{HALL}:events``: a Stream, record *seq* is the entry ``SEQ-0`` with one field
   ``d`` = the record's bytes (seq 1, 2, 3 ... without gaps).
 * ``callsys:{HALL}:snapshot``: a hash, ``seq`` and ``data`` of the newest snapshot.
@@ -41,7 +42,9 @@ succeeds without writing them twice.
 **Ownership** (one owner per hall, fenced). ``callsys:{HALL}:lease`` holds the owner's id
 with a time to live (:data:`LEASE_TTL_S`); taking it (:meth:`RedisLog.acquire`, ``SET NX PX``
 in :data:`ACQUIRE_SCRIPT`) also increments the meta hash's ``token`` field, the fencing
-token: every acquisition gets a larger one. The owner renews the lease every
+token: every acquisition gets a larger one, and sets the meta hash's ``url`` field to the
+URL the owner advertises (``callsys serve --advertise``), where standbys forward their
+clients' commands (:meth:`RedisLog.owner`). The owner renews the lease every
 :data:`RENEW_EVERY_S` (:meth:`RedisLog.renew`), far inside its TTL. The append script takes
 the token and the owner id: it refuses (``CALLSYS_FENCED``, :class:`StoreFenced`) an append
 whose token is not the hall's current one or whose owner does not hold the lease now, and an
@@ -196,9 +199,11 @@ redis.call('HSET', KEYS[1], 'last', expected + n)
 return expected + n
 """
 
-# KEYS: meta, lease. ARGV: owner id, TTL in ms. Returns the new fencing token, or 0 if the lease is held.
+# KEYS: meta, lease. ARGV: owner id, TTL in ms, the URL clients reach the owner at ('' = none).
+# Returns the new fencing token, or 0 if the lease is held.
 ACQUIRE_SCRIPT: Final = """
 if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  redis.call('HSET', KEYS[1], 'url', ARGV[3])
   return redis.call('HINCRBY', KEYS[1], 'token', 1)
 end
 return 0
@@ -538,6 +543,8 @@ class _Writer:
 class RedisLog(EventLog):
     """An :class:`EventLog` in Redis. Open it with :meth:`open`."""
 
+    leased = True  # one owner per hall, the other processes stand by (see the module docstring)
+
     def __init__(self, target: RedisURL, hall_id: str, client: redis.Redis | RedisCluster, last: int,
                  timeouts: Timeouts = Timeouts()) -> None:
         self.target = target
@@ -728,13 +735,15 @@ class RedisLog(EventLog):
         """The fencing token this process holds, or None without the lease."""
         return int(self._fence[0]) if self._fence[0] else None
 
-    async def acquire(self, owner: str, ttl_s: float = LEASE_TTL_S) -> int | None:
+    async def acquire(self, owner: str, ttl_s: float = LEASE_TTL_S, url: str = "") -> int | None:
         """Take the hall's lease as *owner* if nobody holds it; the new fencing token, or None.
 
         On success the store appends fenced with the token from here on, after the log's
-        current end (a standby's catch-up reads up to :meth:`last_seq`).
+        current end (a standby's catch-up reads up to :meth:`last_seq`), and *url* is where
+        the hall's owner is reached (:meth:`owner`).
         """
-        token = await self._run(lambda: self._acquire(keys=[self._meta, self._lease], args=[owner, _ms(ttl_s)]))
+        token = await self._run(lambda: self._acquire(keys=[self._meta, self._lease],
+                                                      args=[owner, _ms(ttl_s), url]))
         if not token:
             return None
         last = await self._run(self._client.hget, self._meta, "last")
@@ -760,8 +769,19 @@ class RedisLog(EventLog):
 
     async def holder(self) -> str | None:
         """The id of the process holding the hall's lease now, or None."""
-        value = await self._run(self._client.get, self._lease)
-        return None if value is None else _text(value)
+        return (await self.owner())[0]
+
+    async def owner(self) -> tuple[str | None, str | None]:
+        """``(id, url)`` of the process holding the hall's lease now: its owner id and the URL it
+        advertised when it took the lease (None when it advertised none); ``(None, None)`` when
+        nobody holds it."""
+        def both() -> tuple[Any, Any]:
+            return self._client.get(self._lease), self._client.hget(self._meta, "url")
+
+        holder, url = await self._run(both)
+        if holder is None:
+            return None, None
+        return _text(holder), (_text(url) or None) if url is not None else None
 
     async def wait_appended(self, after: int, timeout_s: float) -> None:
         """Return when the stream has a record after *after*, or after *timeout_s*.

@@ -41,10 +41,14 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
                         "unix:///PATH.sock?db=DB, redis+sentinel://HOST:PORT[,HOST:PORT]/SERVICE/DB or "
                         "redis+cluster://HOST:PORT[,HOST:PORT]; Redis must run with appendonly yes and "
                         "appendfsync always. On Redis the first server of a hall owns it (a lease); any other "
-                        "is a hot standby that follows it, answers 503 naming the owner, and takes over within "
-                        "~2 s when the owner dies (default: %(default)s)")
+                        "is a hot standby that follows it, serves its displays and phones, forwards commands to "
+                        "the owner, and takes over within ~2 s when the owner dies (default: %(default)s)")
     p.add_argument("--host", default=DEFAULT_HOST, help="interface to listen on (default: %(default)s)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help="TCP port, 0 = any free (default: %(default)s)")
+    p.add_argument("--advertise", type=_advertised, metavar="URL",
+                   help="on a Redis store: the WebSocket URL other processes of the hall forward their clients' "
+                        "commands to while this one owns it, e.g. ws://hall-a.example:8000/ws (default: "
+                        "ws://HOST:PORT/ws from --host and --port, this machine's name when --host is 0.0.0.0)")
     p.add_argument("--clock", default="real",
                    help="'real', or a virtual start time in the hall's zone, e.g. 2026-11-23T09:05")
     p.add_argument("--speed", type=float, default=1.0, help="virtual seconds per real second (with --clock TIME)")
@@ -76,6 +80,15 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     p.set_defaults(run=_serve)
 
 
+def _advertised(text: str) -> str:
+    """``--advertise``: a ws:// or wss:// URL with a host."""
+    scheme, sep, rest = text.partition("://")
+    if scheme not in ("ws", "wss") or not sep or not rest.split("/", 1)[0]:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a WebSocket URL: give ws://HOST:PORT/ws "
+                                         "(or wss:// behind TLS)")
+    return text
+
+
 def _serve(args: argparse.Namespace) -> int:
     logs.configure(args.log_level, args.log_format)
     hall = load_hall(args.config)
@@ -90,7 +103,8 @@ def _serve(args: argparse.Namespace) -> int:
     reserve_descriptor_table(settings.max_connections + SPARE_FILES)
     watch = LoopWatch()  # stall figures for `stats` and the `stopped` line (see callsys.server.loopwatch)
     serve = partial(serve_callsys, hall, args.store, host=args.host, port=args.port, clock=clock,
-                    secret=load_secret(args.store, args.secret_file), settings=settings, loop_watch=watch)
+                    secret=load_secret(args.store, args.secret_file), settings=settings, loop_watch=watch,
+                    advertise=args.advertise)
     try:
         trio.run(_run_until_signal, serve, instruments=[watch])
     except BaseExceptionGroup as group:  # one failure out of the nurseries: report it plainly

@@ -27,7 +27,10 @@ Routes (docs/protocol.md, "HTTP"): ``/`` an index of every page per floor and zo
 ``/board``, ``/led``, ``/clerk``, ``/kiosk``, ``/speaker`` the devices' pages, ``/manager`` the managers' cockpit in ``displays/``, ``/phone``
 and ``/take`` the citizen's pages (a ticket's link, the door code's; no token);
 ``/static/...`` every file under ``displays/``; ``/api/hall`` the hall as JSON;
-``/api/v1/...`` the integration API (:mod:`callsys.api`); ``/healthz`` and ``/readyz``.
+``/api/v1/...`` the integration API (:mod:`callsys.api`); ``/healthz`` and ``/readyz``
+(on a store with a lease both name the ``role``, ``owner`` and ``owner_url``; a standby
+that knows its owner is ready: it serves clients and forwards their commands, see
+:mod:`~callsys.server.standby`).
 Other parts add theirs through ``build_app(server, routes)``.
 """
 
@@ -245,17 +248,28 @@ def build_app(server: CallsysServer, routes: Sequence[BaseRoute] = (), *,
     async def api_hall(request: Request) -> Response:
         return Response(hall_body, media_type="application/json")
 
+    def role() -> dict[str, Any]:
+        """Who serves the hall: this process's role, and the owner (a store with a lease only)."""
+        if not server.journal.log.leased:
+            return {}
+        return {"role": "owner" if server.owning else "standby", "owner": server.owner_id,
+                "owner_url": server.owner_url}
+
     async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+        return JSONResponse({"status": "ok", **role()})
 
     async def readyz(request: Request) -> Response:
         reason = _not_ready(server)
         if reason is not None:
-            return JSONResponse({"ready": False, "reason": reason}, status_code=503)
+            return JSONResponse({"ready": False, "reason": reason, **role()}, status_code=503)
         detail = server.journal.log.unavailable()
         if detail is not None:  # commands wait for the store (a bounded time): send new clients elsewhere
-            return JSONResponse({"ready": False, "reason": "store_unreachable", "detail": detail}, status_code=503)
-        return JSONResponse({"ready": True, "durable_seq": server.journal.durable_seq})
+            return JSONResponse({"ready": False, "reason": "store_unreachable", "detail": detail, **role()},
+                                status_code=503)
+        if not server.owning and server.owner_url is None:  # a standby with nowhere to forward commands
+            return JSONResponse({"ready": False, "reason": "no_owner", **role()}, status_code=503,
+                                headers={"retry-after": "1"})
+        return JSONResponse({"ready": True, "durable_seq": server.journal.durable_seq, **role()})
 
     def page(name: str) -> Route:
         filename, params, _, _ = PAGES[name]

@@ -22,7 +22,7 @@ import logging
 import os
 from collections import Counter
 from functools import partial
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import trio
 from wsproto.events import Request
@@ -39,19 +39,19 @@ from ..engine import QueueEngine
 from ..errors import CallsysError
 from ..events import DayReset, Event
 from ..hall import Hall
-from ..log import Journal, Pending, open_journal
-from ..log.redis import RedisLog
+from ..log import Journal, LogError, Pending, open_journal
 from ..protocol import CODECS, PATH, VERSION, CloseCode, Unavailable
 from ..ratings import ratings_of
 from ..regulator import AutoRegulator
 from ..state import HallCalendar
 from ..tokens import sample_api_clients, sample_token_roles
-from . import _gc, _websocket, http, pages, standby
+from . import _gc, _websocket, http, pages
 from .auth import Identity
 from .hub import Hub
 from .limits import Admission, Refusal, RefusalLog
 from .logs import log
 from .loopwatch import LoopWatch
+from .relay import RETRY_AFTER_S
 from .session import Session
 from .settings import DEFAULT_HOST, DEFAULT_PORT, REFUSAL_READ_S, ServerSettings
 from .webhooks import Cursors, Webhooks, targets_of
@@ -77,12 +77,24 @@ class CallsysServer:
         loop_watch: the event loop's stall figures (:mod:`~callsys.server.loopwatch`), or None
             when the run has no :class:`LoopWatch` installed.
         webhooks: the webhook deliveries (:mod:`~callsys.server.webhooks`), or None without targets.
+        owning: True while this process executes the hall's commands: always on a file store; on
+            a store with a lease, once it holds the lease (a standby follows and forwards until
+            then, see :mod:`~callsys.server.standby`).
+        owner_id, owner_url: the lease holder's id and advertised WebSocket URL (this process's
+            own once it owns the hall); None on a file store, or while unknown.
     """
 
     def __init__(self, hall: Hall, engine: QueueEngine, journal: Journal, *, clock: Clock, secret: bytes,
                  settings: ServerSettings, announcer: Announcer | None = None,
-                 loop_watch: LoopWatch | None = None, webhooks: Webhooks | None = None) -> None:
+                 loop_watch: LoopWatch | None = None, webhooks: Webhooks | None = None,
+                 owning: bool = True) -> None:
         self.hall = hall
+        self.owning = owning
+        self.owner_id: str | None = None
+        self.owner_url: str | None = None
+        self._services: trio.Nursery | None = None
+        self._follow: Callable[[], Awaitable[None]] | None = None  # a standby's follow task, run by run()
+        self._owner_changed = trio.Event()  # set (and replaced) when owning, owner_id or owner_url change
         self.webhooks = webhooks
         self.loop_watch = loop_watch
         self.engine = engine
@@ -132,10 +144,16 @@ class CallsysServer:
 
         Raises:
             EngineError: the engine rejects it (KeyReused included); nothing changed.
-            Unavailable: the server is stopping.
+            Unavailable: the server is stopping, or is a standby (``details``: ``owner_url``,
+                ``retry``, ``retry_after_s``; a WebSocket session forwards instead, see
+                :mod:`~callsys.server.standby`).
         """
         if self.stopping:
             raise Unavailable("the server is shutting down")
+        if not self.owning:
+            raise Unavailable(f"this process is a standby of hall {self.hall.id!r}: send commands to its owner at "
+                              f"{self.owner_url or '(none right now)'}, or retry here after the takeover",
+                              owner_url=self.owner_url, retry=True, retry_after_s=RETRY_AFTER_S)
         events = self.engine.decide(command)
         if not events and command.key is not None:  # a repeated key: decide wrote nothing
             original = self.engine.state.keys[command.key]
@@ -149,7 +167,10 @@ class CallsysServer:
         return (events[1:] if command.key is not None else events), pending
 
     def on_durable(self, batch: list[tuple[int, Event]]) -> None:
-        """The journal's hook after each durable batch: fan the events out."""
+        """The journal's hook after each durable batch — committed here, or followed from the
+        owner by a standby (:meth:`Journal.follow <callsys.log.journal.Journal.follow>`): fan
+        the events out. A standby's webhooks keep the events but deliver nothing until it
+        owns the hall (:meth:`take_over`)."""
         if self.webhooks is not None:
             self.webhooks.on_durable(batch)
         try:
@@ -323,24 +344,28 @@ class CallsysServer:
         if self._connections_scope is not None:
             self._connections_scope.cancel()
 
-    async def run(self, host: str, port: int, task_status: trio.TaskStatus) -> None:
+    async def run(self, host: str, port: int, task_status: trio.TaskStatus,
+                  listeners: list[trio.SocketListener] | None = None) -> None:
         settings = self.settings
         async with trio.open_nursery() as connections:
             self._connections_scope = connections.cancel_scope
             async with trio.open_nursery() as services:
-                listeners = await trio.open_tcp_listeners(port, host=host)
+                self._services = services
+                if listeners is None:
+                    listeners = await trio.open_tcp_listeners(port, host=host)
                 await services.start(partial(trio.serve_listeners, self._serve_stream, listeners,
                                              handler_nursery=connections))
                 self.host, self.port = host, listeners[0].socket.getsockname()[1]
                 services.start_soon(self._refresh_phones)
-                if self.webhooks is not None:
-                    services.start_soon(self.webhooks.run)
                 services.start_soon(self.hub.deliver, settings.fanout_slice)
                 services.start_soon(self.hub.push_summaries, settings.queue_push_interval_s, self.clock.now,
                                     settings.fanout_slice)
-                if self.hall.regulation.auto:
-                    services.start_soon(self._regulate)
+                if self.owning:
+                    self._start_owning()
+                elif self._follow is not None:
+                    services.start_soon(self._follow)
                 log(logging.INFO, "listening", url=self.url, hall=self.hall.id, windows=len(self.hall.windows),
+                    role="owner" if self.owning else "standby", owner_url=self.owner_url,
                     clock=repr(self.clock), durable_seq=self.journal.durable_seq,
                     max_connections=settings.max_connections,
                     max_connections_per_address=settings.max_connections_per_address,
@@ -362,6 +387,72 @@ class CallsysServer:
                 self._drained.set()
             connections.start_soon(self._close_http_when_drained)
             connections.cancel_scope.deadline = trio.current_time() + settings.shutdown_grace_s
+
+    def stand_by(self, owner: str, url: str, on_lost: Callable[[BaseException], None],
+                 leasing: trio.Nursery) -> None:
+        """Run as a standby once listening: follow the hall as *owner* (advertising *url*) until
+        this process takes the lease, then keep it in *leasing* (*on_lost* told of a loss) and
+        :meth:`take_over`. A store failure while following stops the server (fail-stop)."""
+        self._follow = partial(self._stand_by, owner, url, on_lost, leasing)
+
+    async def _stand_by(self, owner: str, url: str, on_lost: Callable[[BaseException], None],
+                        leasing: trio.Nursery) -> None:
+        from . import standby  # loaded with the store that has a lease (Redis), never for a file store
+
+        try:
+            await standby.follow(self.journal, self.journal.log, owner, url=url, seen=self.saw_owner)
+        except LogError as exc:
+            self.fail(exc)
+            return
+        leasing.start_soon(standby.keep_lease, self.journal.log, on_lost)
+        self.take_over(owner, url)
+
+    def _start_owning(self) -> None:
+        """Start what only the owner runs: webhook deliveries and the automatic regulation."""
+        if self.webhooks is not None:
+            self._services.start_soon(self.webhooks.run)
+
+    def _resume_webhooks(self) -> None:
+        """A standby taking over delivers from the cursors file as the old owner left it (when
+        the processes share it: the same working directory or ``var/``), never from further back
+        than what it followed since it started (at least once: an event may be posted again)."""
+        if self.webhooks is None:
+            return
+        saved = Cursors(self.webhooks.cursors.path)
+        delivered = self.webhooks.delivered
+        for name, seq in saved.seqs.items():
+            if name in delivered:
+                delivered[name] = max(delivered[name], seq)
+        self.webhooks.cursors = saved
+        if self.hall.regulation.auto:
+            self._services.start_soon(self._regulate)
+
+    async def owner_change(self) -> None:
+        """Wait until :attr:`owning`, :attr:`owner_id` or :attr:`owner_url` next change."""
+        await self._owner_changed.wait()
+
+    def _note_owner(self, owner_id: str | None, owner_url: str | None, why: str) -> None:
+        self.owner_id, self.owner_url = owner_id, owner_url
+        for session in list(self.sessions):
+            session.owner_changed(why)
+        changed, self._owner_changed = self._owner_changed, trio.Event()
+        changed.set()
+
+    def saw_owner(self, owner_id: str | None, owner_url: str | None) -> None:
+        """A standby learned who holds the lease now (:func:`~callsys.server.standby.follow`)."""
+        self._note_owner(owner_id, owner_url, "the hall's owner changed")
+
+    def take_over(self, owner_id: str, owner_url: str) -> None:
+        """This standby holds the lease now and its engine is at the log's end: execute
+        commands from here on. Clients stay connected; relayed commands still waiting for the
+        old owner are answered ``unavailable`` (retry with their keys)."""
+        self.owning = True
+        self._note_owner(owner_id, owner_url, "this process took over the hall from its previous owner")
+        if self._services is not None and not self.stopping:
+            self._resume_webhooks()
+            self._start_owning()
+        log(logging.INFO, "took_over", hall=self.hall.id, url=owner_url, connections=len(self.sessions),
+            durable_seq=self.journal.durable_seq)
 
     async def _close_http_when_drained(self) -> None:
         """Kept-alive HTTP connections answer (``/readyz``: 503) while the WebSocket connections
@@ -411,20 +502,6 @@ class _LeaseLoss:
         self.error = exc
         if self._server is not None:
             self._server.fail(exc)
-
-
-async def _stand_by(journal: Journal, owner: str, host: str, port: int) -> int:
-    """Follow the hall as a standby, its port answered by a :class:`~callsys.server.standby.StandbyDoor`,
-    until this process owns the hall; return the port (the one the door had, if *port* was 0)."""
-    door = standby.StandbyDoor(journal.hall.id)
-    async with trio.open_nursery() as nursery:
-        listeners = await trio.open_tcp_listeners(port, host=host)
-        port = listeners[0].socket.getsockname()[1]
-        nursery.start_soon(trio.serve_listeners, door.serve, listeners)
-        log(logging.INFO, "standby_listening", url=f"http://{host}:{port}", hall=journal.hall.id)
-        await standby.follow(journal, journal.log, owner, door=door)
-        nursery.cancel_scope.cancel()  # closes the door's listeners: the server opens the port next
-    return port
 
 
 def _describe(exc: BaseException) -> str:
@@ -495,6 +572,7 @@ def _warn_sample_tokens(hall: Hall) -> None:
 async def serve_callsys(hall: Hall, store: str, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
                         clock: Clock | None = None, secret: bytes | None = None,
                         settings: ServerSettings | None = None, loop_watch: LoopWatch | None = None,
+                        advertise: str | None = None,
                         task_status: trio.TaskStatus[CallsysServer] = trio.TASK_STATUS_IGNORED) -> None:
     """Serve *hall* with its events in *store* until shut down.
 
@@ -512,10 +590,14 @@ async def serve_callsys(hall: Hall, store: str, *, host: str = DEFAULT_HOST, por
         loop_watch: a :class:`LoopWatch` installed in this trio run (``trio.run(instruments=)``
             or ``trio.lowlevel.add_instrument``): its figures go into ``stats`` and the
             ``stopped`` log line.
+        advertise: on a store with a lease, the WebSocket URL other processes forward commands
+            to while this one owns the hall (default ``ws://HOST:PORT/ws``, this machine's
+            name for a wildcard *host*).
 
-    On a Redis store the server first takes the hall's lease; while another process holds
-    it, this one is a hot standby (:mod:`~callsys.server.standby`): its port refuses clients
-    with 503 naming the owner until it owns the hall. Losing the lease stops it like a
+    On a store with a lease (Redis) the server first tries to take the hall's lease; while
+    another process holds it, this one is a hot standby (:mod:`~callsys.server.standby`):
+    it serves clients from the followed state, forwards their commands to the owner, and
+    takes over in place when the owner's lease ends. Losing the lease stops it like a
     failed commit.
 
     Raises:
@@ -525,14 +607,25 @@ async def serve_callsys(hall: Hall, store: str, *, host: str = DEFAULT_HOST, por
     loss = _LeaseLoss()
     async with open_journal(store, hall) as journal, trio.open_nursery() as leasing:
         engine, _ = await journal.recover()
-        if isinstance(journal.log, RedisLog):  # one owner per hall: a standby until this process holds the lease
+        listeners = await trio.open_tcp_listeners(port, host=host)  # first: the advertised URL names the port
+        owning, owner, url = True, None, None
+        if journal.log.leased:  # one owner per hall: a standby until this process holds the lease
             # Imported now, not while building the server: ~0.5 s in which the loop cannot renew the lease
             # (or, for a standby that takes over, ~0.5 s more of the takeover).
             from .. import api  # noqa: F401
+            from . import standby
+
             owner = standby.owner_id()
-            if await standby.own(journal, journal.log, owner) is None:
-                port = await _stand_by(journal, owner, host, port)
-            leasing.start_soon(standby.keep_lease, journal.log, loss)  # renewed from here, not once listening
+            url = standby.advertised_url(host, listeners[0].socket.getsockname()[1], advertise)
+            try:
+                owning = await standby.own(journal, journal.log, owner, url=url) is not None
+                holder = (owner, url) if owning else await journal.log.owner()  # where to forward from the start
+            except BaseException:
+                for listener in listeners:
+                    await trio.aclose_forcefully(listener)
+                raise
+            if owning:
+                leasing.start_soon(standby.keep_lease, journal.log, loss)  # renewed from here, not once listening
         settings = settings or ServerSettings()
         deliveries = None
         if targets := targets_of(hall.integrations):  # the clients with a webhook_url
@@ -542,7 +635,11 @@ async def serve_callsys(hall: Hall, store: str, *, host: str = DEFAULT_HOST, por
         server = CallsysServer(hall, engine, journal, clock=clock or RealClock(),
                                secret=secret if secret is not None else os.urandom(32),
                                settings=settings, announcer=Announcer.for_store(store),
-                               loop_watch=loop_watch, webhooks=deliveries)
+                               loop_watch=loop_watch, webhooks=deliveries, owning=owning)
+        if owner is not None:
+            server.owner_id, server.owner_url = holder
+        if not owning:
+            server.stand_by(owner, url, loss, leasing)
         journal.on_durable = server.on_durable
         journal.on_failure = server.fail
         loss.attach(server)
@@ -551,7 +648,7 @@ async def serve_callsys(hall: Hall, store: str, *, host: str = DEFAULT_HOST, por
                 if server.settings.manage_gc:
                     _gc.start()
                     nursery.start_soon(_gc.collect)
-                await server.run(host, port, task_status)
+                await server.run(host, port, task_status, listeners)
                 nursery.cancel_scope.cancel()
         finally:
             leasing.cancel_scope.cancel()

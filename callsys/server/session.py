@@ -35,6 +35,13 @@ cancelled, within ``CLOSE_TIMEOUT_S``.
 Every error reply carries the ``id`` of the message it answers, whichever layer raised
 the error (:meth:`Session._handle` fills it in).
 
+On a standby (a process that does not own the hall, :mod:`~callsys.server.standby`) a
+command passes the same decoding, rate limit and validation, then is relayed to the owner
+over the session's :class:`~callsys.server.relay.Upstream` instead of executed; the turn
+waits for the owner's answers (and for this process to have followed their ``seq``) and
+sends them in arrival order with the turn's other replies. Queries and subscriptions are
+answered locally.
+
 A ``hello`` answered with an error counts against the client's address, and a hello
 from an address with too many failures is not checked at all (``rate_limited``, close
 4029); so is a phone's hello once the phones' share of the connections is taken (the rest
@@ -51,8 +58,8 @@ import trio
 
 from ..errors import EngineError
 from ..log import LogError
-from ..protocol import (ROLE_MESSAGES, Codec, CloseCode, Hello, HelloThrottled, Internal, ProtocolError,
-                        RateLimited, Unavailable, error, parse, parse_hello, request_id)
+from ..protocol import (COMMAND_TYPES, ROLE_MESSAGES, Codec, CloseCode, Hello, HelloThrottled, Internal,
+                        ProtocolError, RateLimited, Unavailable, error, parse, parse_hello, request_id)
 from .._wsframe import message_frames
 from ..wire import take_ready
 from ._websocket import ConnectionClosed, WebSocket, Written
@@ -61,6 +68,7 @@ from .handlers import HANDLERS, Reply
 from .limits import TokenBucket
 from .logs import log
 from .settings import CLOSE_TIMEOUT_S
+from .relay import FOLLOW_WAIT_S, Relay, Upstream
 
 if TYPE_CHECKING:
     from .serve import CallsysServer
@@ -97,6 +105,10 @@ class Session:
         self._client_close: Any = None
         self._killed = False
         self._phone_counted = False  # counted in the admission's signed-in phones
+        self._hello: Hello | None = None  # the client's hello, repeated to the owner by a standby's relay
+        self._upstream: Upstream | None = None  # a standby's connection to the owner, opened on the first command
+        self._relays: trio.Nursery | None = None  # where the upstream's tasks run
+        self._relaying = False  # the turn being handled has commands for the owner (a standby)
 
     @property
     def role(self) -> str | None:
@@ -180,6 +192,7 @@ class Session:
                 raise HelloThrottled(f"too many failed hellos from your address; retry after {wait} s",
                                      request_id=hello.id, retry_after_s=wait)
             self.identity = authenticate(hello, self.server.hall, self.server.secret)
+            self._hello = hello
             windows = self._places(hello)
             if self.identity.role == "phone":
                 self._join_phone(hello.id)
@@ -244,8 +257,16 @@ class Session:
     async def _serve(self) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._write_loop)
-            async with self._out_send:  # the writer ends once the request loop has
-                await self._request_loop()
+            async with trio.open_nursery() as self._relays:
+                async with self._out_send:  # the writer ends once the request loop has
+                    await self._request_loop()
+                self._relays.cancel_scope.cancel()  # the upstream connection, if any, ends with the session
+
+    def owner_changed(self, why: str) -> None:
+        """The hall's owner changed (or this process became it): drop the upstream connection;
+        relayed commands still waiting for its answer get ``unavailable`` (retry)."""
+        if self._upstream is not None:
+            self._upstream.close(why)
 
     async def _next_frame(self) -> Any:
         """The next frame, or None when the client closed."""
@@ -299,6 +320,9 @@ class Session:
                                   rate_per_s=self._bucket.rate, burst=self._bucket.burst)
             kind, fields = parse(message, self._table, rid)
             self.messages += 1
+            if kind in COMMAND_TYPES and not self.server.owning:  # a standby: the owner executes it
+                self._relaying = True
+                return Relay(rid, message), None
             return HANDLERS[kind](self, kind, rid, fields)
         except ProtocolError as exc:
             rid = exc.request_id if exc.request_id is not None else rid  # raised below the message layer
@@ -332,6 +356,9 @@ class Session:
         False when the connection is done: it broke, or the log failed (the server stops).
         """
         journal = self.server.journal
+        if self._relaying:
+            self._relaying = False
+            await self._relayed(replies)
         newest = max((pending.last_seq for pending, _ in replies if pending is not None), default=0)
         if newest > journal.durable_seq:
             try:
@@ -355,6 +382,33 @@ class Session:
             self._scope.cancel()
             return False
         return True
+
+    async def _relayed(self, replies: list[Any]) -> None:
+        """Send this turn's relays to the owner, wait for their answers and put them in their
+        places in *replies*; then wait (at most :data:`FOLLOW_WAIT_S`) until this process has
+        followed the newest ``seq`` among them, so what the client asks next reflects its command."""
+        relays = [pending for pending, _ in replies if type(pending) is Relay]
+        if self._upstream is None:
+            hello = self._hello
+            self._upstream = Upstream(self._relays, self.codec, {
+                "role": hello.role, "token": hello.token, "window": hello.window, "ticket": hello.ticket,
+                "secret": hello.secret})
+        await self._upstream.send(relays, self.server.owner_url)
+        for relay in relays:
+            await relay.done.wait()
+        for i, (pending, _) in enumerate(replies):
+            if type(pending) is Relay:
+                replies[i] = (None, pending.answer)
+                if pending.answer.get("type") == "error":
+                    self._log_rejected(pending.message.get("type"), pending.answer.get("code"),
+                                       pending.answer.get("message", ""))
+        newest = max(relay.seq for relay in relays)
+        if newest > self.server.journal.durable_seq:
+            with trio.move_on_after(FOLLOW_WAIT_S):
+                try:
+                    await self.server.journal.wait_durable(newest)
+                except LogError:
+                    pass  # the owner has it durable: the answer stands
 
     async def _answer_failed(self, replies: list[Reply]) -> None:
         """The event log failed: durable commands get their ``ok``, rejections their error,
