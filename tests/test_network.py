@@ -1,0 +1,279 @@
+"""Many halls on one deployment (issue 12, item 3): the network file, shares by rendezvous
+hashing, membership in a real redis-server, the router on one public port.
+
+The process tests run network nodes in-process (each a member with its own id, router and
+hall servers) against a real redis-server; nothing sleeps to synchronise: a test waits for
+a node's own heartbeats to show the condition (:meth:`NetworkNode.wait_for`).
+"""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+from typing import Any
+
+import pytest
+import trio
+
+from benchmarks._redis import RedisCluster
+from callsys.cli import main
+from callsys.client import connect
+from callsys.clock import ScaledClock
+from callsys.errors import ConfigError
+from callsys.hall import read_toml
+from callsys.log.redis import keys as hall_keys
+from callsys.network import Network, load_network, network_from_mapping
+from callsys.server import ServerSettings
+from callsys.server.network import NetworkNode, assign, serve_network, share
+from conftest import CONFIG
+from redis_support import raw, redis_server, redis_url  # noqa: F401  (fixtures)
+from server_support import SECRET, START, TOKENS, guard
+
+BAOAN = CONFIG / "baoan.toml"
+
+
+def small_network(communities: int = 5) -> Network:
+    """The Bao'an file cut down: its district hall, one street hall and *communities* community halls."""
+    data = read_toml(BAOAN)
+    data["layout"]["streets"] = data["layout"]["streets"][:1]
+    data["layout"]["communities_per_street"] = communities
+    return network_from_mapping(data, source="small.toml")
+
+
+# ---------------------------------------------------------------------- the network file
+
+
+def test_baoan_expands_to_133_valid_halls_with_44_windows_in_the_district_hall():
+    network = load_network(BAOAN)
+    assert network.id == "baoan" and len(network.halls) == 133
+    kinds = list(network.kinds.values())
+    assert (kinds.count("district"), kinds.count("street"), kinds.count("community")) == (1, 6, 126)
+    district = network.halls[0]
+    assert district.id == "baoan-district" and len(district.windows) == 44 and network.kinds[district.id] == "district"
+    assert len({h.id for h in network.halls}) == 133
+    streets = [h for h in network.halls if network.kinds[h.id] == "street"]
+    assert [h.id for h in streets] == ["baoan-xinan", "baoan-xixiang", "baoan-hangcheng", "baoan-fuyong",
+                                       "baoan-fuhai", "baoan-shajing"]
+    assert streets[0].name.zh == "新安街道党群服务中心" and streets[0].name.en == "Xin'an Street Service Centre"
+    communities = [h for h in network.halls if network.kinds[h.id] == "community"]
+    assert communities[0].id == "baoan-xinan-c01" and communities[-1].id == "baoan-shajing-c21"
+    assert {len(h.windows) for h in communities} == {4, 5, 6, 7, 8}
+    assert communities[0].source == f"{BAOAN}#baoan-xinan-c01"
+    assert all(h.timezone == "Asia/Shanghai" and h.tokens["kiosk"] == frozenset({"demo-kiosk"})
+               for h in network.halls)  # [defaults] reaches every hall
+    assert communities[0].hours.week[6] == () and district.hours.week[6] != ()  # a kind's own tables win
+
+
+def test_a_bad_hall_in_a_template_names_the_network_file_and_the_hall():
+    data = read_toml(BAOAN)
+    data["community"]["window_blocks"][0]["skills"] = ["NOPE"]
+    with pytest.raises(ConfigError, match=r"^x\.toml#baoan-xinan-c01: window_blocks\[0\]"):
+        network_from_mapping(data, source="x.toml")
+
+
+@pytest.mark.parametrize("edit, key", [
+    (lambda d: d["community"]["window_blocks"].append(dict(d["community"]["window_blocks"][0])),
+     "community.window_blocks"),
+    (lambda d: d["layout"].update(community_windows=[0]), "layout.community_windows[0]"),
+    (lambda d: d["layout"].update(colour="red"), "layout.colour"),
+    (lambda d: d["layout"]["streets"].append(dict(d["layout"]["streets"][0])), "street xinan"),
+    (lambda d: d["network"].update(id="Bad Id"), "network.id"),
+])
+def test_bad_network_tables_name_the_key(edit, key):
+    data = read_toml(BAOAN)
+    edit(data)
+    with pytest.raises(ConfigError) as caught:
+        network_from_mapping(data, source="x.toml")
+    assert caught.value.key == key
+
+
+def test_network_list_prints_every_hall(capsys):
+    assert main(["network", "list", str(BAOAN), "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert listed["network"] == "baoan" and len(listed["halls"]) == 133
+    assert listed["halls"][0] == {"id": "baoan-district", "kind": "district",
+                                  "name": {"zh": "宝安区政务服务中心", "en": "Bao'an District Service Centre"},
+                                  "windows": 44, "services": ["BIZ", "TAX", "PERMIT", "PROP", "SOC", "MED", "CIVIL"]}
+    assert main(["network", "list", str(BAOAN)]) == 0
+    assert "133 halls (1 district, 6 street, 126 community), 825 windows" in capsys.readouterr().out
+    assert main(["network", "list", "missing.toml"]) == 2
+    assert capsys.readouterr().err == "callsys: missing.toml: file not found\n"
+
+
+# ---------------------------------------------------------------------- rendezvous hashing
+
+
+def test_a_member_coming_or_going_moves_only_its_own_halls():
+    halls = [h.id for h in load_network(BAOAN).halls]
+    before = {h: assign(["a", "b", "c"], h) for h in halls}
+    assert set(before.values()) == {"a", "b", "c"}
+    assert all(20 < list(before.values()).count(m) < 70 for m in "abc")  # roughly a third each
+    after_leave = {h: assign(["a", "b"], h) for h in halls}
+    assert {h for h in halls if after_leave[h] != before[h]} == {h for h in halls if before[h] == "c"}
+    after_join = {h: assign(["a", "b", "c", "d"], h) for h in halls}
+    moved = {h for h in halls if after_join[h] != before[h]}
+    assert moved and all(after_join[h] == "d" for h in moved)
+    assert share(["a", "b", "c"], halls, "a") == {h for h in halls if before[h] == "a"}
+    assert assign([], "x") is None
+
+
+# ---------------------------------------------------------------------- processes on one Redis
+
+
+async def http_get(port: int, target: str) -> tuple[int, dict[str, str], bytes]:
+    """``GET target`` on 127.0.0.1:*port*: ``(status, headers, body)`` (read until the server closes)."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        await stream.send_all(f"GET {target} HTTP/1.1\r\nhost: callsys\r\n\r\n".encode())
+        data = b""
+        while chunk := await stream.receive_some():
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in lines[1:])
+    return int(lines[0].split()[1]), headers, body
+
+
+async def start_node(nursery: trio.Nursery, network: Network, store: str, member: str) -> NetworkNode:
+    settings = ServerSettings(phone_refresh_s=float("inf"), shutdown_grace_s=5.0)
+    return await nursery.start(partial(serve_network, network, store, host="127.0.0.1", port=0,
+                                       clock=ScaledClock(START), secret=SECRET, settings=settings, member=member))
+
+
+def settled(members: set[str]) -> Any:
+    """A node predicate: its view has exactly *members*, every hall is served by the member its
+    rendezvous hash gives, and the node serves exactly its share."""
+
+    def check(node: NetworkNode) -> bool:
+        view = node.view
+        halls = [h.id for h in node.network.halls]
+        return (set(view.members) == members and node.serving() == node.share()
+                and all(view.served.get(h) == assign(members, h) for h in halls))
+
+    return check
+
+
+async def wait_settled(nodes: list[NetworkNode]) -> None:
+    members = {n.member for n in nodes}
+    for node in nodes:
+        await node.wait_for(settled(members))
+
+
+async def ticket(port: int, hall_id: str, key: str) -> dict[str, Any]:
+    """A keyed SOC ticket of *hall_id* through the router on *port*; its ``number`` without the
+    service's prefix (E in the district hall, A elsewhere) as ``seq``."""
+    async with connect(f"ws://127.0.0.1:{port}/halls/{hall_id}/ws", role="kiosk", token=TOKENS["kiosk"]) as kiosk:
+        answer = await kiosk.request("take_number", service="SOC", key=key)
+    return {**answer, "seq": answer["number"][1:]}
+
+
+@guard(120)
+async def test_two_processes_split_the_halls_and_either_router_reaches_every_hall(redis_url):
+    network = small_network()
+    halls = [h.id for h in network.halls]
+    assert share(["m1", "m2"], halls, "m1") and share(["m1", "m2"], halls, "m2")  # both get some
+    async with trio.open_nursery() as nursery:
+        one = await start_node(nursery, network, redis_url, "m1")
+        two = await start_node(nursery, network, redis_url, "m2")
+        await wait_settled([one, two])
+        assert one.serving() | two.serving() == set(halls) and not one.serving() & two.serving()
+        numbers: dict[str, list[str]] = {}
+        for hall_id in halls:  # through both routers: the same hall, so the numbers follow on
+            first = await ticket(one.port, hall_id, f"{hall_id}-1")
+            second = await ticket(two.port, hall_id, f"{hall_id}-2")
+            numbers[hall_id] = [first["seq"], second["seq"]]
+        assert all(n == ["001", "002"] for n in numbers.values())
+
+        status, headers, body = await http_get(one.port, "/halls")
+        listed = json.loads(body)
+        assert status == 200 and headers["content-type"] == "application/json"
+        assert {m["id"] for m in listed["members"]} == {"m1", "m2"}
+        owners = {h["id"]: h["owner"] for h in listed["halls"]}
+        assert owners == {h: assign(["m1", "m2"], h) for h in halls}
+        entry = next(h for h in listed["halls"] if h["owner"] == "m2")
+        assert entry["ws"] == f"ws://127.0.0.1:{two.port}/halls/{entry['id']}/ws"
+        assert (await http_get(one.port, "/readyz"))[0] == 200
+
+        # stop one process: its halls move to the other, and what was acknowledged is there
+        two.shutdown()
+        await one.wait_for(settled({"m1"}))
+        assert one.serving() == set(halls)
+        for hall_id in halls:
+            again = await ticket(one.port, hall_id, f"{hall_id}-2")  # a retried key answers the first ticket
+            assert again["seq"] == "002"
+            assert (await ticket(one.port, hall_id, f"{hall_id}-3"))["seq"] == "003"
+
+        # start it again: the shares are as before
+        back = await start_node(nursery, network, redis_url, "m2")
+        await wait_settled([one, back])
+        assert back.serving() == share(["m1", "m2"], halls, "m2")
+        for hall_id in halls:
+            assert (await ticket(back.port, hall_id, f"{hall_id}-4"))["seq"] == "004"
+        one.shutdown()
+        back.shutdown()
+
+
+@guard(60)
+async def test_the_router_answers_unknown_halls_moving_halls_and_its_own_paths(redis_url):
+    network = small_network(communities=1)
+    async with trio.open_nursery() as nursery:
+        node = await start_node(nursery, network, redis_url, "solo")
+        await node.wait_for(settled({"solo"}))
+        status, _, body = await http_get(node.port, "/halls/nowhere/ws")
+        assert status == 404 and body == b"no hall 'nowhere' in network baoan; GET /halls lists its 3 halls\n"
+        status, headers, _ = await http_get(node.port, "/halls/baoan-xinan?x=1")
+        assert status == 308 and headers["location"] == "/halls/baoan-xinan/?x=1"
+        status, headers, body = await http_get(node.port, "/halls/baoan-xinan/api/hall")  # the hall's own HTTP
+        assert status == 200 and json.loads(body)["id"] == "baoan-xinan" and headers["connection"] == "close"
+        status, _, body = await http_get(node.port, "/halls/baoan-xinan/healthz")
+        assert status == 200 and json.loads(body) == {"status": "ok"}
+        status, _, body = await http_get(node.port, "/healthz")
+        assert status == 200 and json.loads(body) == {"status": "ok", "member": "solo"}
+        status, _, body = await http_get(node.port, "/")
+        assert status == 200 and b'href="/halls/baoan-xinan-c01/"' in body
+        assert (await http_get(node.port, "/elsewhere"))[0] == 404
+
+        run = node.runs["baoan-xinan"]
+        await node._stop_hall(run)  # noqa: SLF001  (the hall leaves this process: moving)
+        status, headers, body = await http_get(node.port, "/halls/baoan-xinan/ws")
+        assert status == 503 and headers["retry-after"] == "1" and b"is moving" in body
+        await node.wait_for(lambda n: "baoan-xinan" in n.serving())  # still its share: started again
+        node.shutdown()
+
+
+@guard(180)
+async def test_a_network_on_a_redis_cluster_spreads_its_halls_over_the_shards(tmp_path):
+    network = small_network()
+    with RedisCluster.start(tmp_path / "cluster") as cluster:
+        slots = {h.id: _node_of(cluster, hall_keys(h.id)[0]) for h in network.halls}
+        assert len(set(slots.values())) >= 2  # the halls live on several shards
+        async with trio.open_nursery() as nursery:
+            node = await start_node(nursery, network, cluster.url, "solo")
+            await node.wait_for(settled({"solo"}))
+            for hall in network.halls:
+                assert (await ticket(node.port, hall.id, "k"))["seq"] == "001"
+            node.shutdown()
+        for hall in network.halls:  # each hall's events on its own shard
+            client = raw(next(n for n in cluster.nodes if n.port == slots[hall.id]))
+            try:
+                assert client.xlen(hall_keys(hall.id)[1]) >= 2
+            finally:
+                client.close()
+
+
+def _node_of(cluster: RedisCluster, key: str) -> int:
+    """The port of the cluster node that holds *key*."""
+    client = raw(cluster.nodes[0])
+    try:
+        slot = client.cluster("KEYSLOT", key)
+        for start, end, (_, port, *_rest), *_replicas in client.cluster("SLOTS"):
+            if start <= slot <= end:
+                return port
+    finally:
+        client.close()
+    raise AssertionError(f"no node holds slot of {key}")
+
+
+async def test_a_network_needs_a_redis_store():
+    with pytest.raises(Exception, match="needs a Redis store"):
+        await serve_network(small_network(1), "file:x.db", host="127.0.0.1", port=0)
