@@ -9,6 +9,7 @@ a node's own heartbeats to show the condition (:meth:`NetworkNode.wait_for`).
 from __future__ import annotations
 
 import json
+import signal
 from functools import partial
 from typing import Any
 
@@ -16,11 +17,13 @@ import pytest
 import trio
 
 from benchmarks._redis import RedisCluster
+from benchmarks.failover import Served, spawn
 from callsys.cli import main
-from callsys.client import connect
+from callsys.client import connect, connect_device
 from callsys.clock import ScaledClock
 from callsys.errors import ConfigError
 from callsys.hall import read_toml
+from callsys.log import open_journal
 from callsys.log.redis import keys as hall_keys
 from callsys.network import Network, load_network, network_from_mapping
 from callsys.server import ServerSettings
@@ -277,3 +280,70 @@ def _node_of(cluster: RedisCluster, key: str) -> int:
 async def test_a_network_needs_a_redis_store():
     with pytest.raises(Exception, match="needs a Redis store"):
         await serve_network(small_network(1), "file:x.db", host="127.0.0.1", port=0)
+
+
+# ---------------------------------------------------------------------- real processes, one killed
+
+
+async def wait_after(served: Served, start: int, text: str) -> str:
+    """The first log line of *served* after its *start*-th containing *text* (waiting for it)."""
+    while True:
+        for _, line in served.lines[start:]:
+            if text in line:
+                return line
+        if served.ended:
+            raise RuntimeError(f"the process ended before logging {text!r}")
+        await served._changed.wait()  # noqa: SLF001  (the next line read)
+
+
+@guard(180)
+async def test_a_killed_process_loses_no_acknowledged_ticket_and_its_halls_move(redis_url, tmp_path):
+    small = tmp_path / "network.toml"  # 13 halls: the Bao'an file with one community per street
+    small.write_text(BAOAN.read_text(encoding="utf-8").replace("communities_per_street = 21",
+                                                               "communities_per_street = 1"), encoding="utf-8")
+    network = load_network(small)
+    halls = [h.id for h in network.halls]
+    args = ["--network", str(small), "--store", redis_url, "--secret-file", str(tmp_path / "secret"),
+            "--host", "127.0.0.1", "--port", "0", "--clock", "2026-11-23T09:30"]
+    async with trio.open_nursery() as nursery:
+        processes: list[tuple[Served, str, str]] = []
+        for _ in range(2):
+            served = await spawn(nursery, args)
+            line = await wait_after(served, 0, "event=network_listening")
+            processes.append((served, line.split("member=", 1)[1].split()[0], line.split("url=", 1)[1].split()[0]))
+        (a, member_a, url_a), (b, member_b, url_b) = processes
+        owner = {h: assign([member_a, member_b], h) for h in halls}
+        assert set(owner.values()) == {member_a, member_b}
+        for h in halls:  # each hall listening in the process that owns it (the other may have had it first)
+            served = a if owner[h] == member_a else b
+            await wait_after(served, 0, f"/ws hall={h} windows=")
+
+        acked: dict[tuple[str, str], str] = {}  # (hall, key) -> number
+        for h in halls:
+            url = url_a if owner[h] == member_a else url_b
+            async with connect_device(f"ws{url.removeprefix('http')}/halls/{h}/ws", role="kiosk",
+                                      token=TOKENS["kiosk"]) as kiosk:
+                for i in range(3):
+                    acked[h, f"k{i}"] = (await kiosk.request("take_number", service="SOC", key=f"k{i}"))["number"]
+
+        mark = len(a.lines)
+        b.process.send_signal(signal.SIGKILL)  # no clean stop: its heartbeat and leases expire
+        await b.process.wait()
+        await wait_after(a, mark, f"left=\"[\\\"{member_b}\\\"]\"")
+        moved = [h for h in halls if owner[h] == member_b]
+        for h in moved:
+            await wait_after(a, mark, f"/ws hall={h} windows=")
+        for h in halls:  # through the survivor: a retried key answers its ticket; a new one follows on
+            async with connect_device(f"ws{url_a.removeprefix('http')}/halls/{h}/ws", role="kiosk",
+                                      token=TOKENS["kiosk"]) as kiosk:
+                assert (await kiosk.request("take_number", service="SOC", key="k2"))["number"] == acked[h, "k2"]
+                number = (await kiosk.request("take_number", service="SOC", key="k3"))["number"]
+                assert number[1:] == "004"
+        a.process.send_signal(signal.SIGTERM)
+        assert await a.process.wait() == 0
+    for hall in network.halls:  # every acknowledged ticket is in the hall's log, each number once
+        async with open_journal(redis_url, hall) as journal:
+            engine, _ = await journal.recover()
+        numbers = [t.number for t in engine.state.tickets.values()]
+        assert len(numbers) == len(set(numbers)) == 4
+        assert {acked[hall.id, f"k{i}"] for i in range(3)} <= set(numbers)
