@@ -39,7 +39,7 @@ import trio
 
 from callsys.network import Network, load_network
 
-from ._kiosks import Kiosk
+from ._kiosks import Kiosk, KioskError
 from ._redis import RedisServer
 from ._report import Row, parser, report, row
 from ._server import _lines, cpu_seconds
@@ -96,7 +96,11 @@ async def wait_owned(url: str, members: int) -> dict[str, Any]:
 
 
 async def closed_loop(kiosks: list[Kiosk], seconds: float, pipeline: int) -> tuple[int, float, list[float]]:
-    """(acks, elapsed s, latencies s) with *pipeline* requests in flight per connection."""
+    """(acks, elapsed s, latencies s) with *pipeline* requests in flight per connection.
+
+    A connection the server closes (its hall's server stopped: it lost the hall's lease) drops
+    out of the loop and into ``kiosk.closed``; the others go on.
+    """
     acks = 0
     latencies: list[float] = []
     start = trio.current_time()
@@ -104,10 +108,16 @@ async def closed_loop(kiosks: list[Kiosk], seconds: float, pipeline: int) -> tup
 
     async def connection(kiosk: Kiosk) -> None:
         nonlocal acks
+        if getattr(kiosk, "closed", None):
+            return
         await kiosk.send_requests(pipeline, trio.current_time())
         outstanding = pipeline
         while outstanding:
-            replies = await kiosk.receive()
+            try:
+                replies = await kiosk.receive()
+            except KioskError as exc:
+                kiosk.closed = str(exc)  # type: ignore[attr-defined]
+                return
             now = trio.current_time()
             accepted = kiosk.latencies(replies, now)
             acks += len(accepted)
@@ -163,14 +173,17 @@ async def one_case(network: Network, server: RedisServer, tmp: Path, processes: 
             acks, elapsed, latencies = await closed_loop(kiosks, span, pipeline)
             cpu = sum(cpu_seconds(p.pid) for p, _ in spawned) - sum(cpu_before)
             rejected = sum(sum(k.rejected.values()) for k in kiosks)
+            closed = [k.closed for k in kiosks if getattr(k, "closed", None)]
             await close_all(kiosks)
             figures[phase] = {"tickets_per_s": acks / elapsed, "p99_ms": _ms(latencies, 99),
-                              "server_cpu": 100 * cpu / elapsed, "rejected": rejected}
+                              "server_cpu": 100 * cpu / elapsed, "rejected": rejected, "closed": closed}
             if processes == 1:
                 figures["any"] = figures["owner"]  # one process: every router is the owner's
                 break
-        for process, _ in spawned:
+        for process, _ in spawned:  # a clean stop of every hall (leases released), waited for
             process.terminate()
+        for process, _ in spawned:
+            await process.wait()
     return figures
 
 
@@ -178,7 +191,11 @@ def _ms(values: list[float], q: int) -> float:
     return quantiles(values, n=100, method="inclusive")[q - 1] * 1000 if len(values) > 1 else float("nan")
 
 
-async def run(counts: list[int], *, span: float, per_hall: int, pipeline: int, config: str = CONFIG) -> list[Row]:
+async def run(counts: list[int], *, span: float, per_hall: int, pipeline: int, config: str = CONFIG,
+              closed_reasons: list[str] | None = None) -> list[Row]:
+    """One case per process count in *counts*; the report's rows. Why connections were closed
+    by a server during the run goes into *closed_reasons*."""
+    closed_reasons = [] if closed_reasons is None else closed_reasons
     network = load_network(config)
     rows: list[Row] = []
     extra: list[Row] = []
@@ -196,7 +213,11 @@ async def run(counts: list[int], *, span: float, per_hall: int, pipeline: int, c
                 row(f"halls_per_process_min_{n}p", figures["shares"][0], "halls", None),
                 row(f"halls_per_process_max_{n}p", figures["shares"][-1], "halls", None),
                 row(f"rejected_{n}p", figures["owner"]["rejected"] + figures["any"]["rejected"], "requests", "<= 0"),
+                row(f"connections_closed_{n}p", len(figures["owner"]["closed"]) + len(figures["any"]["closed"]),
+                    "connections", "<= 0"),
             ]
+            for reason in sorted(set(figures["owner"]["closed"] + figures["any"]["closed"])):
+                closed_reasons.append(f"{n}p: a connection closed by the server: {reason}")
     return rows + extra
 
 
@@ -226,8 +247,9 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     cpu_before = _cpu_self()
     network = load_network(args.network)
+    closed_reasons: list[str] = []
     rows = trio.run(lambda: run(counts, span=args.span, per_hall=args.per_hall, pipeline=args.pipeline,
-                                config=args.network))
+                                config=args.network, closed_reasons=closed_reasons))
     kinds = list(network.kinds.values())
     notes = [f"{args.network}: {len(network.halls)} halls ({kinds.count('district')} district of "
              f"{len(network.halls[0].windows)} windows, {kinds.count('street')} street, {kinds.count('community')} "
@@ -239,6 +261,7 @@ def main() -> None:
              "*_any: every connection to the first process's router (a hall of another process is one hop more)",
              "the processes, Redis and this load generator share this machine's cores: the target of 10,000/s "
              "(design.md's ingest target) is bounded by them, not by the number of processes",
+             *closed_reasons,
              f"load generator CPU over the run: {_cpu_self() - cpu_before:.1f} s; machine load average (1 min) "
              f"before / after: {load_before:.2f} / {os.getloadavg()[0]:.2f}"]
     report("benchmarks.halls — tickets/s across the Bao'an network on one Redis", rows, args.json, notes=notes)

@@ -133,7 +133,7 @@ async def http_get(port: int, target: str) -> tuple[int, dict[str, str], bytes]:
             data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
     lines = head.decode().split("\r\n")
-    headers = dict(line.lower().split(": ", 1) for line in lines[1:])
+    headers = {name.lower(): value for name, value in (line.split(": ", 1) for line in lines[1:])}
     return int(lines[0].split()[1]), headers, body
 
 
@@ -235,6 +235,11 @@ async def test_the_router_answers_unknown_halls_moving_halls_and_its_own_paths(r
         status, _, body = await http_get(node.port, "/")
         assert status == 200 and b'href="/halls/baoan-xinan-c01/"' in body
         assert (await http_get(node.port, "/elsewhere"))[0] == 404
+        status, headers, _ = await http_get(node.port, "/phone?q=CS1.t.baoan-xinan.7.1790000000.sig")  # a QR's URL
+        assert status == 307 and headers["location"] == "/halls/baoan-xinan/phone?q=CS1.t.baoan-xinan.7.1790000000.sig"
+        status, headers, _ = await http_get(node.port, "/take?door=CS1.d.baoan-district.main:1.179.sig")
+        assert status == 307 and headers["location"].startswith("/halls/baoan-district/take?door=")
+        assert (await http_get(node.port, "/phone?q=CS1.t.nowhere.7.1.sig"))[0] == 404
 
         run = node.runs["baoan-xinan"]
         await node._stop_hall(run)  # noqa: SLF001  (the hall leaves this process: moving)

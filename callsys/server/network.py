@@ -60,7 +60,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from html import escape
 from typing import Any, Callable, Final, Iterable
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import h11
 import trio
@@ -500,6 +500,9 @@ class NetworkNode:
                 await _answer(stream, opening, 308, b"", headers=[(b"location", location)])
             else:
                 await self._to_hall(stream, opening, hall_id, ("/" + rest).encode() + b"".join(query))
+        elif (hall_id := _signed_hall(path, b"".join(query))) is not None and self.network.hall(hall_id):
+            location = f"{PREFIX}{hall_id}".encode() + target  # a QR code's /phone?q= or /take?door= of a hall
+            await _answer(stream, opening, 307, b"", headers=[(b"location", location)])
         else:
             body = (f"this is a router of network {self.network.id}: a hall's pages and WebSocket are at "
                     f"{PREFIX}<hall_id>/ (GET /halls lists them)\n")
@@ -544,6 +547,19 @@ class NetworkNode:
                 f"{escape(name.en)}</title></head><body><h1>{escape(name.zh)} · {escape(name.en)}</h1>"
                 f'<p><a href="/halls">/halls</a> (JSON) · <a href="/healthz">/healthz</a> · '
                 f'<a href="/readyz">/readyz</a></p><ol>{rows}</ol></body></html>')
+
+
+def _signed_hall(path: bytes, query: bytes) -> str | None:
+    """The hall named by the signed payload of a root-level ``/phone?q=`` or ``/take?door=`` (what a
+    ticket's or a door's QR code opens: the hall server writes its own URLs without the router's
+    prefix), else None. Payloads are ``CS1.<kind>.<hall_id>....`` (:mod:`callsys.qrcodes`); the hall
+    checks the signature, the router only reads where to send the phone."""
+    name = {b"/phone": "q", b"/take": "door"}.get(path)
+    if name is None:
+        return None
+    values = parse_qs(query.removeprefix(b"?").decode(errors="replace")).get(name, [])
+    parts = values[0].split(".") if values else []
+    return parts[2] if len(parts) > 3 and parts[0] == "CS1" else None
 
 
 def _rewrite(opening: http.Opening, target: bytes, *, forwarded: bool = False) -> bytes:
