@@ -27,7 +27,7 @@ from callsys.log import open_journal
 from callsys.log.redis import keys as hall_keys
 from callsys.network import Network, load_network, network_from_mapping
 from callsys.server import ServerSettings
-from callsys.server.network import NetworkNode, assign, serve_network, share
+from callsys.server.network import NetworkNode, assign, membership_keys, serve_network, share
 from conftest import CONFIG
 from redis_support import raw, redis_server, redis_url  # noqa: F401  (fixtures)
 from server_support import SECRET, START, TOKENS, guard
@@ -246,6 +246,25 @@ async def test_the_router_answers_unknown_halls_moving_halls_and_its_own_paths(r
         status, headers, body = await http_get(node.port, "/halls/baoan-xinan/ws")
         assert status == 503 and headers["retry-after"] == "1" and b"is moving" in body
         await node.wait_for(lambda n: "baoan-xinan" in n.serving())  # still its share: started again
+        node.shutdown()
+
+
+@guard(60)
+async def test_a_member_says_again_which_halls_it_serves_at_every_heartbeat(redis_server, redis_url):
+    """Another member's heartbeat drops a member whose heartbeat expired (a stall) and the halls
+    it served; back, it must be whole again, or routers answer 503 for its halls for ever."""
+    network = small_network(communities=1)
+    async with trio.open_nursery() as nursery:
+        node = await start_node(nursery, network, redis_url, "solo")
+        await node.wait_for(settled({"solo"}))
+        client = raw(redis_server)
+        try:
+            client.delete(membership_keys(network.id)[2])  # what the script does to an expired member's halls
+            served = node.beats
+            await node.wait_for(lambda n: n.beats > served + 1)
+            assert client.hgetall(membership_keys(network.id)[2]) == {h.id.encode(): b"solo" for h in network.halls}
+        finally:
+            client.close()
         node.shutdown()
 
 

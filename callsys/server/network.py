@@ -9,7 +9,9 @@ Cluster slot): ``callsys:{network:ID}:beats``, a sorted set member id -> when it
 expires (Redis's own clock, ms); ``callsys:{network:ID}:members``, a hash member id -> its
 public URL; ``callsys:{network:ID}:served``, a hash hall id -> the member whose server of
 that hall is running now. Every :data:`BEAT_EVERY_S` a process runs :data:`BEAT_SCRIPT`
-(one atomic round trip): it renews its own heartbeat for :data:`MEMBER_TTL_S`, drops members
+(one atomic round trip): it renews its own heartbeat for :data:`MEMBER_TTL_S`, says again
+which halls it serves (so a member whose heartbeat expired during a stall — and with it its
+``served`` entries — is whole again at its next beat), drops members
 whose heartbeat expired (and the halls they were serving), and returns the live members and
 the ``served`` hash. A process that stops cleanly leaves at once (:data:`LEAVE`); one that
 dies drops out when its heartbeat expires.
@@ -89,7 +91,7 @@ PIPE_BYTES: Final = 65536  # bytes per read when piping a connection
 FORWARDED: Final = b"x-callsys-forwarded"  # header of a request one router sent to another
 PREFIX: Final = "/halls/"
 
-# KEYS: beats, members, served. ARGV: member id, its URL, TTL ms, '1' to leave.
+# KEYS: beats, members, served. ARGV: member id, its URL, TTL ms, '1' to leave, then the halls it serves.
 # Returns {members hash as a flat list, served hash as a flat list (live members' halls only)}.
 BEAT_SCRIPT: Final = """
 local t = redis.call('TIME')
@@ -100,6 +102,9 @@ if ARGV[4] == '1' then
 else
   redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
   redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+  for i = 5, #ARGV do
+    redis.call('HSET', KEYS[3], ARGV[i], ARGV[1])
+  end
 end
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do
   redis.call('HDEL', KEYS[2], id)
@@ -187,11 +192,13 @@ class Membership:
         except rex.RedisError as exc:
             raise LogError(f"network membership in {self._target.redacted}: {type(exc).__name__}: {exc}") from None
 
-    async def beat(self, *, leave: bool = False) -> View:
-        """Renew (or with *leave* end) this member's heartbeat; return the live view."""
+    async def beat(self, serving: Iterable[str] = (), *, leave: bool = False) -> View:
+        """Renew (or with *leave* end) this member's heartbeat and say again which halls it
+        serves (a member whose heartbeat once expired lost those entries); return the live view."""
         ttl = str(int(MEMBER_TTL_S * 1000))
+        halls = [] if leave else sorted(serving)
         members, served = await self._call(lambda: self._beat(
-            keys=list(self.keys), args=[self.member, self.url, ttl, "1" if leave else "0"]))
+            keys=list(self.keys), args=[self.member, self.url, ttl, "1" if leave else "0", *halls]))
         return View(_pairs(members), _pairs(served))
 
     async def mark(self, hall_id: str, serving: bool) -> None:
@@ -333,7 +340,7 @@ class NetworkNode:
 
     async def _heartbeat(self) -> None:
         try:
-            view = await self._membership.beat()
+            view = await self._membership.beat(self.serving())
         except LogError as exc:
             log(logging.WARNING, "network_unreachable", member=self.member, error=str(exc),
                 message="the member set is unknown: keeping the halls as they are (each hall's lease still fences it)")
