@@ -51,10 +51,13 @@ WARMUP_S = 1.0
 TARGET = ">= 10000"  # design.md's ingest target, per case
 SETTLE_S = 120.0  # seconds the processes may take to own every hall before the run gives up
 POLL_S = 0.2  # seconds between two looks at GET /halls while the halls are being taken
+STOP_S = 60.0  # seconds a process may take to stop cleanly after SIGTERM before it is killed
 
 
-async def spawn(nursery: trio.Nursery, config: str, store: str, secret: Path) -> tuple[trio.Process, str]:
-    """Start one network process; return it and its router's URL once it listens."""
+async def spawn(nursery: trio.Nursery, config: str, store: str, secret: Path,
+                log: list[str]) -> tuple[trio.Process, str]:
+    """Start one network process; return it and its router's URL once it listens. Its warnings
+    and errors are appended to *log*."""
     argv = [sys.executable, "-m", "callsys", "serve", "--network", config, "--store", store, "--port", "0",
             "--host", "127.0.0.1", "--clock", START, "--secret-file", str(secret)]
     process = await nursery.start(partial(trio.run_process, argv, stdout=subprocess.DEVNULL,
@@ -63,14 +66,15 @@ async def spawn(nursery: trio.Nursery, config: str, store: str, secret: Path) ->
     lines = _lines(process.stderr)
     async for line in lines:
         if "event=network_listening" in line:
-            nursery.start_soon(_drain, lines)
+            nursery.start_soon(_drain, lines, log)
             return process, line.split("url=", 1)[1].split()[0]
     raise RuntimeError(f"a network process exited with {await process.wait()} before listening")
 
 
-async def _drain(lines: Any) -> None:
-    async for _ in lines:
-        pass
+async def _drain(lines: Any, log: list[str]) -> None:
+    async for line in lines:
+        if "level=warning" in line or "level=error" in line or "level=critical" in line:
+            log.append(line)
 
 
 async def get_json(url: str, path: str) -> dict[str, Any]:
@@ -159,7 +163,9 @@ async def one_case(network: Network, server: RedisServer, tmp: Path, processes: 
         client.close()
     async with trio.open_nursery() as nursery:
         started = time.monotonic()
-        spawned = [await spawn(nursery, network.source, server.url, tmp / "secret") for _ in range(processes)]
+        stop_log: list[str] = []
+        spawned = [await spawn(nursery, network.source, server.url, tmp / "secret", stop_log)
+                   for _ in range(processes)]
         listed = await wait_owned(spawned[0][1], processes)
         settle_s = time.monotonic() - started
         owners = {m["id"]: m["url"] for m in listed["members"]}
@@ -182,8 +188,19 @@ async def one_case(network: Network, server: RedisServer, tmp: Path, processes: 
                 break
         for process, _ in spawned:  # a clean stop of every hall (leases released), waited for
             process.terminate()
+        figures["stop_s"] = []
+        stopping = time.monotonic()
         for process, _ in spawned:
-            await process.wait()
+            with trio.move_on_after(STOP_S):
+                await process.wait()
+            if process.returncode is None:
+                process.kill()
+                figures["stop_s"].append(float("inf"))
+            else:
+                figures["stop_s"].append(time.monotonic() - stopping)
+    figures["stop_log"] = [line for line in stop_log if "event=network_stopping" in line][-2:]
+    figures["failed_halls"] = sorted({line.split(" hall=", 1)[1].split()[0] for line in stop_log
+                                      if "event=network_hall_failed" in line})
     return figures
 
 
@@ -215,7 +232,12 @@ async def run(counts: list[int], *, span: float, per_hall: int, pipeline: int, c
                 row(f"rejected_{n}p", figures["owner"]["rejected"] + figures["any"]["rejected"], "requests", "<= 0"),
                 row(f"connections_closed_{n}p", len(figures["owner"]["closed"]) + len(figures["any"]["closed"]),
                     "connections", "<= 0"),
+                row(f"hall_servers_failed_{n}p", len(figures["failed_halls"]), "halls", "<= 0"),
+                row(f"stop_s_{n}p", max(figures["stop_s"]), "s", None),
             ]
+            closed_reasons.extend(f"{n}p, a process stopping slowly: {line[:400]}" for line in figures["stop_log"])
+            if figures["failed_halls"]:
+                closed_reasons.append(f"{n}p: hall servers that failed (restarted): {', '.join(figures['failed_halls'][:10])}")
             for reason in sorted(set(figures["owner"]["closed"] + figures["any"]["closed"])):
                 closed_reasons.append(f"{n}p: a connection closed by the server: {reason}")
     return rows + extra

@@ -84,7 +84,8 @@ BEAT_EVERY_S: Final = 0.5  # seconds between two heartbeats (and two looks at th
 MEMBER_TTL_S: Final = 3.0  # seconds a member stays in the set without a heartbeat
 STARTS_AT_ONCE: Final = 4  # hall servers starting (recovering, building) at once: more would starve the loop
 START_SLOT_S: Final = 1.0  # seconds a start holds its slot at most (a hall standing by frees it after this)
-RESTART_AFTER_S: Final = 1.0  # seconds before a failed hall server of the share is started again
+RESTART_AFTER_S: Final = 1.0
+SLOW_STOP_S: Final = 10.0  # seconds into a stop after which the halls not stopped yet are logged (then again)  # seconds before a failed hall server of the share is started again
 RETRY_AFTER_S: Final = 1  # seconds a 503 (hall being moved) tells clients to wait
 OPENING_TIMEOUT_S: Final = 10.0  # seconds the router waits for a request head
 PIPE_BYTES: Final = 65536  # bytes per read when piping a connection
@@ -327,10 +328,21 @@ class NetworkNode:
                     await self._stop.wait()
                     beating.cancel()
                     await self._leave()
+                    halls.start_soon(self._report_slow_stop)
                 outer.cancel_scope.cancel()
         finally:
             self._membership.close()
         log(logging.INFO, "network_stopped", member=self.member)
+
+    async def _report_slow_stop(self) -> None:
+        """Log, every :data:`SLOW_STOP_S` while stopping, the halls whose servers have not stopped yet."""
+        while True:
+            await trio.sleep(SLOW_STOP_S)
+            if not self.runs:
+                return
+            left = {h: ("standing_by" if r.server is None else "failed" if r.server.failure is not None
+                        else "draining" if r.server.stopping else "serving") for h, r in sorted(self.runs.items())}
+            log(logging.WARNING, "network_stopping", member=self.member, halls_left=len(left), halls=left)
 
     async def _keep_beating(self, scope: trio.CancelScope) -> None:
         with scope:
