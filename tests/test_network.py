@@ -137,10 +137,12 @@ async def http_get(port: int, target: str) -> tuple[int, dict[str, str], bytes]:
     return int(lines[0].split()[1]), headers, body
 
 
-async def start_node(nursery: trio.Nursery, network: Network, store: str, member: str) -> NetworkNode:
+async def start_node(nursery: trio.Nursery, network: Network, store: str, member: str,
+                     **options: Any) -> NetworkNode:
     settings = ServerSettings(phone_refresh_s=float("inf"), shutdown_grace_s=5.0)
     return await nursery.start(partial(serve_network, network, store, host="127.0.0.1", port=0,
-                                       clock=ScaledClock(START), secret=SECRET, settings=settings, member=member))
+                                       clock=ScaledClock(START), secret=SECRET, settings=settings, member=member,
+                                       **options))
 
 
 def settled(members: set[str]) -> Any:
@@ -247,6 +249,17 @@ async def test_the_router_answers_unknown_halls_moving_halls_and_its_own_paths(r
         assert status == 503 and headers["retry-after"] == "1" and b"is moving" in body
         await node.wait_for(lambda n: "baoan-xinan" in n.serving())  # still its share: started again
         node.shutdown()
+
+
+@guard(60)
+async def test_a_node_stops_once_its_halls_have_stopped(redis_url):
+    """The slow-stop report must not hold the stop up: with a report due only after a day, the
+    node still stops as soon as its halls have (the report once kept it waiting 10 s)."""
+    async with trio.open_nursery() as nursery:
+        node = await start_node(nursery, small_network(communities=1), redis_url, "solo", slow_stop_s=86400.0)
+        await node.wait_for(settled({"solo"}))
+        node.shutdown()
+    assert node.runs == {}
 
 
 @guard(60)

@@ -257,8 +257,9 @@ class NetworkNode:
 
     def __init__(self, network: Network, store: str, *, host: str, port: int, clock: Clock | None = None,
                  secret: bytes | None = None, settings: ServerSettings | None = None,
-                 member: str | None = None) -> None:
+                 member: str | None = None, slow_stop_s: float = SLOW_STOP_S) -> None:
         self.network = network
+        self.slow_stop_s = slow_stop_s
         self.store = store
         self.host = host
         self.port = port
@@ -328,16 +329,16 @@ class NetworkNode:
                     await self._stop.wait()
                     beating.cancel()
                     await self._leave()
-                    halls.start_soon(self._report_slow_stop)
+                    outer.start_soon(self._report_slow_stop)  # cancelled with the router once every hall stopped
                 outer.cancel_scope.cancel()
         finally:
             self._membership.close()
         log(logging.INFO, "network_stopped", member=self.member)
 
     async def _report_slow_stop(self) -> None:
-        """Log, every :data:`SLOW_STOP_S` while stopping, the halls whose servers have not stopped yet."""
+        """Log, every ``slow_stop_s`` while stopping, the halls whose servers have not stopped yet."""
         while True:
-            await trio.sleep(SLOW_STOP_S)
+            await trio.sleep(self.slow_stop_s)
             if not self.runs:
                 return
             left = {h: ("standing_by" if r.server is None else "failed" if r.server.failure is not None
@@ -663,7 +664,7 @@ async def serve_network(network: Network, store: str, *, host: str, port: int,
     """Run a :class:`NetworkNode` of *network* on *store* until its :meth:`~NetworkNode.shutdown`.
 
     Use in a nursery: ``node = await nursery.start(serve_network, network, "redis://...", host=..., port=0)``.
-    *options*: ``clock``, ``secret``, ``settings``, ``member`` (see :class:`NetworkNode`).
+    *options*: ``clock``, ``secret``, ``settings``, ``member``, ``slow_stop_s`` (see :class:`NetworkNode`).
 
     Raises:
         LogError: *store* is not a Redis URL (membership lives in Redis).
