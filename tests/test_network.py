@@ -27,6 +27,7 @@ from callsys.log import open_journal
 from callsys.log.redis import keys as hall_keys
 from callsys.network import Network, load_network, network_from_mapping
 from callsys.server import ServerSettings
+from callsys.tokens import sample_token_roles
 from callsys.server.network import NetworkNode, assign, membership_keys, serve_network, share
 from conftest import CONFIG
 from redis_support import raw, redis_server, redis_url  # noqa: F401  (fixtures)
@@ -65,6 +66,9 @@ def test_baoan_expands_to_133_valid_halls_with_44_windows_in_the_district_hall()
     assert all(h.timezone == "Asia/Shanghai" and h.tokens["kiosk"] == frozenset({"demo-kiosk"})
                for h in network.halls)  # [defaults] reaches every hall
     assert communities[0].hours.week[6] == () and district.hours.week[6] != ()  # a kind's own tables win
+    # the published demo tokens: every hall warns about them at start, like a hall file with sample tokens
+    assert all(set(sample_token_roles(h)) == {"kiosk", "clerk", "display", "speaker", "manager"}
+               for h in network.halls)
 
 
 def test_a_bad_hall_in_a_template_names_the_network_file_and_the_hall():
