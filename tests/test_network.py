@@ -27,8 +27,8 @@ from callsys.log import open_journal
 from callsys.log.redis import keys as hall_keys
 from callsys.network import Network, load_network, network_from_mapping
 from callsys.server import ServerSettings
-from callsys.tokens import sample_token_roles
 from callsys.server.network import NetworkNode, assign, membership_keys, serve_network, share
+from callsys.tokens import sample_token_roles
 from conftest import CONFIG
 from redis_support import raw, redis_server, redis_url  # noqa: F401  (fixtures)
 from server_support import SECRET, START, TOKENS, guard
