@@ -65,6 +65,7 @@ from typing import Any, Callable, Final, Iterable
 from urllib.parse import parse_qs, urlsplit
 
 import h11
+import redis.exceptions as rex
 import trio
 from rich.console import Console
 from rich.table import Table
@@ -187,7 +188,6 @@ class Membership:
         self._limiter = trio.CapacityLimiter(1)
 
     async def _call(self, fn: Callable[[], Any]) -> Any:
-        import redis.exceptions as rex
         try:
             return await trio.to_thread.run_sync(fn, limiter=self._limiter)
         except rex.RedisError as exc:
@@ -449,10 +449,11 @@ class NetworkNode:
         """``GET /halls``: every hall, its owner now (None while it moves) and its URLs through that owner."""
         members = self.view.members
         assigned = list(members)
+        serving = self.serving()
         halls = []
         for hall in self.network.halls:
             owner = self.view.served.get(hall.id)
-            if hall.id in self.serving():
+            if hall.id in serving:
                 owner = self.member
             url = members.get(owner) if owner is not None else None
             if owner == self.member:
