@@ -318,9 +318,14 @@ def _node_of(cluster: RedisCluster, key: str) -> int:
     raise AssertionError(f"no node holds slot of {key}")
 
 
-async def test_a_network_needs_a_redis_store():
-    with pytest.raises(Exception, match="needs a Redis store"):
-        await serve_network(small_network(1), "file:x.db", host="127.0.0.1", port=0)
+@pytest.mark.parametrize("store, message", [
+    ("file:x.db", "store file:x.db: a network of halls needs a Redis store"),
+    ("redis://127.0.0.1:1/0", "network membership in redis://127.0.0.1:1/0: ConnectionError"),
+])
+def test_a_network_process_with_no_redis_says_so_in_one_line(capsys, store, message):
+    assert main(["serve", "--network", str(BAOAN), "--store", store, "--port", "0", "--log-level", "error"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"callsys: {message}")
 
 
 # ---------------------------------------------------------------------- real processes, one killed

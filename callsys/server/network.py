@@ -272,6 +272,7 @@ class NetworkNode:
         self.beats = 0  # successful heartbeats so far
         self._last_beat: float | None = None  # trio time of the last successful heartbeat
         self._failed_at: dict[str, float] = {}  # hall id -> when its server last failed
+        self._unreachable_since: float | None = None  # trio time of the first failed heartbeat of an outage
         self._changed = trio.Condition()
         self._stop = trio.Event()
         self._membership: Membership | None = None
@@ -317,6 +318,7 @@ class NetworkNode:
         self.port = listeners[0].socket.getsockname()[1]
         self._membership = Membership(self.store, self.network.id, self.member, self.url)
         try:
+            await self._membership.beat()  # Redis unreachable at start: a clear error, not a process that waits
             async with trio.open_nursery() as outer:
                 await outer.start(partial(trio.serve_listeners, self._serve_client, listeners))
                 log(logging.INFO, "network_listening", url=self.url, network=self.network.id, member=self.member,
@@ -355,9 +357,16 @@ class NetworkNode:
         try:
             view = await self._membership.beat(self.serving())
         except LogError as exc:
-            log(logging.WARNING, "network_unreachable", member=self.member, error=str(exc),
-                message="the member set is unknown: keeping the halls as they are (each hall's lease still fences it)")
+            if self._unreachable_since is None:  # the first failure of an outage is logged, then its end
+                self._unreachable_since = trio.current_time()
+                log(logging.WARNING, "network_unreachable", member=self.member, error=str(exc),
+                    message="the member set is unknown: keeping the halls as they are (each hall's lease still "
+                            "fences it); retrying every heartbeat")
             return
+        if self._unreachable_since is not None:
+            log(logging.INFO, "network_reachable", member=self.member,
+                outage_s=round(trio.current_time() - self._unreachable_since, 3))
+            self._unreachable_since = None
         joined = set(view.members) - set(self.view.members)
         left = set(self.view.members) - set(view.members)
         if joined or left:
@@ -668,7 +677,8 @@ async def serve_network(network: Network, store: str, *, host: str, port: int,
     *options*: ``clock``, ``secret``, ``settings``, ``member``, ``slow_stop_s`` (see :class:`NetworkNode`).
 
     Raises:
-        LogError: *store* is not a Redis URL (membership lives in Redis).
+        LogError: *store* is not a Redis URL (membership lives in Redis), or Redis does not
+            answer the first heartbeat.
     """
     if store.startswith("file:"):
         raise LogError(f"store {store}: a network of halls needs a Redis store (redis://..., redis+cluster://...): "
