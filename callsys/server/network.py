@@ -13,8 +13,12 @@ that hall is running now. Every :data:`BEAT_EVERY_S` a process runs :data:`BEAT_
 which halls it serves (so a member whose heartbeat expired during a stall — and with it its
 ``served`` entries — is whole again at its next beat), drops members
 whose heartbeat expired (and the halls they were serving), and returns the live members and
-the ``served`` hash. A process that stops cleanly leaves at once (:data:`LEAVE`); one that
-dies drops out when its heartbeat expires.
+the ``served`` hash. A process that stops cleanly leaves at once (``beat(leave=True)``); one
+that dies drops out when its heartbeat expires. Redis unreachable when a process starts is
+an error (:class:`~callsys.log.base.LogError`, one line from ``callsys serve``); later, a
+process that cannot beat keeps its halls as they are — each hall's lease fences it, and its
+server stops if the lease runs out — and logs ``network_unreachable`` once, then
+``network_reachable outage_s=...``.
 
 **Shares** by rendezvous (highest random weight) hashing: hall *h* belongs to the live member
 *m* with the largest ``blake2b(m, h)`` (:func:`assign`). Every process computes the same
