@@ -322,8 +322,9 @@ def _node_of(cluster: RedisCluster, key: str) -> int:
     ("file:x.db", "store file:x.db: a network of halls needs a Redis store"),
     ("redis://127.0.0.1:1/0", "network membership in redis://127.0.0.1:1/0: ConnectionError"),
 ])
-def test_a_network_process_with_no_redis_says_so_in_one_line(capsys, store, message):
-    assert main(["serve", "--network", str(BAOAN), "--store", store, "--port", "0", "--log-level", "error"]) == 2
+def test_a_network_process_with_no_redis_says_so_in_one_line(capsys, tmp_path, store, message):
+    assert main(["serve", "--network", str(BAOAN), "--store", store, "--port", "0", "--log-level", "error",
+                 "--secret-file", str(tmp_path / "secret")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"callsys: {message}")
 
