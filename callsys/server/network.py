@@ -298,7 +298,7 @@ class NetworkNode:
 
     def serving(self) -> set[str]:
         """The halls this process serves now (its server listening as the owner)."""
-        return {h for h, run in self.runs.items() if run.server is not None and not run.server.stopping}
+        return {h for h, run in self.runs.items() if _owns(run.server)}
 
     async def wait_for(self, predicate: Callable[["NetworkNode"], bool]) -> None:
         """Return once *predicate(self)* holds; it is evaluated after every heartbeat and hall change."""
@@ -409,7 +409,7 @@ class NetworkNode:
                         slot.release()
                     if run.leaving:
                         run.server.shutdown()
-                    else:
+                    elif _owns(run.server):  # a standby that serves is marked by the heartbeat once it owns
                         await self._mark(run.hall_id, True)
                         await self._notify()
         except Exception as exc:  # this hall only: its server failed; the others keep serving
@@ -545,7 +545,7 @@ class NetworkNode:
     async def _to_hall(self, stream: trio.SocketStream, opening: http.Opening, hall_id: str, inner: bytes) -> None:
         run = self.runs.get(hall_id)
         forwarded = any(name == FORWARDED for name, _ in opening.request.headers)
-        if run is not None and run.server is not None and not run.server.stopping:
+        if run is not None and _owns(run.server):
             address, head = ("127.0.0.1", run.server.port), _rewrite(opening, inner)
         else:
             owner = self.view.served.get(hall_id)
@@ -581,6 +581,13 @@ class NetworkNode:
                 f"{escape(name.en)}</title></head><body><h1>{escape(name.zh)} · {escape(name.en)}</h1>"
                 f'<p><a href="/halls">/halls</a> (JSON) · <a href="/healthz">/healthz</a> · '
                 f'<a href="/readyz">/readyz</a></p><ol>{rows}</ol></body></html>')
+
+
+def _owns(server: CallsysServer | None) -> bool:
+    """*server* runs and executes its hall's commands: started, not stopping, and the owner (a
+    server that also serves while standing by says so in ``owning``; one that does not has no
+    such attribute and is started only once it owns the hall)."""
+    return server is not None and not server.stopping and getattr(server, "owning", True)
 
 
 def _signed_hall(path: bytes, query: bytes) -> str | None:
