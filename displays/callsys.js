@@ -46,12 +46,20 @@ const Callsys = (() => {
     return value === null || value === "" ? fallback : value;
   }
 
-  /** The WebSocket URL: `?ws=` or ws(s)://<this host>/ws. */
+  /** The path of `route` (e.g. "ws", "api/hall", "/qr/X.svg") on this page's server, relative to the
+   * page's directory: "/ws" for a page at /board, "/halls/<id>/ws" for a page a network router serves
+   * at /halls/<id>/board (see docs/protocol.md). The server's own absolute paths ("/phone?...") too. */
+  function path(route) {
+    const base = location.protocol.startsWith("http") ? location.pathname.replace(/[^/]*$/, "") : "/";
+    return base + route.replace(/^\//, "");
+  }
+
+  /** The WebSocket URL: `?ws=` or ws(s)://<this host>/ws (under the page's prefix, if any). */
   function wsUrl() {
     const given = param("ws");
     if (given) return given;
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    return `${scheme}//${location.host}/ws`;
+    return `${scheme}//${location.host}${path("ws")}`;
   }
 
   /** The device token of `role`: `?token=` (remembered in localStorage) or the remembered one. */
@@ -92,7 +100,7 @@ const Callsys = (() => {
 
   /** The hall layout: `?hall=URL`, else GET /api/hall when served over HTTP; null if unavailable. */
   async function loadHall() {
-    const url = param("hall") || (location.protocol.startsWith("http") ? "/api/hall" : null);
+    const url = param("hall") || (location.protocol.startsWith("http") ? path("api/hall") : null);
     if (!url) return null;
     try {
       const response = await fetch(url, { cache: "no-store" });
@@ -396,7 +404,7 @@ const Callsys = (() => {
   }
 
   return {
-    SUBPROTOCOL, COMMANDS, param, wsUrl, token, forgetToken, askToken, loadHall, Connection, RequestFailed,
+    SUBPROTOCOL, COMMANDS, param, path, wsUrl, token, forgetToken, askToken, loadHall, Connection, RequestFailed,
     text, hallTime, waitText, maskName, el, showHallName, showStatus, runClock, fitStage,
   };
 })();

@@ -88,3 +88,19 @@ def test_api_benchmark_prints_its_json_rows():
                           "refused"]
     assert rows["bookings_per_s"]["value"] > 0 and rows["bookings_per_s"]["target"] == ">= 2000"
     assert rows["p99_ms_at_500"]["value"] > 0 and rows["refused"]["value"] == 0
+
+
+def test_halls_benchmark_prints_its_json_rows(tmp_path):
+    small = tmp_path / "network.toml"  # the Bao'an file with one community per street: 13 halls, started quickly
+    text = open("config/baoan.toml", encoding="utf-8").read()
+    small.write_text(text.replace("communities_per_street = 21", "communities_per_street = 1"), encoding="utf-8")
+    out = subprocess.run([sys.executable, "-m", "benchmarks.halls", "--json", "--network", str(small),
+                          "--processes", "1,2", "--span", "0.3"], capture_output=True, text=True, check=True).stdout
+    rows = {r["metric"]: r for r in json.loads(out)}
+    assert list(rows)[:2] == ["tickets_per_s_1p", "tickets_per_s_2p"]
+    assert all(rows[f"tickets_per_s_{n}p"]["target"] == ">= 10000" and rows[f"tickets_per_s_{n}p"]["value"] > 0
+               for n in (1, 2))
+    assert rows["tickets_per_s_2p_any"]["value"] > 0 and rows["p99_ms_2p"]["value"] > 0
+    assert rows["halls_per_process_min_1p"]["value"] == rows["halls_per_process_max_1p"]["value"] == 13
+    assert rows["halls_per_process_min_2p"]["value"] + rows["halls_per_process_max_2p"]["value"] == 13
+    assert rows["rejected_1p"]["value"] == rows["rejected_2p"]["value"] == 0

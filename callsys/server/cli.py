@@ -9,6 +9,7 @@ import resource
 import secrets
 import signal
 import sys
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable
@@ -19,10 +20,12 @@ from ..cli import bounded, command
 from ..clock import parse_clock
 from ..errors import CallsysError
 from ..hall import load_hall
+from ..network import load_network
 from . import logs
 from .http import page_urls
 from .limits import parse_networks
 from .loopwatch import LoopWatch
+from .network import network_block, serve_network
 from .serve import serve_callsys
 from .settings import (DEFAULT_HOST, DEFAULT_PORT, HANDSHAKE_TIMEOUT_S, HELLO_FAILURE_WINDOW_S, HELLO_FAILURES,
                        IDLE_TIMEOUT_S, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_ADDRESS, MAX_FRAME_BYTES, RATE_BURST,
@@ -43,6 +46,12 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
                         "appendfsync always. On Redis the first server of a hall owns it (a lease); any other "
                         "is a hot standby that follows it, serves its displays and phones, forwards commands to "
                         "the owner, and takes over within ~2 s when the owner dies (default: %(default)s)")
+    p.add_argument("--network", metavar="FILE",
+                   help="serve a network of halls instead of one hall file, e.g. config/baoan.toml (--config is "
+                        "then not used): this process joins the network's processes on the --store Redis, serves "
+                        "its share of the halls (rebalanced as processes come and go) and routes every hall on "
+                        "--port at /halls/HALL_ID/ (pages, API, WebSocket /halls/HALL_ID/ws); GET /halls lists "
+                        "the halls and their owners. See callsys/server/network.py")
     p.add_argument("--host", default=DEFAULT_HOST, help="interface to listen on (default: %(default)s)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help="TCP port, 0 = any free (default: %(default)s)")
     p.add_argument("--advertise", type=_advertised, metavar="URL",
@@ -91,7 +100,8 @@ def _advertised(text: str) -> str:
 
 def _serve(args: argparse.Namespace) -> int:
     logs.configure(args.log_level, args.log_format)
-    hall = load_hall(args.config)
+    network = load_network(args.network) if args.network is not None else None
+    hall = network.halls[0] if network is not None else load_hall(args.config)
     clock = parse_clock(args.clock, speed=args.speed, tz=hall.tz)
     settings = ServerSettings(max_frame_bytes=args.max_frame_bytes, rate_per_s=args.rate, rate_burst=args.burst,
                               idle_timeout_s=args.idle_timeout, handshake_timeout_s=args.handshake_timeout,
@@ -101,18 +111,27 @@ def _serve(args: argparse.Namespace) -> int:
                               hello_failure_window_s=args.hello_window, manage_gc=True)
     _raise_open_files(settings.max_connections + SPARE_FILES)
     reserve_descriptor_table(settings.max_connections + SPARE_FILES)
+    if network is not None:  # each hall's server is one of many in this process: no process-wide GC policy
+        serve = partial(serve_network, network, args.store, host=args.host, port=args.port, clock=clock,
+                        secret=load_secret(args.store, args.secret_file), settings=replace(settings, manage_gc=False))
+        _run(serve, [], network_block)
+        return 0
     watch = LoopWatch()  # stall figures for `stats` and the `stopped` line (see callsys.server.loopwatch)
     serve = partial(serve_callsys, hall, args.store, host=args.host, port=args.port, clock=clock,
                     secret=load_secret(args.store, args.secret_file), settings=settings, loop_watch=watch,
                     advertise=args.advertise)
+    _run(serve, [watch], pages_block)
+    return 0
+
+
+def _run(serve: partial, instruments: list[Any], banner: Callable[[Any], str]) -> None:
     try:
-        trio.run(_run_until_signal, serve, instruments=[watch])
+        trio.run(_run_until_signal, serve, banner, instruments=instruments)
     except BaseExceptionGroup as group:  # one failure out of the nurseries: report it plainly
         inner = _single(group)
         if isinstance(inner, CallsysError):
             raise inner from None
         raise
-    return 0
 
 
 def _networks(text: str) -> tuple[str, ...]:
@@ -182,15 +201,15 @@ def _single(exc: BaseException) -> BaseException:
     return exc
 
 
-async def _run_until_signal(serve: partial) -> None:
-    """Run the server; the first SIGINT/SIGTERM starts a clean shutdown."""
+async def _run_until_signal(serve: partial, banner: Callable[[Any], str]) -> None:
+    """Run the server (or network node); the first SIGINT/SIGTERM starts a clean shutdown."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             servers = []
 
             async def run() -> None:
                 servers.append(await nursery.start(serve))
-                print(pages_block(servers[0]), flush=True)
+                print(banner(servers[0]), flush=True)
 
             nursery.start_soon(run)
             async for signum in signals:

@@ -379,7 +379,8 @@ def _link(path: str, zh: str, en: str, **query: Any) -> str:
 
 def index_html(hall: Hall) -> str:
     """The index page: every page kind per floor and zone, and a window picker. No tokens:
-    each page asks for its device token (or takes ``?token=``)."""
+    each page asks for its device token (or takes ``?token=``). Its links are relative, so
+    they work under a network router's ``/halls/<hall_id>/`` prefix too."""
     name = hall.name
     floors = []
     for floor in hall.floors:
@@ -390,11 +391,11 @@ def index_html(hall: Hall) -> str:
             zones.append(
                 f"<li><b>{_both(zone.name.zh, zone.name.en)}</b> "
                 f"<small>{len(windows)} 个窗口 windows {span}</small><br>"
-                f"{_link('/board', *PAGES['board'][2:], zone=zone.id)} · "
-                f"{_link('/speaker', *PAGES['speaker'][2:], zone=zone.id)}</li>")
+                f"{_link('board', *PAGES['board'][2:], zone=zone.id)} · "
+                f"{_link('speaker', *PAGES['speaker'][2:], zone=zone.id)}</li>")
         floors.append(
             f"<section><h2>{_both(floor.name.zh, floor.name.en)}</h2>"
-            f"<p>{_link('/board', '整层大屏', 'Floor board', floor=floor.number)}</p>"
+            f"<p>{_link('board', '整层大屏', 'Floor board', floor=floor.number)}</p>"
             f"<ul>{''.join(zones)}</ul></section>")
     options = "".join(f'<option value="{w.id}">{html.escape(w.display)} · '
                       f'{html.escape(hall.zones_by_id[w.zone].name.zh)}</option>' for w in hall.windows)
@@ -403,7 +404,7 @@ def index_html(hall: Hall) -> str:
 <html lang="zh-CN"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{html.escape(name.zh)} · {html.escape(name.en)}</title>
-<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">
+<link rel="icon" href="static/favicon.svg" type="image/svg+xml">
 <style>
 body {{ font: 18px/1.5 system-ui, "Noto Sans CJK SC", sans-serif; margin: 2rem auto; max-width: 60rem;
        padding: 0 1rem; color: #1b1b1b; }}
@@ -417,18 +418,18 @@ input, button {{ font: inherit; padding: .3rem .6rem; }}
 <p>每个页面会询问设备令牌（或在地址后加 <code>?token=…</code>）。
 <span class="en">Each page asks for its device token (or add <code>?token=…</code> to its address).</span></p>
 <section><h2>{_both('窗口', 'Windows')}</h2>
-<form action="/led" method="get">
+<form action="led" method="get">
 <label for="window">{_both('窗口号', 'Window')}</label>
 <input id="window" name="window" list="windows" inputmode="numeric" required value="{first}">
 <datalist id="windows">{options}</datalist>
 <button type="submit">{_both(*PAGES['led'][2:])}</button>
-<button type="submit" formaction="/clerk">{_both(*PAGES['clerk'][2:])}</button>
+<button type="submit" formaction="clerk">{_both(*PAGES['clerk'][2:])}</button>
 </form></section>
-<section><h2>{_both('取号', 'Tickets')}</h2><p>{_link('/kiosk', *PAGES['kiosk'][2:])}</p></section>
-<section><h2>{_both('管理', 'Managers')}</h2><p>{_link('/manager', *PAGES['manager'][2:])}</p></section>
+<section><h2>{_both('取号', 'Tickets')}</h2><p>{_link('kiosk', *PAGES['kiosk'][2:])}</p></section>
+<section><h2>{_both('管理', 'Managers')}</h2><p>{_link('manager', *PAGES['manager'][2:])}</p></section>
 {''.join(floors)}
-<section><p><small><a href="/api/hall">/api/hall</a> · <a href="/healthz">/healthz</a> ·
-<a href="/readyz">/readyz</a></small></p></section>
+<section><p><small><a href="api/hall">/api/hall</a> · <a href="healthz">/healthz</a> ·
+<a href="readyz">/readyz</a></small></p></section>
 </body></html>
 """
 
