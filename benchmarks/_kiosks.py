@@ -43,6 +43,7 @@ class Kiosk:
         self._prefix = secrets.token_hex(8)
         self.sent: dict[int, float] = {}
         self.rejected: dict[str, int] = {}
+        self.closed: str | None = None  # why the server closed it, in a :func:`closed_loop` that drops closed ones
         self._reader = FrameReader(max_message=MAX_MESSAGE, client_frames=False)
         self._pending = [trailing] if trailing else []
         self._next = 0
@@ -148,3 +149,46 @@ class Kiosk:
     async def _write(self, data: bytes) -> None:
         await self.stream.send_all(data)
 
+
+
+async def closed_loop(kiosks: list[Kiosk], seconds: float, pipeline: int, *,
+                      drop_closed: bool = False) -> tuple[int, float, list[float]]:
+    """(acks, elapsed s, latencies s) with *pipeline* requests in flight per connection: one
+    new request per answer, all in one write, until *seconds* have passed.
+
+    With *drop_closed*, a connection the server closes (e.g. its hall's server stopped: it lost
+    the hall's lease) drops out of the loop, the reason in ``kiosk.closed``, and the others go
+    on; without it, the :class:`KioskError` ends the run.
+    """
+    acks = 0
+    latencies: list[float] = []
+    start = trio.current_time()
+    deadline = start + seconds
+
+    async def connection(kiosk: Kiosk) -> None:
+        nonlocal acks
+        if kiosk.closed:
+            return
+        await kiosk.send_requests(pipeline, trio.current_time())
+        outstanding = pipeline
+        while outstanding:
+            try:
+                replies = await kiosk.receive()
+            except KioskError as exc:
+                if not drop_closed:
+                    raise
+                kiosk.closed = str(exc)
+                return
+            now = trio.current_time()
+            accepted = kiosk.latencies(replies, now)
+            acks += len(accepted)
+            latencies.extend(accepted)
+            outstanding -= len(replies)
+            if now < deadline:
+                await kiosk.send_requests(len(replies), now)
+                outstanding += len(replies)
+
+    async with trio.open_nursery() as nursery:
+        for kiosk in kiosks:
+            nursery.start_soon(connection, kiosk)
+    return acks, trio.current_time() - start, latencies

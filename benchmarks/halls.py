@@ -39,7 +39,7 @@ import trio
 
 from callsys.network import Network, load_network
 
-from ._kiosks import Kiosk, KioskError
+from ._kiosks import Kiosk, closed_loop
 from ._redis import RedisServer
 from ._report import Row, parser, report, row
 from ._server import _lines, cpu_seconds
@@ -99,44 +99,6 @@ async def wait_owned(url: str, members: int) -> dict[str, Any]:
             await trio.sleep(POLL_S)
 
 
-async def closed_loop(kiosks: list[Kiosk], seconds: float, pipeline: int) -> tuple[int, float, list[float]]:
-    """(acks, elapsed s, latencies s) with *pipeline* requests in flight per connection.
-
-    A connection the server closes (its hall's server stopped: it lost the hall's lease) drops
-    out of the loop and into ``kiosk.closed``; the others go on.
-    """
-    acks = 0
-    latencies: list[float] = []
-    start = trio.current_time()
-    deadline = start + seconds
-
-    async def connection(kiosk: Kiosk) -> None:
-        nonlocal acks
-        if getattr(kiosk, "closed", None):
-            return
-        await kiosk.send_requests(pipeline, trio.current_time())
-        outstanding = pipeline
-        while outstanding:
-            try:
-                replies = await kiosk.receive()
-            except KioskError as exc:
-                kiosk.closed = str(exc)  # type: ignore[attr-defined]
-                return
-            now = trio.current_time()
-            accepted = kiosk.latencies(replies, now)
-            acks += len(accepted)
-            latencies.extend(accepted)
-            outstanding -= len(replies)
-            if now < deadline:
-                await kiosk.send_requests(len(replies), now)
-                outstanding += len(replies)
-
-    async with trio.open_nursery() as nursery:
-        for kiosk in kiosks:
-            nursery.start_soon(connection, kiosk)
-    return acks, trio.current_time() - start, latencies
-
-
 async def connect_all(network: Network, urls: dict[str, str], per_hall: int) -> list[Kiosk]:
     """*per_hall* kiosk connections to every hall, hall *h* at ``urls[h]`` (a router's http URL)."""
     kiosks = []
@@ -174,12 +136,12 @@ async def one_case(network: Network, server: RedisServer, tmp: Path, processes: 
         figures: dict[str, Any] = {"settle_s": settle_s, "shares": shares}
         for phase, urls in (("owner", by_owner), ("any", {h.id: spawned[0][1] for h in network.halls})):
             kiosks = await connect_all(network, urls, per_hall)
-            await closed_loop(kiosks, WARMUP_S, pipeline)
+            await closed_loop(kiosks, WARMUP_S, pipeline, drop_closed=True)
             cpu_before = [cpu_seconds(p.pid) for p, _ in spawned]
-            acks, elapsed, latencies = await closed_loop(kiosks, span, pipeline)
+            acks, elapsed, latencies = await closed_loop(kiosks, span, pipeline, drop_closed=True)
             cpu = sum(cpu_seconds(p.pid) for p, _ in spawned) - sum(cpu_before)
             rejected = sum(sum(k.rejected.values()) for k in kiosks)
-            closed = [k.closed for k in kiosks if getattr(k, "closed", None)]
+            closed = [k.closed for k in kiosks if k.closed]
             await close_all(kiosks)
             figures[phase] = {"tickets_per_s": acks / elapsed, "p99_ms": _ms(latencies, 99),
                               "server_cpu": 100 * cpu / elapsed, "rejected": rejected, "closed": closed}

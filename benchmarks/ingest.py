@@ -34,7 +34,7 @@ from callsys.client import connect
 from callsys.hall import load_hall
 from callsys.log import open_store
 
-from ._kiosks import Kiosk
+from ._kiosks import Kiosk, closed_loop
 from ._redis import RedisServer
 from ._report import Row, parser, report, row
 from ._server import cpu_seconds, spawn_server
@@ -85,30 +85,7 @@ class Load:
 
     async def closed_loop(self, seconds: float, pipeline: int) -> tuple[int, float, list[float]]:
         """(acks, elapsed s, latencies s) with *pipeline* requests in flight per connection."""
-        acks = 0
-        latencies: list[float] = []
-        start = trio.current_time()
-        deadline = start + seconds
-
-        async def connection(kiosk: Kiosk) -> None:
-            nonlocal acks
-            await kiosk.send_requests(pipeline, trio.current_time())
-            outstanding = pipeline
-            while outstanding:
-                replies = await kiosk.receive()
-                now = trio.current_time()
-                accepted = kiosk.latencies(replies, now)
-                acks += len(accepted)
-                latencies.extend(accepted)
-                outstanding -= len(replies)
-                if now < deadline:  # one new request per answer, all in one write
-                    await kiosk.send_requests(len(replies), now)
-                    outstanding += len(replies)
-
-        async with trio.open_nursery() as nursery:
-            for kiosk in self.kiosks:
-                nursery.start_soon(connection, kiosk)
-        return acks, trio.current_time() - start, latencies
+        return await closed_loop(self.kiosks, seconds, pipeline)
 
     async def open_loop(self, rate: float, seconds: float) -> tuple[list[float], float]:
         """(latencies s from the scheduled send, achieved acks/s) at a fixed offered *rate*.
