@@ -166,3 +166,19 @@ def captured_log(level: int, name: str = "callsys.server") -> Iterator[list[logg
     finally:
         logger.removeHandler(handler)
         logger.setLevel(before)
+
+
+async def http_get(port: int, target: str) -> tuple[int, dict[str, str], bytes]:
+    """``GET target`` on 127.0.0.1:*port* with ``Connection: close`` on a new connection:
+    ``(status, headers, body)`` (read until the server closes). For a process's own port
+    (another process, a router, a standby), where no :class:`CallsysServer` object is at hand."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        await stream.send_all(f"GET {target} HTTP/1.1\r\nhost: callsys\r\nconnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := await stream.receive_some():
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers = {name.lower(): value for name, value in (line.split(": ", 1) for line in lines[1:])}
+    return int(lines[0].split()[1]), headers, body

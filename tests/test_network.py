@@ -31,7 +31,7 @@ from callsys.server.network import NetworkNode, assign, membership_keys, serve_n
 from callsys.tokens import sample_token_roles
 from conftest import CONFIG
 from redis_support import raw, redis_server, redis_url  # noqa: F401  (fixtures)
-from server_support import SECRET, START, TOKENS, guard
+from server_support import SECRET, START, TOKENS, guard, http_get
 
 BAOAN = CONFIG / "baoan.toml"
 
@@ -125,20 +125,6 @@ def test_a_member_coming_or_going_moves_only_its_own_halls():
 
 
 # ---------------------------------------------------------------------- processes on one Redis
-
-
-async def http_get(port: int, target: str) -> tuple[int, dict[str, str], bytes]:
-    """``GET target`` on 127.0.0.1:*port*: ``(status, headers, body)`` (read until the server closes)."""
-    stream = await trio.open_tcp_stream("127.0.0.1", port)
-    async with stream:
-        await stream.send_all(f"GET {target} HTTP/1.1\r\nhost: callsys\r\n\r\n".encode())
-        data = b""
-        while chunk := await stream.receive_some():
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode().split("\r\n")
-    headers = {name.lower(): value for name, value in (line.split(": ", 1) for line in lines[1:])}
-    return int(lines[0].split()[1]), headers, body
 
 
 async def start_node(nursery: trio.Nursery, network: Network, store: str, member: str,

@@ -21,7 +21,7 @@ from benchmarks._redis import RedisServer
 from benchmarks.failover import SERVICES, check, serve_args, spawn
 from callsys.client import ClientError, connect
 from callsys.log.redis import RedisLog, RedisUnreachable, Timeouts
-from server_support import TOKENS, guard
+from server_support import TOKENS, guard, http_get
 
 RESTART_AFTER = 60  # tickets acknowledged before Redis is restarted
 THEN = 60  # tickets acknowledged after the restart: the server resumed by itself
@@ -75,22 +75,10 @@ class Burst:
                 group.start_soon(one_client, c)
 
 
-async def http_get(port: int, target: str) -> tuple[int, bytes]:
-    """``GET target`` on 127.0.0.1:*port* (``Connection: close``): ``(status, body)``."""
-    stream = await trio.open_tcp_stream("127.0.0.1", port)
-    async with stream:
-        await stream.send_all(f"GET {target} HTTP/1.1\r\nhost: callsys\r\nconnection: close\r\n\r\n".encode())
-        data = b""
-        while chunk := await stream.receive_some():
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    return int(head.split(b" ", 2)[1]), body
-
-
 async def readyz_until(port: int, ready: bool) -> dict:
     """Poll ``/readyz`` until it says *ready*; its body."""
     while True:
-        status, body = await http_get(port, "/readyz")
+        status, _, body = await http_get(port, "/readyz")
         answer = json.loads(body)
         if answer["ready"] is ready:
             assert status == (200 if ready else 503)
@@ -218,7 +206,7 @@ async def test_a_short_redis_pause_delays_a_command_and_readyz_says_why(tmp_path
                         answer = await readyz_until(port, False)
                         assert answer["reason"] == "store_unreachable"
                         assert f"store {redis_server.url}: Redis has" in answer["detail"]
-                        status, body = await http_get(port, "/healthz")
+                        status, _, body = await http_get(port, "/healthz")
                         assert status == 200 and json.loads(body)["status"] == "ok"
                         assert answers == []  # waiting for Redis
                         redis_server.process.send_signal(signal.SIGCONT)
