@@ -370,6 +370,25 @@ async def test_the_public_endpoints_are_rate_limited_per_address(nursery, hall_w
     server.shutdown()
 
 
+@guard()
+async def test_a_trusted_proxy_s_x_forwarded_for_names_the_address_that_is_limited(nursery, hall_with_clients,
+                                                                                  tmp_path):
+    """Through a trusted proxy (loopback: e.g. a standby forwarding to its owner) the public
+    limits count the address the proxy names last in X-Forwarded-For, not the proxy's."""
+    server = await start_server(nursery, hall_with_clients, tmp_path / "hall.db", api_public_rate_per_s=0.001,
+                                api_public_burst=1)
+    door = qrcodes.door_code(qr_key(), "demo", "main", server.clock.now(), 300)
+    async with api(server, key=None) as phones:
+        def take(address: str):
+            return phones.post("/tickets", json={"service": "SOC", "door_code": door},
+                               headers={"x-forwarded-for": f"198.51.100.9, {address}"})
+
+        assert (await take("203.0.113.1")).status_code == 201
+        error_of(await take("203.0.113.1"), 429, "rate_limited")
+        assert (await take("203.0.113.2")).status_code == 201  # another phone behind the same proxy
+    server.shutdown()
+
+
 # ---------------------------------------------------------------------- resident ids
 
 SENIOR_ID = "110101195001010017"  # born 1950-01-01: 76 on the test day

@@ -3,8 +3,8 @@ redis-server, in this process — the first owns the hall, the second follows it
 
 Displays, LEDs and phones on the standby see the owner's calls live; commands sent to the
 standby are forwarded to the owner and answered as the owner answers them (``ok`` with the
-owner's ``seq``, typed errors that change nothing); the HTTP API's writes answer 503 naming
-the owner; ``/healthz`` and ``/readyz`` name the role; when the owner stops, the standby takes
+owner's ``seq``, typed errors that change nothing); the HTTP API's writes are forwarded to
+the owner too; ``/healthz`` and ``/readyz`` name the role; when the owner stops, the standby takes
 over in place and its clients stay connected. (Killing the owner with SIGKILL, with real
 processes: ``tests/test_redis_standby.py``.)
 """
@@ -24,6 +24,7 @@ import pytest
 import trio
 
 from api_support import KEY
+from benchmarks._redis import free_port
 from callsys.client import RequestFailed, connect_device
 from callsys.clock import ScaledClock
 from callsys.hall import Integration
@@ -114,7 +115,7 @@ async def test_commands_on_the_standby_are_answered_by_the_owner(pair):
 
 
 @guard(60)
-async def test_health_and_readiness_name_the_role_and_api_writes_on_a_standby_point_to_the_owner(pair):
+async def test_health_and_readiness_name_the_role_and_api_writes_on_a_standby_are_forwarded(pair):
     owner, second = pair
     async with httpx.AsyncClient() as http:
         for server, role in ((owner, "owner"), (second, "standby")):
@@ -123,14 +124,25 @@ async def test_health_and_readiness_name_the_role_and_api_writes_on_a_standby_po
             assert health == {"status": "ok", "role": role, "owner": owner.owner_id, "owner_url": owner.url}
             ready = await http.get(f"{base}/readyz")
             assert ready.status_code == 200 and ready.json()["ready"] is True and ready.json()["role"] == role
-        refused = await http.post(f"http://127.0.0.1:{second.port}/api/v1/tickets", json={"service": "SOC"},
+        headers = {"x-api-key": KEY, "idempotency-key": "api-1"}
+        taken = await http.post(f"http://127.0.0.1:{second.port}/api/v1/tickets", json={"service": "SOC"},
+                                headers=headers)
+        assert taken.status_code == 201, taken.text  # executed by the owner, its answer unchanged
+        ticket = taken.json()
+        assert owner.engine.state.tickets[ticket["ticket"]].number == ticket["number"]
+        again = await http.post(f"http://127.0.0.1:{owner.port}/api/v1/tickets", json={"service": "SOC"},
+                                headers=headers)  # the same key at the owner: the same ticket, executed once
+        assert (again.status_code, again.json()["ticket"]) == (201, ticket["ticket"])
+        invalid = await http.post(f"http://127.0.0.1:{second.port}/api/v1/tickets", json={"service": "SOC", "x": 1},
                                   headers={"x-api-key": KEY})
+        assert invalid.status_code == 422  # refused by the standby itself: nothing forwarded
+        second.owner_url = f"ws://127.0.0.1:{free_port()}/ws"  # the owner unreachable (as while it dies)
+        refused = await http.post(f"http://127.0.0.1:{second.port}/api/v1/tickets", json={"service": "SOC"},
+                                  headers={"x-api-key": KEY, "idempotency-key": "api-2"})
         assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
         error = refused.json()["error"]
-        assert error["code"] == "unavailable" and error["details"]["owner_url"] == owner.url
-        taken = await http.post(f"http://127.0.0.1:{owner.port}/api/v1/tickets", json={"service": "SOC"},
-                                headers={"x-api-key": KEY})
-        assert taken.status_code == 201
+        assert error["code"] == "unavailable" and error["details"]["retry"] is True
+        assert len(owner.engine.state.tickets) == 1  # nothing executed twice, nothing executed unanswered
 
 
 @guard(60)

@@ -146,7 +146,7 @@ def build_api(server: "CallsysServer") -> FastAPI:
     def acting(request: Request, key: str | None, tid: int, secret: str | None) -> tuple[Caller, int]:
         """Who acts on ticket *tid*: the API client of *key* (rate limit taken) that took or
         booked it, or — with no key — whoever holds the ticket's *secret* (limited per address)."""
-        caller = gate.client(key) if key is not None or secret is None else gate.public(_host(request))
+        caller = gate.client(key) if key is not None or secret is None else gate.public(_host(request, server))
         return caller, owned(caller, tid, secret)
 
     def namespace(caller: Caller, tid: int) -> str:
@@ -254,7 +254,7 @@ def build_api(server: "CallsysServer") -> FastAPI:
     @app.get("/qr/{payload}", response_model=QrOut, responses=ERRORS, tags=["tickets"],
              summary="PUBLIC: verify a ticket or appointment QR code; the ticket and its secret, for the phone page")
     async def qr_lookup(request: Request, payload: Annotated[str, PathParam(max_length=qrcodes.MAX_PAYLOAD)]) -> Response:
-        gate.public(_host(request))
+        gate.public(_host(request, server))
         claim = qrcodes.verify(qr_key, hall.id, payload, server.clock.now(), {qrcodes.TICKET, qrcodes.APPOINTMENT})
         tid = _ticket_of(claim)
         return answer({"ticket": tid, "secret": phone_secret(server.secret, hall.id, tid),
@@ -272,7 +272,7 @@ def build_api(server: "CallsysServer") -> FastAPI:
     async def take(request: Request, body: TicketRequest, idempotency_key: IdempotencyKey = None,
                    key: ApiKey = None) -> Response:
         if body.door_code is not None:  # a phone on site: PUBLIC, limited per address
-            host = _host(request)
+            host = _host(request, server)
             gate.public(host)
             qrcodes.verify(qr_key, hall.id, body.door_code, server.clock.now(), {qrcodes.DOOR})
             namespace = f"door:{address_key(host)}"
@@ -289,5 +289,11 @@ def build_api(server: "CallsysServer") -> FastAPI:
     return app
 
 
-def _host(request: Request) -> str:
-    return request.client.host if request.client is not None else "?"
+def _host(request: Request, server: "CallsysServer") -> str:
+    """The client's address: the peer's, or the one a trusted proxy (e.g. a standby forwarding
+    to the owner, :mod:`.forward`) names last in ``X-Forwarded-For``."""
+    peer = request.client.host if request.client is not None else "?"
+    forwarded = request.headers.get("x-forwarded-for")
+    if forwarded and server.admission.is_trusted(peer):
+        return forwarded.rsplit(",", 1)[-1].strip() or peer
+    return peer

@@ -299,6 +299,7 @@ def build_app(server: CallsysServer, routes: Sequence[BaseRoute] = (), *,
         await websocket.send_denial_response(PlainTextResponse(body, status_code=status))
 
     from ..api import BASE, build_api, outer_not_found  # the API imports the server's parts: not at load
+    from ..api.forward import ForwardToOwner
 
     return Starlette(routes=[
         Route("/", index, name="index"),
@@ -308,7 +309,7 @@ def build_app(server: CallsysServer, routes: Sequence[BaseRoute] = (), *,
         Route("/healthz", healthz, name="healthz"),
         Route("/readyz", readyz, name="readyz"),
         Route(PATH, websocket_endpoint),
-        Mount(BASE, build_api(server), name="api"),
+        Mount(BASE, ForwardToOwner(build_api(server), server), name="api"),  # a standby forwards its writes
         *routes,
         WebSocketRoute("/{path:path}", websocket_elsewhere),
     ], exception_handlers={404: outer_not_found})

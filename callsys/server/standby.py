@@ -24,11 +24,10 @@ start, and
   limits, dedupes idempotency keys and decides, so the answer is the one it would give a
   client connected to it. A forwarded ``ok`` is sent once this process has applied its
   ``seq`` (at most :data:`~callsys.server.relay.FOLLOW_WAIT_S` later), so what the client asks next reflects it.
-  The HTTP API's writes on a standby answer 503 ``unavailable`` with ``Retry-After`` and the
-  owner's URL (``details.owner_url``): an integration retries there (or through a balancer
-  that reads ``/readyz``). They are not proxied: the API's public endpoints (a phone taking
-  a number with the door code) limit per client address, and through a proxy every phone
-  would count as the standby's address.
+  The HTTP API's writes are checked here as on the owner (API key, rate limits, validation),
+  then sent to the owner's HTTP port with ``X-Forwarded-For`` naming the client, and the
+  owner's answer is returned unchanged (:mod:`callsys.api.forward`); the owner counts the
+  client's address when the standby is one of its ``trusted_proxies``.
 * **takes over** in place: it tries the lease every :data:`FOLLOW_BLOCK_S`. When the owner
   stops cleanly it releases the lease and a standby takes it at once; when the owner dies,
   the lease expires after :data:`~callsys.log.redis.LEASE_TTL_S` and a standby takes it
