@@ -23,7 +23,8 @@ Commands go through :meth:`CallsysServer.execute` exactly like the WebSocket han
 engine, one log, one idempotency table. The answer to a command is sent only once its events
 are durable (``await pending.wait()``); if the log fails meanwhile the server stops and the
 answer is ``unavailable`` (503). A repeated ``Idempotency-Key`` answers with the same status
-and the ticket as it stands now; the command ran once.
+and the ticket as it stands now; the command ran once. On a standby of a hall on a Redis store
+a write is forwarded to the hall's owner (:mod:`.forward`) and the owner's answer returned.
 """
 
 import hmac
