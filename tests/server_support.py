@@ -19,6 +19,7 @@ busy), so nothing here waits for time to pass:
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import math
 import threading
@@ -182,3 +183,17 @@ async def http_get(port: int, target: str) -> tuple[int, dict[str, str], bytes]:
     lines = head.decode().split("\r\n")
     headers = {name.lower(): value for name, value in (line.split(": ", 1) for line in lines[1:])}
     return int(lines[0].split()[1]), headers, body
+
+
+READYZ_POLL_S = 0.05  # between /readyz requests while waiting for it to change (a poll, not a limit)
+
+
+async def readyz_until(port: int, ready: bool) -> dict:
+    """Poll ``/readyz`` on 127.0.0.1:*port* until it says *ready*; its body."""
+    while True:
+        status, _, body = await http_get(port, "/readyz")
+        answer = json.loads(body)
+        if answer["ready"] is ready:
+            assert status == (200 if ready else 503)
+            return answer
+        await trio.sleep(READYZ_POLL_S)

@@ -12,6 +12,7 @@ import json
 import signal
 from functools import partial
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import trio
@@ -31,7 +32,7 @@ from callsys.server.network import NetworkNode, assign, membership_keys, serve_n
 from callsys.tokens import sample_token_roles
 from conftest import CONFIG
 from redis_support import raw, redis_server, redis_url  # noqa: F401  (fixtures)
-from server_support import SECRET, START, TOKENS, guard, http_get
+from server_support import SECRET, START, TOKENS, guard, http_get, readyz_until
 
 BAOAN = CONFIG / "baoan.toml"
 
@@ -347,9 +348,11 @@ async def test_a_killed_process_loses_no_acknowledged_ticket_and_its_halls_move(
         (a, member_a, url_a), (b, member_b, url_b) = processes
         owner = {h: assign([member_a, member_b], h) for h in halls}
         assert set(owner.values()) == {member_a, member_b}
-        for h in halls:  # each hall listening in the process that owns it (the other may have had it first)
+        for h in halls:  # each hall owned by the process it is assigned to (the other may have had it first)
             served = a if owner[h] == member_a else b
-            await wait_after(served, 0, f"/ws hall={h} windows=")
+            await wait_after(served, 0, f"event=owner hall={h} ")
+        for url in (url_a, url_b):  # and each router routing its whole share (marked served at a heartbeat)
+            await readyz_until(urlsplit(url).port, True)
 
         acked: dict[tuple[str, str], str] = {}  # (hall, key) -> number
         for h in halls:
@@ -365,7 +368,8 @@ async def test_a_killed_process_loses_no_acknowledged_ticket_and_its_halls_move(
         await wait_after(a, mark, f"left=\"[\\\"{member_b}\\\"]\"")
         moved = [h for h in halls if owner[h] == member_b]
         for h in moved:
-            await wait_after(a, mark, f"/ws hall={h} windows=")
+            await wait_after(a, mark, f"event=owner hall={h} ")
+        await readyz_until(urlsplit(url_a).port, True)
         for h in halls:  # through the survivor: a retried key answers its ticket; a new one follows on
             async with connect_device(f"ws{url_a.removeprefix('http')}/halls/{h}/ws", role="kiosk",
                                       token=TOKENS["kiosk"]) as kiosk:

@@ -21,7 +21,7 @@ from benchmarks._redis import RedisServer
 from benchmarks.failover import SERVICES, check, serve_args, spawn
 from callsys.client import ClientError, connect
 from callsys.log.redis import RedisLog, RedisUnreachable, Timeouts
-from server_support import TOKENS, guard, http_get
+from server_support import TOKENS, guard, http_get, readyz_until
 
 RESTART_AFTER = 60  # tickets acknowledged before Redis is restarted
 THEN = 60  # tickets acknowledged after the restart: the server resumed by itself
@@ -73,17 +73,6 @@ class Burst:
         async with trio.open_nursery() as group:
             for c in range(clients):
                 group.start_soon(one_client, c)
-
-
-async def readyz_until(port: int, ready: bool) -> dict:
-    """Poll ``/readyz`` until it says *ready*; its body."""
-    while True:
-        status, _, body = await http_get(port, "/readyz")
-        answer = json.loads(body)
-        if answer["ready"] is ready:
-            assert status == (200 if ready else 503)
-            return answer
-        await trio.sleep(READYZ_POLL_S)
 
 
 def port_of(url: str) -> int:

@@ -411,6 +411,8 @@ class CallsysServer:
         """Start what only the owner runs: webhook deliveries and the automatic regulation."""
         if self.webhooks is not None:
             self._services.start_soon(self.webhooks.run)
+        if self.hall.regulation.auto:
+            self._services.start_soon(self._regulate)
 
     def _resume_webhooks(self) -> None:
         """A standby taking over delivers from the cursors file as the old owner left it (when
