@@ -15,7 +15,8 @@ from redis.exceptions import MovedError
 
 from benchmarks._redis import Certificates, RedisCluster, RedisServer, free_port
 from callsys import TakeNumber
-from callsys.log import LogError, StoreDamaged, StoreFenced, StoreInUse, StoreLost, StoreRefused, open_journal, open_store
+from callsys.log import (LogError, StoreDamaged, StoreFenced, StoreInUse, StoreLost, StoreRefused, open_journal,
+                         open_store)
 from callsys.log.redis import RedisLog, Timeouts, keys, lease_key, parse_url
 from conftest import hall_time
 from redis_support import raw, redis_server, redis_url  # noqa: F401  (fixtures)
@@ -428,3 +429,22 @@ async def test_renewals_and_idle_checks_need_no_worker_thread(redis_server, redi
                 limiter.release_on_behalf_of(borrower)
         await store.aclose()
         client.close()
+
+
+async def test_a_unix_socket_url_commits_renews_and_checks_over_the_socket(tmp_path):
+    """``unix://``: the commit's connection and the renewals' and checks' connection open the
+    socket too (and redis-py's client for the rest)."""
+    socket = tmp_path / "redis.sock"
+    with RedisServer.start(tmp_path / "redis", "--unixsocket", str(socket), "--unixsocketperm", "700") as server:
+        store = await open_store(f"unix://{socket}?db=2", "demo")
+        client = redis.Redis(port=server.port, db=2)
+        try:
+            assert isinstance(store, RedisLog) and await store.acquire("A", 60.0) == 1
+            assert await store.append([b"a"]) == 1
+            await store.renew(60.0)
+            await store.verify()
+            assert await store.read(0, limit=10) == [(1, b"a")]
+            assert client.get(lease_key("demo")) == b"A" and client.pttl(lease_key("demo")) > 50_000
+        finally:
+            await store.aclose()
+            client.close()

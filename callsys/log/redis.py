@@ -67,26 +67,38 @@ after the script returned. Replicas are not waited for (``WAITAOF`` needs Redis 
 machine has 7.0): after a Sentinel failover, events the old master had not yet sent to the
 new one are lost, so run Sentinel with ``min-replicas-to-write`` or accept that window.
 While idle, :meth:`RedisLog.verify` (every second, from the journal) checks the hall's
-``last`` and the durability settings again: keys that vanished (``FLUSHALL``, a restart
+``last`` and the durability settings again (of the node that holds the hall: in a Cluster,
+its slot's primary, the one its writes go to): keys that vanished (``FLUSHALL``, a restart
 without the AOF), another writer, or ``appendfsync`` turned down at run time stop the server
 (:class:`StoreLost` / :class:`StoreInUse`) before it acknowledges anything more.
 
-**Where the calls run.** The event loop never waits on Redis. Opening, recovery reads,
-snapshots and the idle checks use redis-py's synchronous client in a worker thread, one
-call at a time per store (``trio.to_thread.run_sync`` with a ``CapacityLimiter(1)``). The
-group commit does not: it is one ``EVALSHA`` written and answered on a trio socket of its
-own (:class:`_Writer`: the command packed by redis-py's RESP serializer, the one-line reply
-read on the loop), to the node that holds the hall (the Sentinel's current master, the
-Cluster node of the hall's slot). Why not the thread for the commit too: the reason the
-file store commits on the loop (:mod:`callsys.log.sqlite`) holds for redis-py as well —
-a worker thread must win the GIL back from the busy loop at every step of its Python code
-(packing the batch, parsing the reply), up to the 5 ms switch interval each, and its result
-waits for the loop's next turn. Instrumented under ``python -m benchmarks.ingest --store
-redis`` (load average ~5), thread commits took 2-50 ms inside the thread but 20-240 ms as
-the loop saw them: up to ~200 ms before the thread started and ~180 ms before its result
-was picked up. On the loop, a commit is packing plus one ``send`` and one ``recv``. Whole
-``benchmarks.ingest`` runs did not separate the two versions beyond the shared machine's
-noise (``docs/performance.md``).
+**Where the calls run.** The event loop never waits on Redis. The calls a store makes once
+or now and then — opening, recovery reads, snapshots, taking and releasing the lease, a
+standby's look at the lease holder — use redis-py's synchronous client in a worker thread,
+one call at a time per store (``trio.to_thread.run_sync`` with a ``CapacityLimiter(1)``);
+a standby's ``XREAD BLOCK`` has a client and a thread of its own. The calls an owner makes
+for as long as it owns the hall do not: the group commit, the lease's renewals
+(:meth:`RedisLog.renew`, with its refused path: read the hall's token, raise
+:class:`StoreFenced`) and the idle checks (:meth:`RedisLog.verify`) are written and answered
+on trio sockets of the store's own (:class:`_Connection`: the command packed by redis-py's
+RESP serializer, the reply parsed on the loop), to the node that holds the hall (the URL's
+node, the Cluster node of the hall's slot — both known without a round trip — or the master
+the Sentinels name when the connection opens, asked in a worker thread). Two connections:
+one for the appends (``EVALSHA`` of :data:`APPEND_SCRIPT`), one for the renewals and idle
+checks with the probe timeouts (below), so a stalled append never holds a renewal up.
+
+Why not threads: the reason the file store commits on the loop (:mod:`callsys.log.sqlite`)
+holds for redis-py as well — a worker thread must win the GIL back from the busy loop at
+every step of its Python code (packing the command, parsing the reply), up to the 5 ms
+switch interval each, and its result waits for the loop's next turn. Instrumented under
+``python -m benchmarks.ingest --store redis`` (load average ~5), thread commits took 2-50 ms
+inside the thread but 20-240 ms as the loop saw them: up to ~200 ms before the thread
+started and ~180 ms before its result was picked up. On the loop, a call is packing plus
+one ``send`` and one ``recv``. For the commit, whole ``benchmarks.ingest`` runs did not
+separate the two versions beyond the shared machine's noise; for the renewals they do: a
+network process (:mod:`callsys.server.network`) owning 133 halls makes ~400 renewals and
+checks a second, which as thread calls cost its idle loop 0.36 of a core and, under load,
+came so late that halls' leases expired (``docs/performance.md``).
 
 **Outages** (a Redis restart on its AOF, a pause): every call is bounded (:class:`Timeouts`).
 An append waits for Redis up to :data:`OUTAGE_S`, the lease's TTL: a refused or dropped
@@ -97,17 +109,21 @@ the store raises :class:`RedisUnreachable` and stays stopped (the journal fails 
 server: fail-stop). Why the TTL: an owner that cannot reach Redis for that long has lost
 its lease anyway (:func:`callsys.server.standby.keep_lease` stops it), and a standby may
 own the hall by the time Redis is back. The lease's renewals and the idle checks
-(:meth:`RedisLog.verify`, which tolerates failures for the same bound) run on a client of
-their own with :data:`PROBE_TIMEOUT_S` timeouts, outside the store's one-call-at-a-time
-thread, so a stalled call elsewhere does not hold them up. :meth:`RedisLog.unavailable`
-says, for ``/readyz``, whether the last call found Redis unreachable or a call has waited
-longer than :data:`PROBE_TIMEOUT_S`. The other calls (recovery reads, snapshots) take
+(:meth:`RedisLog.verify`, which tolerates failures for the same bound) run on their own
+connection: an attempt (connecting if need be, the command, its reply) gets twice
+:data:`PROBE_TIMEOUT_S` (to connect, then to answer), a failed one is retried
+:data:`PROBE_RETRIES` time(s) on a new connection, and then the call fails with
+:class:`RedisUnreachable` (:func:`callsys.server.standby.keep_lease` renews again until the
+lease would have expired). :meth:`RedisLog.unavailable` says, for ``/readyz``, whether the
+last call found Redis unreachable or a call has waited longer than :data:`PROBE_TIMEOUT_S`.
+The other calls (recovery reads, snapshots) take
 :data:`CONNECT_TIMEOUT_S` to connect, :data:`SOCKET_TIMEOUT_S` per reply and :data:`RETRIES`
 retries; then the store raises :class:`LogError` (:class:`RedisUnreachable` when Redis did not
 answer) naming the URL (password hidden) and Redis's own error. A ``MOVED``
-answer (the hall's slot moved to another Cluster node while open) stops the store the same
-way; a restart finds the new node. ``rediss://`` URLs take redis-py's ``ssl_*`` query
-settings (e.g. ``?ssl_ca_certs=/etc/callsys/redis-ca.pem``) for every connection.
+answer to an append, a renewal or an idle check (the hall's slot moved to another Cluster
+node while open) stops the store the same way; a restart finds the new node. ``rediss://``
+URLs take redis-py's ``ssl_*`` query settings (e.g. ``?ssl_ca_certs=/etc/callsys/redis-ca.pem``)
+for every connection.
 """
 
 from __future__ import annotations
@@ -146,7 +162,7 @@ LEASE_TTL_S: Final = 2.0  # seconds a hall's lease lives without renewal: a dead
 RENEW_EVERY_S: Final = 0.5  # seconds between the owner's renewals (a quarter of the TTL: three may fail)
 OUTAGE_S: Final = LEASE_TTL_S  # seconds an append waits for an unreachable Redis, reconnecting, before it fails
 RECONNECT_CAP_S: Final = 0.1  # seconds between an append's reconnection attempts at most (resumes this soon)
-PROBE_TIMEOUT_S: Final = 0.5  # seconds to connect and per reply for lease renewals and idle checks
+PROBE_TIMEOUT_S: Final = 0.5  # seconds to connect plus as many for the reply: a renewal's or idle check's attempt
 PROBE_RETRIES: Final = 1  # retries of a renewal or idle check whose connection failed (a pooled one went stale)
 
 # KEYS: meta, events. ARGV: app, schema, hall. Creates the marks of a new hall; returns the meta hash.
