@@ -448,3 +448,22 @@ async def test_a_unix_socket_url_commits_renews_and_checks_over_the_socket(tmp_p
         finally:
             await store.aclose()
             client.close()
+
+
+async def test_a_process_that_finds_the_lease_held_does_not_take_the_owners_appends_for_a_rival(redis_url):
+    """A network process starting a hall whose lease another process still holds: ``serve``'s
+    journal checks the store every second from the moment it opens, before the server starts
+    following. The owner's appends in that window stopped the hall's server with StoreInUse
+    ("another process appended ... two servers run on one hall"; seen in ``benchmarks.halls
+    --processes 2`` when a hall moved under load)."""
+    owner = await open_store(redis_url, "demo")
+    late = await open_store(redis_url, "demo")
+    try:
+        assert await owner.acquire("A", 60.0) == 1
+        assert await late.acquire("B", 60.0) is None  # held: this one stands by
+        assert await owner.append([b"a"]) == 1
+        await late.verify()  # the log moved: the owner's, expected
+        assert await late.read(0, limit=10) == [(1, b"a")]
+    finally:
+        await owner.aclose()
+        await late.aclose()

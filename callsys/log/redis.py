@@ -511,7 +511,7 @@ class _Connection:
                         return await attempt()
                     except rex.AuthenticationError:
                         raise  # an answer, not a lost connection: retrying changes nothing
-                    except (OSError, trio.BrokenResourceError, rex.ConnectionError) as exc:
+                    except (OSError, trio.BrokenResourceError, trio.ClosedResourceError, rex.ConnectionError) as exc:
                         reason = str(exc) or type(exc).__name__
                         why = f"no connection for {bound}: {reason}" if self._retries is None else reason
                 await self._drop()
@@ -827,11 +827,14 @@ class RedisLog(EventLog):
 
         On success the store appends fenced with the token from here on, after the log's
         current end (a standby's catch-up reads up to :meth:`last_seq`), and *url* is where
-        the hall's owner is reached (:meth:`owner`).
+        the hall's owner is reached (:meth:`owner`). Held by another process, the store
+        follows it from here on (:attr:`following`): the owner's appends move the log, and
+        :meth:`verify` must not take them for another writer's.
         """
         token = await self._run(lambda: self._acquire(keys=[self._meta, self._lease],
                                                       args=[owner, _ms(ttl_s), url]))
         if not token:
+            self.following = True
             return None
         last = await self._run(self._client.hget, self._meta, "last")
         self._fence = (str(int(token)), owner)
