@@ -97,8 +97,9 @@ started and ~180 ms before its result was picked up. On the loop, a call is pack
 one ``send`` and one ``recv``. For the commit, whole ``benchmarks.ingest`` runs did not
 separate the two versions beyond the shared machine's noise; for the renewals they do: a
 network process (:mod:`callsys.server.network`) owning 133 halls makes ~400 renewals and
-checks a second, which as thread calls cost its idle loop 0.36 of a core and, under load,
-came so late that halls' leases expired (``docs/performance.md``).
+checks a second, which as thread calls cost it 0.28-0.36 of a core while idle (0.19-0.22
+on the loop) and, under load, came so late that halls' leases expired
+(``docs/performance.md``).
 
 **Outages** (a Redis restart on its AOF, a pause): every call is bounded (:class:`Timeouts`).
 An append waits for Redis up to :data:`OUTAGE_S`, the lease's TTL: a refused or dropped
