@@ -10,12 +10,14 @@ import signal
 import pytest
 import redis
 import trio
+import trio.testing
 from redis.exceptions import MovedError
 
 from benchmarks._redis import Certificates, RedisCluster, RedisServer, free_port
 from callsys import TakeNumber
-from callsys.log import LogError, StoreDamaged, StoreInUse, StoreLost, StoreRefused, open_journal, open_store
-from callsys.log.redis import RedisLog, Timeouts, keys, parse_url
+from callsys.log import (LogError, StoreDamaged, StoreFenced, StoreInUse, StoreLost, StoreRefused, open_journal,
+                         open_store)
+from callsys.log.redis import RedisLog, Timeouts, keys, lease_key, parse_url
 from conftest import hall_time
 from redis_support import raw, redis_server, redis_url  # noqa: F401  (fixtures)
 from store_support import SERVE
@@ -389,3 +391,79 @@ async def test_tls_url_reaches_redis_over_tls(tmp_path):
         untrusted = server.url.split("?")[0]  # the system's CAs do not know the test CA
         with pytest.raises(LogError, match="certificate verify failed"):
             await open_store(untrusted, "demo")
+
+
+async def test_renewals_and_idle_checks_need_no_worker_thread(redis_server, redis_url):
+    """Issue 12, many halls: every owner's renewal and idle check ran in a trio worker thread,
+    and under load they ran so late that leases expired. With every token of trio's default
+    thread limiter held, a renewal (and its refused path) and an idle check still complete:
+    they run on the loop. Before, each one queued for a thread (the watcher saw it waiting)."""
+    store = await open_store(redis_url, "demo")
+    client = raw(redis_server)
+    limiter = trio.to_thread.current_default_thread_limiter()
+    borrowers = [object() for _ in range(int(limiter.total_tokens))]
+    done = trio.Event()
+
+    async def never_waits_for_a_thread() -> None:
+        while not done.is_set():  # woken whenever every task is blocked: on Redis, or on the limiter
+            await trio.testing.wait_all_tasks_blocked()
+            assert limiter.statistics().tasks_waiting == 0, "a renewal or check waited for a worker thread"
+
+    try:
+        assert isinstance(store, RedisLog) and await store.acquire("A", 60.0) == 1
+        client.pexpire(lease_key("demo"), 5_000)
+        for borrower in borrowers:  # every worker thread busy
+            limiter.acquire_on_behalf_of_nowait(borrower)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(never_waits_for_a_thread)
+            await store.renew(60.0)
+            assert client.pttl(lease_key("demo")) > 5_000  # renewed for the 60 s asked
+            await store.verify()
+            client.set(lease_key("demo"), "B")  # another process holds it now
+            with pytest.raises(StoreFenced, match=r"it holds its token 1, the hall's fencing token is 1\)"):
+                await store.renew(60.0)
+            done.set()
+    finally:
+        for borrower in borrowers:
+            if borrower in limiter.statistics().borrowers:
+                limiter.release_on_behalf_of(borrower)
+        await store.aclose()
+        client.close()
+
+
+async def test_a_unix_socket_url_commits_renews_and_checks_over_the_socket(tmp_path):
+    """``unix://``: the commit's connection and the renewals' and checks' connection open the
+    socket too (and redis-py's client for the rest)."""
+    socket = tmp_path / "redis.sock"
+    with RedisServer.start(tmp_path / "redis", "--unixsocket", str(socket), "--unixsocketperm", "700") as server:
+        store = await open_store(f"unix://{socket}?db=2", "demo")
+        client = redis.Redis(port=server.port, db=2)
+        try:
+            assert isinstance(store, RedisLog) and await store.acquire("A", 60.0) == 1
+            assert await store.append([b"a"]) == 1
+            await store.renew(60.0)
+            await store.verify()
+            assert await store.read(0, limit=10) == [(1, b"a")]
+            assert client.get(lease_key("demo")) == b"A" and client.pttl(lease_key("demo")) > 50_000
+        finally:
+            await store.aclose()
+            client.close()
+
+
+async def test_a_process_that_finds_the_lease_held_does_not_take_the_owners_appends_for_a_rival(redis_url):
+    """A network process starting a hall whose lease another process still holds: ``serve``'s
+    journal checks the store every second from the moment it opens, before the server starts
+    following. The owner's appends in that window stopped the hall's server with StoreInUse
+    ("another process appended ... two servers run on one hall"; seen in ``benchmarks.halls
+    --processes 2`` when a hall moved under load)."""
+    owner = await open_store(redis_url, "demo")
+    late = await open_store(redis_url, "demo")
+    try:
+        assert await owner.acquire("A", 60.0) == 1
+        assert await late.acquire("B", 60.0) is None  # held: this one stands by
+        assert await owner.append([b"a"]) == 1
+        await late.verify()  # the log moved: the owner's, expected
+        assert await late.read(0, limit=10) == [(1, b"a")]
+    finally:
+        await owner.aclose()
+        await late.aclose()

@@ -67,26 +67,39 @@ after the script returned. Replicas are not waited for (``WAITAOF`` needs Redis 
 machine has 7.0): after a Sentinel failover, events the old master had not yet sent to the
 new one are lost, so run Sentinel with ``min-replicas-to-write`` or accept that window.
 While idle, :meth:`RedisLog.verify` (every second, from the journal) checks the hall's
-``last`` and the durability settings again: keys that vanished (``FLUSHALL``, a restart
+``last`` and the durability settings again (of the node that holds the hall: in a Cluster,
+its slot's primary, the one its writes go to): keys that vanished (``FLUSHALL``, a restart
 without the AOF), another writer, or ``appendfsync`` turned down at run time stop the server
 (:class:`StoreLost` / :class:`StoreInUse`) before it acknowledges anything more.
 
-**Where the calls run.** The event loop never waits on Redis. Opening, recovery reads,
-snapshots and the idle checks use redis-py's synchronous client in a worker thread, one
-call at a time per store (``trio.to_thread.run_sync`` with a ``CapacityLimiter(1)``). The
-group commit does not: it is one ``EVALSHA`` written and answered on a trio socket of its
-own (:class:`_Writer`: the command packed by redis-py's RESP serializer, the one-line reply
-read on the loop), to the node that holds the hall (the Sentinel's current master, the
-Cluster node of the hall's slot). Why not the thread for the commit too: the reason the
-file store commits on the loop (:mod:`callsys.log.sqlite`) holds for redis-py as well —
-a worker thread must win the GIL back from the busy loop at every step of its Python code
-(packing the batch, parsing the reply), up to the 5 ms switch interval each, and its result
-waits for the loop's next turn. Instrumented under ``python -m benchmarks.ingest --store
-redis`` (load average ~5), thread commits took 2-50 ms inside the thread but 20-240 ms as
-the loop saw them: up to ~200 ms before the thread started and ~180 ms before its result
-was picked up. On the loop, a commit is packing plus one ``send`` and one ``recv``. Whole
-``benchmarks.ingest`` runs did not separate the two versions beyond the shared machine's
-noise (``docs/performance.md``).
+**Where the calls run.** The event loop never waits on Redis. The calls a store makes once
+or now and then — opening, recovery reads, snapshots, taking and releasing the lease, a
+standby's look at the lease holder — use redis-py's synchronous client in a worker thread,
+one call at a time per store (``trio.to_thread.run_sync`` with a ``CapacityLimiter(1)``);
+a standby's ``XREAD BLOCK`` has a client and a thread of its own. The calls an owner makes
+for as long as it owns the hall do not: the group commit, the lease's renewals
+(:meth:`RedisLog.renew`, with its refused path: read the hall's token, raise
+:class:`StoreFenced`) and the idle checks (:meth:`RedisLog.verify`) are written and answered
+on trio sockets of the store's own (:class:`_Connection`: the command packed by redis-py's
+RESP serializer, the reply parsed on the loop), to the node that holds the hall (the URL's
+node, the Cluster node of the hall's slot — both known without a round trip — or the master
+the Sentinels name when the connection opens, asked in a worker thread). Two connections:
+one for the appends (``EVALSHA`` of :data:`APPEND_SCRIPT`), one for the renewals and idle
+checks with the probe timeouts (below), so a stalled append never holds a renewal up.
+
+Why not threads: the reason the file store commits on the loop (:mod:`callsys.log.sqlite`)
+holds for redis-py as well — a worker thread must win the GIL back from the busy loop at
+every step of its Python code (packing the command, parsing the reply), up to the 5 ms
+switch interval each, and its result waits for the loop's next turn. Instrumented under
+``python -m benchmarks.ingest --store redis`` (load average ~5), thread commits took 2-50 ms
+inside the thread but 20-240 ms as the loop saw them: up to ~200 ms before the thread
+started and ~180 ms before its result was picked up. On the loop, a call is packing plus
+one ``send`` and one ``recv``. For the commit, whole ``benchmarks.ingest`` runs did not
+separate the two versions beyond the shared machine's noise; for the renewals they do: a
+network process (:mod:`callsys.server.network`) owning 133 halls makes ~400 renewals and
+checks a second, which as thread calls cost it 0.28-0.36 of a core while idle (0.19-0.22
+on the loop) and, under load, came so late that halls' leases expired
+(``docs/performance.md``).
 
 **Outages** (a Redis restart on its AOF, a pause): every call is bounded (:class:`Timeouts`).
 An append waits for Redis up to :data:`OUTAGE_S`, the lease's TTL: a refused or dropped
@@ -97,26 +110,31 @@ the store raises :class:`RedisUnreachable` and stays stopped (the journal fails 
 server: fail-stop). Why the TTL: an owner that cannot reach Redis for that long has lost
 its lease anyway (:func:`callsys.server.standby.keep_lease` stops it), and a standby may
 own the hall by the time Redis is back. The lease's renewals and the idle checks
-(:meth:`RedisLog.verify`, which tolerates failures for the same bound) run on a client of
-their own with :data:`PROBE_TIMEOUT_S` timeouts, outside the store's one-call-at-a-time
-thread, so a stalled call elsewhere does not hold them up. :meth:`RedisLog.unavailable`
-says, for ``/readyz``, whether the last call found Redis unreachable or a call has waited
-longer than :data:`PROBE_TIMEOUT_S`. The other calls (recovery reads, snapshots) take
+(:meth:`RedisLog.verify`, which tolerates failures for the same bound) run on their own
+connection: an attempt (connecting if need be, the command, its reply) gets twice
+:data:`PROBE_TIMEOUT_S` (to connect, then to answer), a failed one is retried
+:data:`PROBE_RETRIES` time(s) on a new connection, and then the call fails with
+:class:`RedisUnreachable` (:func:`callsys.server.standby.keep_lease` renews again until the
+lease would have expired). :meth:`RedisLog.unavailable` says, for ``/readyz``, whether the
+last call found Redis unreachable or a call has waited longer than :data:`PROBE_TIMEOUT_S`.
+The other calls (recovery reads, snapshots) take
 :data:`CONNECT_TIMEOUT_S` to connect, :data:`SOCKET_TIMEOUT_S` per reply and :data:`RETRIES`
 retries; then the store raises :class:`LogError` (:class:`RedisUnreachable` when Redis did not
 answer) naming the URL (password hidden) and Redis's own error. A ``MOVED``
-answer (the hall's slot moved to another Cluster node while open) stops the store the same
-way; a restart finds the new node. ``rediss://`` URLs take redis-py's ``ssl_*`` query
-settings (e.g. ``?ssl_ca_certs=/etc/callsys/redis-ca.pem``) for every connection.
+answer to an append, a renewal or an idle check (the hall's slot moved to another Cluster
+node while open) stops the store the same way; a restart finds the new node. ``rediss://``
+URLs take redis-py's ``ssl_*`` query settings (e.g. ``?ssl_ca_certs=/etc/callsys/redis-ca.pem``)
+for every connection.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import ssl
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Final, Iterator, Sequence
+from typing import Any, Awaitable, Callable, Final, Iterator, Sequence
 from urllib.parse import parse_qs, unquote
 
 import redis
@@ -145,7 +163,7 @@ LEASE_TTL_S: Final = 2.0  # seconds a hall's lease lives without renewal: a dead
 RENEW_EVERY_S: Final = 0.5  # seconds between the owner's renewals (a quarter of the TTL: three may fail)
 OUTAGE_S: Final = LEASE_TTL_S  # seconds an append waits for an unreachable Redis, reconnecting, before it fails
 RECONNECT_CAP_S: Final = 0.1  # seconds between an append's reconnection attempts at most (resumes this soon)
-PROBE_TIMEOUT_S: Final = 0.5  # seconds to connect and per reply for lease renewals and idle checks
+PROBE_TIMEOUT_S: Final = 0.5  # seconds to connect plus as many for the reply: a renewal's or idle check's attempt
 PROBE_RETRIES: Final = 1  # retries of a renewal or idle check whose connection failed (a pooled one went stale)
 
 # KEYS: meta, events. ARGV: app, schema, hall. Creates the marks of a new hall; returns the meta hash.
@@ -429,21 +447,95 @@ def _tls_context(settings: dict[str, Any]) -> ssl.SSLContext:
     return context
 
 
-class _Writer:
-    """The group commit's own connection: ``EVALSHA`` of :data:`APPEND_SCRIPT` on a trio socket.
+class _Connection:
+    """A connection of the store's own on a trio socket, to the node that holds the hall.
 
-    Speaks RESP2 for exactly what it sends: ``AUTH``/``SELECT`` after connecting (answered
-    ``+OK``) and the append script (answered ``:SEQ`` or an error line). ``NOSCRIPT`` (Redis
-    restarted, or ``SCRIPT FLUSH``) is answered by sending the script itself once.
+    Speaks RESP2 for what the store sends on the loop: ``AUTH``/``SELECT`` after connecting,
+    then one command at a time (:meth:`command`, :meth:`script`), its reply parsed here —
+    simple string, error, integer, bulk string or nil, array. The command is packed by
+    redis-py's RESP serializer. A reply that is an error is raised as
+    :class:`redis.exceptions.ResponseError`.
+
+    Two retry policies, by *retries*: None (the group commit) resends a command whose
+    connection was refused or dropped, or whose reply took longer than ``connect_s +
+    reply_s``, on a new connection (every :data:`RECONNECT_CAP_S` at most) until
+    ``outage_s`` have passed since it began; a number (renewals and idle checks, with the
+    probe timeouts) resends it that many times, then fails.
     """
 
-    def __init__(self, locate: Callable[[], Any], timeouts: Timeouts) -> None:
-        self._locate = locate
-        self._timeouts = timeouts  # async: the _Address to connect to
+    def __init__(self, locate: Callable[[], Any], timeouts: Timeouts, *, retries: int | None = None) -> None:
+        self._locate = locate  # async: the _Address to connect to
+        self._timeouts = timeouts
+        self._retries = retries
         self._stream: trio.abc.Stream | None = None
         self._buffer = bytearray()
         self._packer = PythonRespSerializer(6000, Encoder("utf-8", "strict", False).encode)
-        self._sha = hashlib.sha1(APPEND_SCRIPT.encode()).hexdigest()
+        self._busy = trio.Lock()  # one command and its reply at a time on the connection
+
+    async def command(self, *command: Any) -> Any:
+        """Send *command*; its reply (retried as the policy says).
+
+        Raises:
+            redis.exceptions.ResponseError: Redis answered with an error.
+            redis.exceptions.AuthenticationError: Redis refused the credentials.
+            redis.exceptions.ConnectionError / TimeoutError: Redis did not answer (see above).
+        """
+        return await self._retrying(lambda: self._request(command))
+
+    async def script(self, source: str, keys: Sequence[str], *args: Any) -> Any:
+        """Run the Lua script *source* (``EVALSHA``; on ``NOSCRIPT`` — Redis restarted, or
+        ``SCRIPT FLUSH`` — the script itself, once); its reply, as :meth:`command`."""
+        sha = hashlib.sha1(source.encode()).hexdigest()
+
+        async def attempt() -> Any:
+            try:
+                return await self._request(("EVALSHA", sha, len(keys), *keys, *args))
+            except rex.NoScriptError:
+                return await self._request(("EVAL", source, len(keys), *keys, *args))
+
+        return await self._retrying(attempt)
+
+    async def _retrying(self, attempt: Callable[[], Any]) -> Any:
+        backoff = ExponentialBackoff(cap=RECONNECT_CAP_S, base=BACKOFF_BASE_S)
+        limit = self._timeouts.connect_s + self._timeouts.reply_s
+        if self._retries is None:
+            bound = f"{self._timeouts.outage_s:g} s"
+            deadline = trio.current_time() + self._timeouts.outage_s
+        else:
+            bound, deadline = f"{limit:g} s", math.inf
+        failures = 0
+        async with self._busy:
+            while True:
+                why = f"no answer within {bound}"  # unless the connection itself failed
+                with trio.move_on_at(min(deadline, trio.current_time() + limit)):
+                    try:
+                        return await attempt()
+                    except rex.AuthenticationError:
+                        raise  # an answer, not a lost connection: retrying changes nothing
+                    except (OSError, trio.BrokenResourceError, trio.ClosedResourceError, rex.ConnectionError) as exc:
+                        reason = str(exc) or type(exc).__name__
+                        why = f"no connection for {bound}: {reason}" if self._retries is None else reason
+                await self._drop()
+                failures += 1
+                now = trio.current_time()
+                if now >= deadline or (self._retries is not None and failures > self._retries):
+                    raise (rex.TimeoutError if why.startswith("no answer") else rex.ConnectionError)(why)
+                await trio.sleep(min(backoff.compute(failures), deadline - now))
+
+    async def _request(self, command: Sequence[Any]) -> Any:
+        """One command and its reply on the connection (connecting first if need be). Anything
+        but an answer (a lost connection, a cancellation) drops the connection: a reply may
+        still be on its way, and the next command must not read it as its own."""
+        try:
+            stream = self._stream or await self._connect()
+            await stream.send_all(b"".join(self._packer.pack(*command)))
+            reply = await self._reply()
+        except BaseException:
+            await self._drop()
+            raise
+        if isinstance(reply, rex.ResponseError):
+            raise reply
+        return reply
 
     async def _connect(self) -> trio.abc.Stream:
         address: _Address = await self._locate()
@@ -463,72 +555,54 @@ class _Writer:
         if hello:
             await stream.send_all(b"".join(b"".join(self._packer.pack(*c)) for c in hello))
             for command in hello:
-                line = await self._line()
-                if not line.startswith(b"+"):
-                    error = rex.AuthenticationError if command[0] == "AUTH" else rex.ResponseError
-                    raise error(line[1:].decode(errors="replace"))
+                reply = await self._reply()
+                if isinstance(reply, rex.ResponseError):
+                    raise rex.AuthenticationError(str(reply)) if command[0] == "AUTH" else reply
         return stream
+
+    async def _reply(self) -> Any:
+        """The next reply: bytes (simple or bulk string), int, None (nil), a list (array), or
+        a :class:`redis.exceptions.ResponseError` (an error reply, ``NOSCRIPT`` as
+        :class:`~redis.exceptions.NoScriptError`)."""
+        line = await self._line()
+        kind, rest = line[:1], line[1:]
+        if kind == b"+":
+            return rest
+        if kind == b"-":
+            text = rest.decode(errors="replace")
+            return rex.NoScriptError(text) if text.startswith("NOSCRIPT") else rex.ResponseError(text)
+        if kind == b":":
+            return int(rest)
+        if kind in (b"$", b"*") and rest.lstrip(b"-").isdigit():
+            size = int(rest)
+            if size < 0:
+                return None
+            if kind == b"*":
+                return [await self._reply() for _ in range(size)]
+            if size > MAX_REPLY_BYTES:
+                raise rex.ResponseError(f"a reply of {size} bytes: longer than any this store reads")
+            while len(self._buffer) < size + 2:
+                await self._receive()
+            data = bytes(self._buffer[:size])
+            del self._buffer[:size + 2]
+            return data
+        raise rex.ResponseError(f"unexpected answer {line[:80]!r}")
 
     async def _line(self) -> bytes:
         """The next reply line, without its CRLF."""
         while (end := self._buffer.find(b"\r\n")) < 0:
             if len(self._buffer) > MAX_REPLY_BYTES:
-                raise rex.ResponseError(f"a reply longer than {MAX_REPLY_BYTES} bytes: not the append's answer")
-            chunk = await self._stream.receive_some()
-            if not chunk:
-                raise rex.ConnectionError("Redis closed the connection")
-            self._buffer += chunk
+                raise rex.ResponseError(f"a reply line longer than {MAX_REPLY_BYTES} bytes: not Redis")
+            await self._receive()
         line = bytes(self._buffer[:end])
         del self._buffer[:end + 2]
         return line
 
-    async def call(self, hall_keys: Sequence[str], expected: int, fence: tuple[str, str],
-                   records: Sequence[bytes]) -> int:
-        """Run the append script; its integer answer.
-
-        A refused or dropped connection, or a reply slower than ``connect_s + reply_s``, is
-        retried on a new connection (every :data:`RECONNECT_CAP_S` at most) until
-        ``outage_s`` have passed since the call began; the script makes the resend safe.
-
-        Raises:
-            redis.exceptions.ResponseError: Redis answered with an error (``CALLSYS_...``).
-            redis.exceptions.ConnectionError / TimeoutError: Redis did not answer for ``outage_s``.
-        """
-        backoff = ExponentialBackoff(cap=RECONNECT_CAP_S, base=BACKOFF_BASE_S)
-        limit = self._timeouts.connect_s + self._timeouts.reply_s
-        outage = self._timeouts.outage_s
-        deadline = trio.current_time() + outage
-        attempt = 0
-        while True:
-            why = f"no answer within {outage:g} s"  # unless the connection itself failed
-            with trio.move_on_at(min(deadline, trio.current_time() + limit)):
-                try:
-                    return await self._call(hall_keys, expected, fence, records)
-                except (rex.AuthenticationError, rex.ResponseError):
-                    await self._drop()  # an answer, not a lost connection: retrying changes nothing
-                    raise
-                except (OSError, trio.BrokenResourceError, rex.ConnectionError) as exc:
-                    why = f"no connection for {outage:g} s: {str(exc) or type(exc).__name__}"
-            await self._drop()
-            if trio.current_time() >= deadline:
-                raise (rex.TimeoutError if why.startswith("no answer") else rex.ConnectionError)(why)
-            attempt += 1
-            await trio.sleep(min(backoff.compute(attempt), deadline - trio.current_time()))
-
-    async def _call(self, hall_keys: Sequence[str], expected: int, fence: tuple[str, str],
-                    records: Sequence[bytes]) -> int:
-        stream = self._stream or await self._connect()
-        command = ("EVALSHA", self._sha, len(hall_keys), *hall_keys, expected, *fence, *records)
-        await stream.send_all(b"".join(self._packer.pack(*command)))
-        line = await self._line()
-        if line.startswith(b"-NOSCRIPT"):
-            await stream.send_all(b"".join(self._packer.pack("EVAL", APPEND_SCRIPT, *command[2:])))
-            line = await self._line()
-        if line.startswith(b":"):
-            return int(line[1:])
-        if line.startswith(b"-"):
-            raise rex.ResponseError(line[1:].decode(errors="replace"))
-        raise rex.ResponseError(f"unexpected answer {line[:80]!r}")
+    async def _receive(self) -> None:
+        chunk = await self._stream.receive_some()
+        if not chunk:
+            raise rex.ConnectionError("Redis closed the connection")
+        self._buffer += chunk
 
     async def _drop(self) -> None:
         stream, self._stream = self._stream, None
@@ -554,19 +628,18 @@ class RedisLog(EventLog):
         self._lease = lease_key(hall_id)
         self._save = client.register_script(SNAPSHOT_SCRIPT)
         self._acquire = client.register_script(ACQUIRE_SCRIPT)
-        self._renew = client.register_script(RENEW_SCRIPT)
         self._release = client.register_script(RELEASE_SCRIPT)
         self._fence = ("", "")  # (fencing token, owner id) once acquire() took the lease
         self.following = False  # a standby follows the stream: verify() expects it to move
         self._follower: redis.Redis | RedisCluster | None = None  # its own client for XREAD BLOCK
         self._limiter = trio.CapacityLimiter(1)
-        self._writer = _Writer(self._locate, timeouts)
+        self._writer = _Connection(self._locate, timeouts)
         self._writing = trio.Lock()  # one append at a time on the writer's connection
         self._last = last
         self._lost: LogError | None = None
         self._timeouts = timeouts
-        # renewals and idle checks: short timeouts, each call in a thread of its own (not behind _limiter)
-        self._probe = connect(target, Timeouts(PROBE_TIMEOUT_S, PROBE_TIMEOUT_S), retries=PROBE_RETRIES)
+        # renewals and idle checks: a connection of their own on the loop, short timeouts, few retries
+        self._probe = _Connection(self._locate, Timeouts(PROBE_TIMEOUT_S, PROBE_TIMEOUT_S), retries=PROBE_RETRIES)
         self._down: tuple[float, str] | None = None  # (since, why): Redis failed every call since
         self._calls: dict[object, float] = {}  # appends and probes in flight -> when they began
 
@@ -631,15 +704,22 @@ class RedisLog(EventLog):
         except rex.RedisError as exc:
             raise _error(self.name, exc) from None
 
-    async def _probing(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """*fn(probe client, *args)* in a worker thread, watched (:meth:`_watch`)."""
+    async def _probing(self, fn: Callable[[_Connection], Awaitable[Any]]) -> Any:
+        """``await fn(probe)`` on the renewals' and idle checks' own connection, watched (:meth:`_watch`)."""
         if self._client is None:
             raise LogError(f"store {self.name} is closed")
         if self._lost is not None:
             raise self._lost
         with self._watch():
             try:
-                return await trio.to_thread.run_sync(fn, self._probe, *args)
+                return await fn(self._probe)
+            except rex.ResponseError as exc:
+                if str(exc).startswith("MOVED"):  # the hall's slot is on another Cluster node now
+                    self._lost = LogError(f"store {self.name}: Redis answered {_reason(exc)}: hall "
+                                          f"{self.hall_id!r} moved to another Cluster node; stopping (a restart "
+                                          "finds it)")
+                    raise self._lost from None
+                raise _error(self.name, exc) from None
             except rex.RedisError as exc:
                 raise _error(self.name, exc) from None
 
@@ -671,7 +751,15 @@ class RedisLog(EventLog):
         return None
 
     async def _locate(self) -> _Address:
-        return await self._run(_address, self._client, self.target, self._meta)
+        """Where the store's own connections go (:class:`_Connection`): the URL's node, or the
+        Cluster node of the hall's slot (both known without a round trip, on the loop), or the
+        master a Sentinel names now (asked in a worker thread, not behind the store's limiter:
+        a stalled recovery read must not hold up a renewal's reconnection)."""
+        if self._client is None:
+            raise LogError(f"store {self.name} is closed")
+        if self.target.scheme != "redis+sentinel":
+            return _address(self._client, self.target, self._meta)
+        return await trio.to_thread.run_sync(_address, self._client, self.target, self._meta, abandon_on_cancel=True)
 
     async def append(self, records: Sequence[bytes]) -> int:
         async with self._writing:
@@ -684,8 +772,8 @@ class RedisLog(EventLog):
             try:
                 with self._watch():
                     try:
-                        last = await self._writer.call((self._meta, self._events, self._lease), self._last,
-                                                       self._fence, records)
+                        last = await self._writer.script(APPEND_SCRIPT, (self._meta, self._events, self._lease),
+                                                         self._last, *self._fence, *records)
                     except rex.ResponseError as exc:
                         self._lost = self._refusal(exc)
                         raise self._lost from None
@@ -740,11 +828,14 @@ class RedisLog(EventLog):
 
         On success the store appends fenced with the token from here on, after the log's
         current end (a standby's catch-up reads up to :meth:`last_seq`), and *url* is where
-        the hall's owner is reached (:meth:`owner`).
+        the hall's owner is reached (:meth:`owner`). Held by another process, the store
+        follows it from here on (:attr:`following`): the owner's appends move the log, and
+        :meth:`verify` must not take them for another writer's.
         """
         token = await self._run(lambda: self._acquire(keys=[self._meta, self._lease],
                                                       args=[owner, _ms(ttl_s), url]))
         if not token:
+            self.following = True
             return None
         last = await self._run(self._client.hget, self._meta, "last")
         self._fence = (str(int(token)), owner)
@@ -760,10 +851,10 @@ class RedisLog(EventLog):
             LogError: Redis is unreachable (the lease still runs until its TTL).
         """
         token, owner = self._fence
-        renewed = await self._probing(lambda probe: self._renew(keys=[self._meta, self._lease],
-                                                                args=[owner, _ms(ttl_s), token], client=probe))
+        renewed = await self._probing(lambda probe: probe.script(RENEW_SCRIPT, (self._meta, self._lease),
+                                                                 owner, _ms(ttl_s), token))
         if not renewed:
-            current = await self._probing(lambda probe: probe.hget(self._meta, "token"))
+            current = await self._probing(lambda probe: probe.command("HGET", self._meta, "token"))
             self._lost = self._fenced(_text(current) if current is not None else "?")
             raise self._lost
 
@@ -805,7 +896,7 @@ class RedisLog(EventLog):
             return
         async with self._writing:  # an append in flight would look like another writer's
             try:
-                await self._probing(self._verify_sync)
+                await self._probing(self._verify)
             except RedisUnreachable as exc:
                 waited = trio.current_time() - self._down[0]
                 if waited < self._timeouts.outage_s:
@@ -813,15 +904,21 @@ class RedisLog(EventLog):
                 self._lost = self._gone(exc.reason, waited)
                 raise self._lost from None
 
-    def _verify_sync(self, client: redis.Redis | RedisCluster) -> None:
-        last = client.hget(self._meta, "last")
+    async def _verify(self, probe: _Connection) -> None:
+        last = await probe.command("HGET", self._meta, "last")
         if last is None:
             self._lost = self._vanished()
         elif int(last) != self._last:
             self._lost = self._conflict(int(last))
         else:
+            config: dict[Any, Any] | rex.ResponseError
             try:
-                _check_durable(self.name, client)
+                reply = await probe.command("CONFIG", "GET", "append*")  # the hall's node (a Cluster's: its slot's)
+                config = dict(zip(reply[::2], reply[1::2]))
+            except rex.ResponseError as exc:
+                config = exc
+            try:
+                _judge_durable(self.name, config)
             except StoreRefused as exc:
                 self._lost = StoreLost(f"{exc}; it was changed while the store was open: stopping")
         if self._lost is not None:
@@ -874,7 +971,7 @@ class RedisLog(EventLog):
         finally:
             if self._follower is not None:
                 await trio.to_thread.run_sync(self._follower.close)
-            await trio.to_thread.run_sync(self._probe.close)
+            await self._probe.aclose()
             await trio.to_thread.run_sync(client.close, limiter=self._limiter)
 
 
@@ -908,16 +1005,25 @@ def _check_durable(name: str, client: redis.Redis | RedisCluster) -> None:
     for node, conn in nodes:
         where = f"{name} (node {node})" if node else name
         try:
-            config = {_text(k): _text(v) for k, v in conn.config_get("append*").items()}
+            config = conn.config_get("append*")
         except rex.ResponseError as exc:
-            raise StoreRefused(f"store {where}: cannot check that Redis fsyncs every write before it answers "
-                               f"(CONFIG GET failed: {exc}); callsys needs appendonly yes, "
-                               "appendfsync always") from None
-        on, fsync = config.get("appendonly"), config.get("appendfsync")
-        if on != "yes" or fsync != "always":
-            raise StoreRefused(f"store {where}: Redis would acknowledge writes it has not fsync'd (appendonly "
-                               f"{on}, appendfsync {fsync}); callsys needs appendonly yes and appendfsync always "
-                               "(redis-server --appendonly yes --appendfsync always, or CONFIG SET)")
+            _judge_durable(where, exc)
+        _judge_durable(where, config)
+
+
+def _judge_durable(where: str, config: dict[Any, Any] | rex.ResponseError) -> None:
+    """Refuse a node whose ``CONFIG GET append*`` answer (*config*: its settings, or the error
+    it answered) does not show that it fsyncs every write before it answers."""
+    if isinstance(config, rex.ResponseError):
+        raise StoreRefused(f"store {where}: cannot check that Redis fsyncs every write before it answers "
+                           f"(CONFIG GET failed: {config}); callsys needs appendonly yes, "
+                           "appendfsync always") from None
+    settings = {_text(k): _text(v) for k, v in config.items()}
+    on, fsync = settings.get("appendonly"), settings.get("appendfsync")
+    if on != "yes" or fsync != "always":
+        raise StoreRefused(f"store {where}: Redis would acknowledge writes it has not fsync'd (appendonly "
+                           f"{on}, appendfsync {fsync}); callsys needs appendonly yes and appendfsync always "
+                           "(redis-server --appendonly yes --appendfsync always, or CONFIG SET)")
 
 
 def _reason(exc: BaseException) -> str:
