@@ -130,10 +130,12 @@ async def read_opening(stream: trio.abc.ReceiveStream) -> Opening | None:
 
 
 async def respond(stream: trio.abc.SendStream, opening: Opening, status: int, body: bytes,
-                  headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
-    """Answer the opening request with *status* and a plain-text *body*, then nothing more
-    (``connection: close``): for a connection that is refused before anything serves it."""
-    head = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode()),
+                  headers: Sequence[tuple[bytes, bytes]] = (), *,
+                  content_type: bytes = b"text/plain; charset=utf-8") -> None:
+    """Answer the opening request with *status* and *body* (plain text by default), then
+    nothing more (``connection: close``): for a connection that is refused before anything
+    serves it, or answered by a network router itself."""
+    head = [(b"content-type", content_type), (b"content-length", str(len(body)).encode()),
             (b"connection", b"close"), *headers]
     conn = opening.connection
     data = conn.send(h11.Response(status_code=status, headers=head, reason=HTTPStatus(status).phrase.encode()))

@@ -62,7 +62,6 @@ import argparse
 import hashlib
 import json
 import logging
-import socket
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import partial
@@ -70,7 +69,6 @@ from html import escape
 from typing import Any, Callable, Final, Iterable
 from urllib.parse import parse_qs, urlsplit
 
-import h11
 import redis.exceptions as rex
 import trio
 from rich.console import Console
@@ -85,7 +83,7 @@ from . import http
 from .logs import log
 from .serve import CallsysServer, serve_callsys
 from .settings import ServerSettings
-from .standby import owner_id
+from .standby import advertised_host, owner_id
 
 BEAT_EVERY_S: Final = 0.5  # seconds between two heartbeats (and two looks at the member set)
 MEMBER_TTL_S: Final = 3.0  # seconds a member stays in the set without a heartbeat
@@ -290,13 +288,13 @@ class NetworkNode:
     @property
     def url(self) -> str:
         """The router's public URL, ``http://HOST:PORT``."""
-        return f"http://{_advertised(self.host)}:{self.port}"
+        return f"http://{advertised_host(self.host)}:{self.port}"
 
     def hall_ws(self, hall_id: str) -> str:
         """The WebSocket URL of *hall_id* at this process's router: what its server advertises
         while it owns the hall, so another process's standby of the hall forwards its clients'
         commands through this router (its own port is on 127.0.0.1)."""
-        return f"ws://{_advertised(self.host)}:{self.port}{PREFIX}{hall_id}/ws"
+        return f"ws://{advertised_host(self.host)}:{self.port}{PREFIX}{hall_id}/ws"
 
     def share(self) -> set[str]:
         """The halls this process should run, by the last view."""
@@ -592,10 +590,9 @@ class NetworkNode:
 
 
 def _owns(server: CallsysServer | None) -> bool:
-    """*server* runs and executes its hall's commands: started, not stopping, and the owner (a
-    server that also serves while standing by says so in ``owning``; one that does not has no
-    such attribute and is started only once it owns the hall)."""
-    return server is not None and not server.stopping and getattr(server, "owning", True)
+    """*server* runs and executes its hall's commands: started, not stopping, and the owner
+    (it also serves while standing by)."""
+    return server is not None and not server.stopping and server.owning
 
 
 def _signed_hall(path: bytes, query: bytes) -> str | None:
@@ -660,25 +657,13 @@ async def _pipe(client: trio.SocketStream, upstream: trio.SocketStream) -> None:
 async def _answer(stream: trio.SocketStream, opening: http.Opening, status: int, body: bytes, *,
                   json_body: bool = False, content_type: bytes = b"text/plain; charset=utf-8",
                   headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
-    """Answer the request with *body* and close (``Connection: close``)."""
-    kind = b"application/json" if json_body else content_type
-    head = [(b"content-type", kind), (b"content-length", str(len(body)).encode()), (b"connection", b"close"),
-            (b"cache-control", b"no-cache"), *headers]
-    conn = opening.connection
-    data = conn.send(h11.Response(status_code=status, headers=head))
-    data += conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage())
-    await stream.send_all(data)
+    """Answer the request with *body*, not cached, and close (:func:`http.respond`)."""
+    await http.respond(stream, opening, status, body, [(b"cache-control", b"no-cache"), *headers],
+                       content_type=b"application/json" if json_body else content_type)
 
 
 def _json(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-def _advertised(host: str) -> str:
-    """The host other processes and clients reach this one at."""
-    if host in ("", "0.0.0.0", "::"):
-        return socket.gethostname()
-    return f"[{host}]" if ":" in host else host
 
 
 def _describe(exc: BaseException) -> str:

@@ -86,13 +86,15 @@ def owner_id() -> str:
 def advertised_url(host: str, port: int, advertise: str | None = None) -> str:
     """The WebSocket URL this process's clients (and the standbys' relays) reach it at:
     *advertise* if given, else ``ws://HOST:PORT/ws`` with this machine's name for a wildcard *host*."""
-    if advertise:
-        return advertise
+    return advertise or f"ws://{advertised_host(host)}:{port}{PATH}"
+
+
+def advertised_host(host: str) -> str:
+    """The host other processes and clients reach a listener on *host* at: this machine's
+    name for a wildcard, an IPv6 address in brackets."""
     if host in ("", "0.0.0.0", "::"):
-        host = socket.gethostname()
-    elif ":" in host:
-        host = f"[{host}]"
-    return f"ws://{host}:{port}{PATH}"
+        return socket.gethostname()
+    return f"[{host}]" if ":" in host else host
 
 
 async def own(journal: Journal, store: RedisLog, owner: str, *, ttl_s: float = LEASE_TTL_S,
